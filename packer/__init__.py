@@ -1,0 +1,1 @@
+"""Pack LeRobot v3 datasets into lerobot-wds tar shards of whole episodes."""

@@ -1,0 +1,1 @@
+"""Stream lerobot-wds shards into samples identical to LeRobotDataset's."""

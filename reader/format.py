@@ -1,0 +1,271 @@
+"""The lerobot-wds shard format: names, versions and the manifest schema, in one place.
+
+Both halves import this module: the packer writes what it describes and the reader refuses what it
+does not understand. ``FORMAT.md`` at the repository root is the prose spec of the same thing; keep
+the two in step and bump ``FORMAT_VERSION`` on any change a reader of the previous version would
+misread.
+
+A packed dataset is a directory (local or any fsspec URL) holding::
+
+    manifest.json            written last, atomically: the only entry point of a reader
+    shard-000000.tar         WebDataset tar shards of whole episodes
+    shard-000001.tar
+    ...
+
+Each episode is one WebDataset sample with key ``episode_{episode_index:06d}`` and members
+``<key>.meta.msgpack``, ``<key>.frames.arrow`` and one ``<key>.<video_key>.mp4`` per camera.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+FORMAT_NAME = "lerobot-wds"
+FORMAT_VERSION = 1
+#: Versions this reader understands.
+READABLE_VERSIONS = (1,)
+
+MANIFEST_NAME = "manifest.json"
+SHARD_PATTERN = "shard-{index:06d}.tar"
+EPISODE_KEY_PATTERN = "episode_{episode_index:06d}"
+
+#: Member suffixes (after ``<key>.``).
+META_MEMBER = "meta.msgpack"
+FRAMES_MEMBER = "frames.arrow"
+CLIP_SUFFIX = ".mp4"
+
+#: Columns every frame table carries (LeRobot's bookkeeping features).
+INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+class FormatError(ValueError):
+    """A packed dataset, shard or member does not follow this format."""
+
+
+def episode_key(episode_index: int) -> str:
+    return EPISODE_KEY_PATTERN.format(episode_index=episode_index)
+
+
+def shard_name(index: int) -> str:
+    return SHARD_PATTERN.format(index=index)
+
+
+def clip_member(video_key: str) -> str:
+    """Member suffix of a camera's clip, e.g. ``observation.images.top.mp4``."""
+    return f"{video_key}{CLIP_SUFFIX}"
+
+
+def check_version(version: Any, where: str) -> None:
+    """Raise a FormatError naming ``where`` when ``version`` is not one this reader reads."""
+    if version not in READABLE_VERSIONS:
+        lo, hi = min(READABLE_VERSIONS), max(READABLE_VERSIONS)
+        raise FormatError(
+            f"{where}: format version {version!r}; this reader reads {lo}–{hi}. "
+            "Upgrade lerobot-wds or repack the dataset with this version."
+        )
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """Where an episode's frames sit inside its camera clip (stored in ``meta.msgpack``).
+
+    Episode frame ``i`` is clip frame ``lead_in + i`` in presentation order. ``lead_in`` is the
+    number of frames decoded before the episode's first frame (packets from the previous keyframe,
+    kept so the clip starts on a keyframe without re-encoding); 0 when the episode starts on a
+    keyframe or the clip was re-encoded. ``num_frames`` counts every frame in the clip.
+    """
+
+    lead_in: int
+    num_frames: int
+    reencoded: bool
+    codec: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class EpisodeMeta:
+    """Contents of ``<key>.meta.msgpack``: what the reader needs about one episode beyond its frames."""
+
+    format_version: int
+    episode_index: int
+    length: int
+    dataset_from_index: int
+    tasks: tuple[str, ...]
+    clips: Mapping[str, ClipInfo]
+    #: Source ``videos/<key>/from_timestamp`` per camera (seconds), kept for provenance.
+    source_from_timestamp: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> "EpisodeMeta":
+        check_version(d.get("format_version"), where)
+        try:
+            return cls(
+                format_version=int(d["format_version"]),
+                episode_index=int(d["episode_index"]),
+                length=int(d["length"]),
+                dataset_from_index=int(d["dataset_from_index"]),
+                tasks=tuple(d["tasks"]),
+                clips={k: ClipInfo(**v) for k, v in d["clips"].items()},
+                source_from_timestamp=dict(d.get("source_from_timestamp", {})),
+            )
+        except (KeyError, TypeError) as e:
+            raise FormatError(f"{where}: malformed episode metadata ({e})") from e
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """Byte range of one member's data inside its shard tar (header excluded)."""
+
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class EpisodeEntry:
+    """One episode of a shard, as listed in the manifest."""
+
+    episode_index: int
+    length: int
+    dataset_from_index: int
+    #: Member suffix (``meta.msgpack``, ``frames.arrow``, ``<video_key>.mp4``) → byte range.
+    members: Mapping[str, MemberRef]
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """Byte range covering all of this episode's members: (first offset, end)."""
+        start = min(m.offset for m in self.members.values())
+        end = max(m.offset + m.size for m in self.members.values())
+        return start, end
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    name: str
+    bytes: int
+    sha256: str
+    episodes: tuple[EpisodeEntry, ...]
+
+    @property
+    def frames(self) -> int:
+        return sum(e.length for e in self.episodes)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json``: everything a reader needs without opening a shard."""
+
+    format_version: int
+    source: Mapping[str, Any]
+    fps: int
+    #: LeRobot's feature schema (``meta/info.json`` ``features``), minus columns left out.
+    features: Mapping[str, Any]
+    #: ``task_index`` → task string.
+    tasks: Mapping[int, str]
+    stats: Mapping[str, Any]
+    robot_type: str | None
+    #: Per camera: codec, pix_fmt, width, height, and whether clips were re-encoded.
+    videos: Mapping[str, Any]
+    shards: tuple[ShardEntry, ...]
+    format: str = FORMAT_NAME
+
+    @property
+    def total_episodes(self) -> int:
+        return sum(len(s.episodes) for s in self.shards)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(s.frames for s in self.shards)
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f.get("dtype") == "video"]
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f.get("dtype") == "image"]
+
+    def to_json(self) -> str:
+        """Deterministic JSON (sorted keys), so packing twice gives identical bytes."""
+        d = {
+            "format": self.format,
+            "format_version": self.format_version,
+            "source": self.source,
+            "fps": self.fps,
+            "robot_type": self.robot_type,
+            "features": self.features,
+            "tasks": {str(k): v for k, v in sorted(self.tasks.items())},
+            "stats": self.stats,
+            "videos": self.videos,
+            "total_episodes": self.total_episodes,
+            "total_frames": self.total_frames,
+            "shards": [
+                {
+                    "name": s.name,
+                    "bytes": s.bytes,
+                    "sha256": s.sha256,
+                    "frames": s.frames,
+                    "episodes": [
+                        {
+                            "episode_index": e.episode_index,
+                            "length": e.length,
+                            "dataset_from_index": e.dataset_from_index,
+                            "members": {k: [m.offset, m.size] for k, m in e.members.items()},
+                        }
+                        for e in s.episodes
+                    ],
+                }
+                for s in self.shards
+            ],
+        }
+        return json.dumps(d, sort_keys=True, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = MANIFEST_NAME) -> "Manifest":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{where}: not valid JSON ({e})") from e
+        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+            raise FormatError(
+                f"{where}: not a {FORMAT_NAME} manifest (format={d.get('format') if isinstance(d, dict) else None!r})"
+            )
+        check_version(d.get("format_version"), where)
+        try:
+            shards = tuple(
+                ShardEntry(
+                    name=s["name"],
+                    bytes=int(s["bytes"]),
+                    sha256=s["sha256"],
+                    episodes=tuple(
+                        EpisodeEntry(
+                            episode_index=int(e["episode_index"]),
+                            length=int(e["length"]),
+                            dataset_from_index=int(e["dataset_from_index"]),
+                            members={k: MemberRef(int(o), int(n)) for k, (o, n) in e["members"].items()},
+                        )
+                        for e in s["episodes"]
+                    ),
+                )
+                for s in d["shards"]
+            )
+            return cls(
+                format_version=int(d["format_version"]),
+                source=d["source"],
+                fps=int(d["fps"]),
+                features=d["features"],
+                tasks={int(k): v for k, v in d["tasks"].items()},
+                stats=d.get("stats", {}),
+                robot_type=d.get("robot_type"),
+                videos=d.get("videos", {}),
+                shards=shards,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{where}: malformed manifest ({e!r})") from e

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs lerobot-wds with its test dependencies.
+# torchcodec loads FFmpeg's shared libraries from the system: install Debian's ffmpeg when missing.
+set -euo pipefail
+venv=${1:-.venv}
+
+if ! ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: FFmpeg's shared libraries are missing; installing Debian's ffmpeg" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    else
+        echo "setup: torchcodec needs FFmpeg's shared libraries (libavcodec 4-7)." >&2
+        echo "       Install them first, e.g. 'sudo apt-get install ffmpeg' or 'conda install ffmpeg'." >&2
+        exit 1
+    fi
+fi
+
+python=${PYTHON:-python3}
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -e '.[test]'
+"$venv/bin/python" -c "import torch, torchcodec, av; print('setup: torch', torch.__version__, '| torchcodec', torchcodec.__version__, '| PyAV', av.__version__)"
