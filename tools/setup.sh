@@ -18,6 +18,6 @@ fi
 
 python=${PYTHON:-python3}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e '.[test]'
+"$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+"$venv/bin/python" -m pip install -q -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e BuildBackendWarning || true
 "$venv/bin/python" -c "import torch, torchcodec, av; print('setup: torch', torch.__version__, '| torchcodec', torchcodec.__version__, '| PyAV', av.__version__)"
