@@ -18,6 +18,11 @@ fi
 
 python=${PYTHON:-python3}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-"$venv/bin/python" -m pip install -q -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e BuildBackendWarning || true
+log=$(mktemp)
+if ! { "$venv/bin/python" -m pip install -q --upgrade pip && "$venv/bin/python" -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+    grep -v '^WARNING: Location' "$log" >&2
+    echo "setup: pip install failed (log above)" >&2
+    exit 1
+fi
+rm -f "$log"
 "$venv/bin/python" -c "import torch, torchcodec, av; print('setup: torch', torch.__version__, '| torchcodec', torchcodec.__version__, '| PyAV', av.__version__)"
