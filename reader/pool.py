@@ -1,0 +1,78 @@
+"""The episode-pool sampling order, as a pure function of span lengths and a seed.
+
+A worker's spans (contiguous frame ranges of whole episodes, from ``plan.py``) enter a pool of
+``pool_size`` spans in order. Each draw picks a frame uniformly at random among the frames still
+unused in the pool: a span with probability proportional to its remaining frames, then the next
+frame of that span's random permutation (drawn when the span entered). A span leaves when its last
+frame is drawn and the next span enters. Every frame of every span is drawn exactly once.
+
+Why a pure function: the order depends only on ``(lengths, pool_size, seed)``, never on data, so
+exact resume re-simulates the first ``k`` draws from the lengths alone (no reads) and then loads
+only the spans still in the pool. Trade-offs: mixing across episodes is bounded by ``pool_size``
+(a batch holds frames of at most ``pool_size`` episodes, and spans enter in plan order, so the
+start of an epoch favours the first spans); memory is ``pool_size`` whole episodes. Per draw the
+cost is O(pool_size) Python work, which is tiny next to a decode. ``shuffle=False`` yields spans in
+order, frames in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Iterator, Sequence
+
+
+def stable_seed(*parts: int) -> int:
+    """A 64-bit seed from integers, the same on every machine and process (no pid, no time)."""
+    digest = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def pool_order(
+    lengths: Sequence[int], pool_size: int, seed: int, shuffle: bool = True
+) -> Iterator[tuple[int, int, bool]]:
+    """Yield ``(span position, frame offset within span, span is now exhausted)`` for every frame.
+
+    ``lengths`` are the spans' frame counts in entry order; ``seed`` should already mix
+    (seed, epoch, rank, worker) (see :func:`stable_seed`). Exactly ``sum(lengths)`` draws.
+    """
+    if pool_size < 1:
+        raise ValueError(f"episode_pool_size={pool_size} must be >= 1")
+    if not shuffle:
+        for pos, n in enumerate(lengths):
+            for f in range(n):
+                yield pos, f, f == n - 1
+        return
+    rng = random.Random(seed)
+    # Parallel lists over the spans currently in the pool.
+    positions: list[int] = []
+    perms: list[list[int]] = []  # remaining frames, popped from the end
+    remaining: list[int] = []
+    total = 0
+    nxt = 0
+    n_spans = len(lengths)
+    while True:
+        while len(positions) < pool_size and nxt < n_spans:
+            n = int(lengths[nxt])
+            if n > 0:
+                perm = list(range(n))
+                rng.shuffle(perm)
+                positions.append(nxt)
+                perms.append(perm)
+                remaining.append(n)
+                total += n
+            nxt += 1
+        if total == 0:
+            return
+        r = rng.randrange(total)
+        i = 0
+        while r >= remaining[i]:
+            r -= remaining[i]
+            i += 1
+        frame = perms[i].pop()
+        remaining[i] -= 1
+        total -= 1
+        done = remaining[i] == 0
+        yield positions[i], frame, done
+        if done:
+            del positions[i], perms[i], remaining[i]
