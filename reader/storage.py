@@ -1,36 +1,101 @@
 """Reading a packed dataset's bytes from local disk or any fsspec URL.
 
 This is the only module that talks to storage. Everything above it asks for byte ranges of named
-files in the dataset directory and gets ``bytes`` back.
+files in the dataset directory and gets ``bytes`` back: ``read_range`` for one range,
+``stream_ranges`` for a sequence of ranges consumed in order (fetched ahead in background threads
+within a byte budget, see ``reader/prefetch.py``). Every request goes through
+``reader/retry.py`` (transient failures retried with capped backoff, partial reads resumed) and,
+when ``cache_dir`` is given, through a size-bounded local cache (``reader/cache.py``). Counters
+(bytes, requests, retries, seconds fetching and waiting, prefetch memory) go to ``stats``.
+
+Any fsspec URL works: local paths, ``s3://`` (s3fs; ``storage_options`` such as
+``{"endpoint_url": ..., "key": ..., "secret": ...}``), ``gs://``, ``https://``,
+``hf://datasets/<repo>@<revision>/<path>``. A ``Store`` pickles without its filesystem object and
+opens a fresh one in each process (DataLoader workers), so no connection pool crosses a fork.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Iterable, Iterator, Mapping
 
 import fsspec
 
+from .cache import RangeCache
 from .format import MANIFEST_NAME, Manifest
+from .prefetch import Prefetcher
+from .retry import RetryPolicy, StorageError, is_transient, read_range_retrying
+from .stats import BYTES_FROM_CACHE, Stats
 
+__all__ = ["Store", "StorageError", "RetryPolicy"]
 
-class StorageError(OSError):
-    """A read from the dataset's storage failed; the message names the URL and byte range."""
+_MISSING_BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+                     "http": "aiohttp", "https": "aiohttp"}
 
 
 class Store:
     """A packed dataset's directory, local or remote.
 
-    ``url`` is the directory or its ``manifest.json``; ``storage_options`` go to fsspec unchanged
-    (e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}`` for ``s3://``).
+    ``url`` is the directory or its ``manifest.json``; ``storage_options`` go to fsspec unchanged.
+    ``prefetch_bytes``: how many bytes ``stream_ranges`` may fetch ahead of the consumer (0: no
+    background fetching); ``chunk_bytes``: the largest single request (a failed request is asked
+    again whole, so this bounds what one failure costs); ``threads``: requests in flight at once.
+    ``cache_dir``/``cache_max_bytes``: keep fetched ranges on local disk, at most that many bytes.
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        prefetch_bytes: int = 256 << 20,
+        chunk_bytes: int = 16 << 20,
+        threads: int = 4,
+        cache_dir: str | os.PathLike | None = None,
+        cache_max_bytes: int = 20 << 30,
+        stats: Stats | None = None,
+    ) -> None:
         url = str(url)
         if url.endswith("/" + MANIFEST_NAME) or url == MANIFEST_NAME:
             url = url[: -len(MANIFEST_NAME)].rstrip("/") or "."
         self.url = url.rstrip("/") or "/"
         self.storage_options = dict(storage_options or {})
-        self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.retry = retry or RetryPolicy()
+        self.prefetch_bytes = int(prefetch_bytes)
+        self.chunk_bytes = int(chunk_bytes)
+        self.threads = int(threads)
+        self.cache = RangeCache(cache_dir, cache_max_bytes) if cache_dir is not None else None
+        self.stats = stats if stats is not None else Stats()
+        #: shard name -> sha256 from the manifest, so cache entries of a repacked shard never match.
+        self._versions: dict[str, str] = {}
+        self._fs_pid = -1
+        self._open_fs()
+
+    def _open_fs(self) -> None:
+        try:
+            self._fs_obj, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        except ImportError as e:
+            protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
+            package = _MISSING_BACKENDS.get(protocol, f"the fsspec backend for {protocol}://")
+            raise ImportError(f"reading {self.url} needs {package}: pip install {package}") from e
+        self._fs_pid = os.getpid()
+
+    @property
+    def _fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs_pid != os.getpid():  # unpickled or forked into a new process
+            self._open_fs()
+        return self._fs_obj
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_fs_obj", None)
+        state["_fs_pid"] = -1
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def path(self, name: str) -> str:
         return f"{self._root.rstrip('/')}/{name}"
@@ -38,27 +103,70 @@ class Store:
     def read_manifest(self) -> Manifest:
         where = f"{self.url}/{MANIFEST_NAME}"
         try:
-            text = self._fs.cat_file(self.path(MANIFEST_NAME))
+            text = self._cat_manifest(where)
         except FileNotFoundError as e:
             raise FileNotFoundError(
                 f"{where} not found: is {self.url} a directory written by 'lerobot-wds pack'?"
             ) from e
-        return Manifest.from_json(text, where=where)
+        manifest = Manifest.from_json(text, where=where)
+        self._versions = {s.name: s.sha256 for s in manifest.shards}
+        return manifest
+
+    def _cat_manifest(self, where: str) -> bytes:
+        """The whole manifest, retried like any range (its size is not known in advance)."""
+        failures = 0
+        while True:
+            try:
+                return self._fs.cat_file(self.path(MANIFEST_NAME))
+            except FileNotFoundError:
+                raise
+            except Exception as e:  # noqa: BLE001 - classified by is_transient
+                failures += 1
+                if not is_transient(e) or failures >= self.retry.max_attempts:
+                    raise StorageError(f"{where}: reading failed after {failures} attempts: {e!r}") from e
+                time.sleep(self.retry.delay_s(failures))
+
+    def _fetch(self, name: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of ``name`` from storage, retried, in one logical request."""
+        path = self.path(name)
+        return read_range_retrying(
+            lambda s, e: self._fs.cat_file(path, start=s, end=e), start, end,
+            where=f"{self.url}/{name}", policy=self.retry, stats=self.stats,
+        )
+
+    def _cached(self, name: str, start: int, end: int) -> bytes | None:
+        if self.cache is None:
+            return None
+        data = self.cache.get(self.url, name, self._versions.get(name, ""), start, end)
+        if data is not None:
+            self.stats.add(BYTES_FROM_CACHE, len(data))
+        return data
+
+    def _remember(self, name: str, start: int, end: int, data: bytes) -> None:
+        if self.cache is not None:
+            self.cache.put(self.url, name, self._versions.get(name, ""), start, end, data)
 
     def read_range(self, name: str, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)`` of ``name``; raises StorageError when fewer come back."""
-        try:
-            data = self._fs.cat_file(self.path(name), start=start, end=end)
-        except OSError as e:
-            raise StorageError(f"{self.url}/{name}: reading bytes {start}-{end} failed: {e}") from e
-        if len(data) != end - start:
-            raise StorageError(
-                f"{self.url}/{name}: asked for bytes {start}-{end}, got {len(data)} bytes "
-                "(truncated shard? run 'lerobot-wds verify')"
-            )
+        """Bytes ``[start, end)`` of ``name``; raises StorageError naming the file and range when
+        they cannot be read whole (after retrying transient failures)."""
+        if start < 0 or end < start:
+            raise ValueError(f"{self.url}/{name}: invalid byte range {start}-{end}")
+        data = self._cached(name, start, end)
+        if data is not None:
+            return data
+        parts = [self._fetch(name, s, min(end, s + self.chunk_bytes)) for s in range(start, end, self.chunk_bytes)]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._remember(name, start, end, data)
         return data
 
     def stream_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[bytes]:
-        """Yields the bytes of each ``(name, start, end)`` request, in order."""
-        for name, start, end in requests:
-            yield self.read_range(name, start, end)
+        """Yields the bytes of each ``(name, start, end)`` request, in order, exactly once each;
+        later requests are fetched in the background while the consumer works (``prefetch_bytes``)."""
+        if self.prefetch_bytes <= 0:
+            for name, start, end in requests:
+                yield self.read_range(name, start, end)
+            return
+        yield from Prefetcher(
+            self._fetch, requests, max_bytes=self.prefetch_bytes, chunk_bytes=self.chunk_bytes,
+            threads=self.threads, stats=self.stats, cached=self._cached, on_complete=self._remember,
+        )

@@ -1,0 +1,144 @@
+"""Fetching the next byte ranges in background threads while the consumer works on this one.
+
+``Prefetcher`` turns an iterable of ``(name, start, end)`` requests into their bytes, in request
+order, exactly once each. Requests are split into pieces of at most ``chunk_bytes``; up to
+``threads`` pieces are fetched at a time, ahead of the consumer, as long as the bytes fetched (or
+being fetched) and not yet handed over stay within ``max_bytes``. The pieces of the request the
+consumer is waiting for are always fetched, even when that one request is larger than
+``max_bytes``, so a bound smaller than a shard slows reading down but never stalls it.
+
+Memory held by prefetching is therefore at most ``max(max_bytes, largest request)``, plus the
+request the consumer holds; ``peak_bytes`` reports the highest level reached and ``Stats`` gets a
+``prefetch_bytes`` observation per request. The request iterator is pulled lazily, only as far as
+the budget reaches. Time the consumer spends blocked on a request that has not arrived yet is
+counted as ``wait_s``: near zero when prefetching hides the network.
+
+Trade-off: splitting a range into pieces costs one request per piece (latency, per-request
+price), but lets a failed piece be fetched again alone and lets pieces of one shard come in
+parallel, which is what hides per-request latency of object stores.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from .stats import PREFETCH_BYTES, WAIT_S, Stats
+
+Request = tuple[str, int, int]
+
+
+@dataclass
+class _Entry:
+    request: Request
+    futures: list[Future] = field(default_factory=list)
+    todo: deque = field(default_factory=deque)  # (start, end) pieces not submitted yet
+    size: int = 0
+    hit: bool = False  # served by ``cached``
+
+
+class Prefetcher:
+    """Iterate the bytes of ``requests`` in order, fetched ahead within a byte budget.
+
+    ``fetch(name, start, end)`` must return exactly bytes ``[start, end)`` of ``name`` (retrying
+    is its business) and be safe to call from several threads. ``cached(name, start, end)``, when
+    given, may return the whole request's bytes without fetching; ``on_complete`` is called with
+    each request's bytes once fetched (e.g. to fill a cache).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str, int, int], bytes],
+        requests: Iterable[Request],
+        *,
+        max_bytes: int = 256 << 20,
+        chunk_bytes: int = 16 << 20,
+        threads: int = 4,
+        stats: Stats | None = None,
+        cached: Callable[[str, int, int], bytes | None] | None = None,
+        on_complete: Callable[[str, int, int, bytes], None] | None = None,
+    ) -> None:
+        if max_bytes < 0 or chunk_bytes < 1 or threads < 1:
+            raise ValueError(
+                f"Prefetcher needs max_bytes >= 0, chunk_bytes >= 1, threads >= 1; "
+                f"got {max_bytes}, {chunk_bytes}, {threads}"
+            )
+        self._fetch = fetch
+        self._requests = requests
+        self.max_bytes = max_bytes
+        self.chunk_bytes = chunk_bytes
+        self.threads = threads
+        self.stats = stats
+        self._cached = cached
+        self._on_complete = on_complete
+        #: Bytes requested ahead and not yet handed to the consumer (now, and the highest seen).
+        self.bytes_in_flight = 0
+        self.peak_bytes = 0
+
+    def _new_entry(self, request: Request) -> _Entry:
+        name, start, end = request
+        if end < start or start < 0:
+            raise ValueError(f"{name}: invalid byte range {start}-{end}")
+        entry = _Entry(request, size=end - start)
+        hit = self._cached(name, start, end) if self._cached is not None else None
+        if hit is not None:
+            done: Future = Future()
+            done.set_result(hit)
+            entry.futures.append(done)
+            entry.hit = True
+        else:
+            for s in range(start, end, self.chunk_bytes):
+                entry.todo.append((s, min(end, s + self.chunk_bytes)))
+        return entry
+
+    def _top_up(self, entries: deque, requests: Iterator[Request], pool: ThreadPoolExecutor) -> None:
+        """Submit pieces in request order while the budget allows (the head's pieces always)."""
+        i = 0
+        while True:
+            if i == len(entries):
+                if i > 0 and self.bytes_in_flight >= self.max_bytes:
+                    return
+                nxt = next(requests, None)
+                if nxt is None:
+                    return
+                entries.append(self._new_entry(nxt))
+                if entries[-1].hit:  # served by the cache: already in memory
+                    self.bytes_in_flight += entries[-1].size
+            entry = entries[i]
+            while entry.todo:
+                s, e = entry.todo[0]
+                if i > 0 and self.bytes_in_flight + (e - s) > self.max_bytes:
+                    return
+                entry.todo.popleft()
+                entry.futures.append(pool.submit(self._fetch, entry.request[0], s, e))
+                self.bytes_in_flight += e - s
+            self.peak_bytes = max(self.peak_bytes, self.bytes_in_flight)
+            i += 1
+
+    def __iter__(self) -> Iterator[bytes]:
+        requests = iter(self._requests)
+        entries: deque[_Entry] = deque()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lerobot-wds-prefetch")
+        try:
+            self._top_up(entries, requests, pool)
+            while entries:
+                head = entries.popleft()
+                if self.stats is not None:
+                    self.stats.observe(PREFETCH_BYTES, self.bytes_in_flight)
+                    with self.stats.timer(WAIT_S):
+                        parts = [f.result() for f in head.futures]
+                else:
+                    parts = [f.result() for f in head.futures]
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                self.bytes_in_flight -= head.size
+                if self._on_complete is not None and not head.hit:
+                    self._on_complete(*head.request, data)
+                self._top_up(entries, requests, pool)  # fetch ahead while the consumer works
+                yield data
+        finally:
+            for entry in entries:
+                for f in entry.futures:
+                    f.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
