@@ -1,0 +1,268 @@
+"""``LeRobotShardDataset``: packed shards → samples identical to ``LeRobotDataset[i]``.
+
+Data flow, one stage per module::
+
+    manifest (storage.py) → plan_spans (plan.py) → pool_order (pool.py)
+      → ranged reads in span order (storage.py) → parse_episode (episodes.py)
+      → SampleBuilder.build (sample.py: window.py, video.py)
+
+Why ranged reads instead of webdataset's shard-list → split → tar-iteration stages: the manifest
+already holds every member's byte range, so each (rank, worker) slot reads exactly the episodes
+the plan gives it, even when there are fewer shards than slots (split at episode level, nothing
+idles), and resume refills the pool without reading the epoch so far. The order of a slot's
+samples is a pure function of (manifest, seed, epoch, rank, worker): workers never list storage
+and share no state.
+
+Resume (``state_dict``/``load_state_dict``): the state is the epoch and the number of samples this
+slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
+before the stop are never read again, and the rest of the epoch comes out exactly: nothing
+repeated, nothing dropped, provided seed, shuffle, pool size, episodes, rank/world size and
+``num_workers`` are the same as when the state was taken (checked; a mismatch raises).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch.utils.data import IterableDataset
+
+from . import stats as S
+from .episodes import Episode, EpisodeError, parse_episode, request_for, split_members
+from .format import FormatError
+from .meta import DatasetMeta
+from .plan import Span, plan_spans, samples_per_rank
+from .pool import pool_order, stable_seed
+from .sample import SampleBuilder
+from .storage import StorageError, Store
+from .video import EpisodeVideo, FrameCache
+from .window import delta_indices
+from .world import World
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+K_VERSION, K_EPOCH, K_YIELDED, K_SLOT = "version", "epoch", "yielded", "slot"
+
+
+class LeRobotShardDataset(IterableDataset):
+    """Streams a packed LeRobot dataset (``lerobot-wds pack`` output) as LeRobot sample dicts.
+
+    ``url``: the packed directory or its ``manifest.json`` (local path or fsspec URL), or a
+    ready :class:`Store`. Keyword arguments keep LeRobot's names and units: ``delta_timestamps``
+    (seconds per key), ``tolerance_s`` (seconds), ``episodes`` (episode indices to keep).
+    ``episode_pool_size`` whole episodes are shuffled together per worker; ``frame_cache_mb``
+    bounds decoded frames kept for reuse per worker. ``rank``/``world_size`` default to
+    torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. Call
+    :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)).
+    ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising.
+    """
+
+    def __init__(
+        self,
+        url: str | Store,
+        *,
+        delta_timestamps: Mapping[str, Sequence[float]] | None = None,
+        episodes: Sequence[int] | None = None,
+        episode_pool_size: int = 16,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        tolerance_s: float = 1e-4,
+        video_decode_device: str = "cpu",
+        storage_options: Mapping[str, Any] | None = None,
+        on_error: str = "raise",
+        frame_cache_mb: float = 512,
+    ) -> None:
+        super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error={on_error!r}; choose 'raise' or 'skip'")
+        if episode_pool_size < 1:
+            raise ValueError(f"episode_pool_size={episode_pool_size} must be >= 1")
+        self.store = url if isinstance(url, Store) else Store(url, storage_options)
+        manifest = self.store.read_manifest()
+        known = {e.episode_index for s in manifest.shards for e in s.episodes}
+        if episodes is not None:
+            missing = sorted(set(episodes) - known)
+            if missing:
+                raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
+        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None)
+        sel = set(episodes) if episodes is not None else None
+        # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.
+        self._entries = [[e for e in s.episodes if sel is None or e.episode_index in sel] for s in manifest.shards]
+        self._lengths = [[e.length for e in es] for es in self._entries]
+        self._shard_names = [s.name for s in manifest.shards]
+        self.delta_timestamps = dict(delta_timestamps) if delta_timestamps else None
+        self.delta_indices = delta_indices(delta_timestamps, manifest.fps, tolerance_s, self.meta.features)
+        self._builder = SampleBuilder(
+            self.meta.video_keys, self.meta.image_keys, self.meta.task_strings, self.delta_indices, image_transforms
+        )
+        self.episode_pool_size = episode_pool_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.world = World.detect(rank, world_size)
+        self.video_decode_device = video_decode_device
+        self.on_error = on_error
+        self.frame_cache_bytes = int(frame_cache_mb * (1 << 20))
+        self.epoch = 0
+        self._resume: dict[str, Any] | None = None
+        self._yielded = 0
+        self._slot: tuple[int, int, int, int] | None = None
+        self.skipped = 0
+
+    # --- sizes and epochs -------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Samples this rank yields per epoch: total frames // world_size (the same on every rank)."""
+        return samples_per_rank(self.meta.total_frames, self.world.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration follows (forgets a loaded resume state)."""
+        self.epoch = int(epoch)
+        self._resume = None
+
+    # --- resume -----------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "shuffle": self.shuffle, "episode_pool_size": self.episode_pool_size,
+            "world_size": self.world.world_size, "total_frames": self.meta.total_frames,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and samples yielded so far by this slot (rank, worker), plus the settings the
+        order depends on. Small and exact; see the module docstring for what resume guarantees."""
+        return {K_VERSION: STATE_VERSION, K_EPOCH: self.epoch, K_YIELDED: self._yielded,
+                K_SLOT: list(self._slot) if self._slot else None, "config": self._config()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Make the next iteration continue the epoch recorded in ``state`` where it stopped."""
+        if state.get(K_VERSION) != STATE_VERSION:
+            raise ValueError(f"resume state version {state.get(K_VERSION)!r}; this reader reads {STATE_VERSION}")
+        diff = {k: (v, self._config()[k]) for k, v in state.get("config", {}).items() if self._config().get(k) != v}
+        if diff:
+            raise ValueError(
+                "resume state was taken with other settings (saved, now): "
+                + ", ".join(f"{k}={a!r}, {b!r}" for k, (a, b) in diff.items())
+                + "; construct the dataset with the saved settings to resume exactly"
+            )
+        self.epoch = int(state[K_EPOCH])
+        self._resume = dict(state)
+
+    # --- iteration --------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        world = World.detect(self.world.rank, self.world.world_size)
+        epoch = self.epoch
+        slot = (world.rank, world.world_size, world.worker, world.num_workers)
+        skip = 0
+        if self._resume is not None:
+            saved = self._resume.get(K_SLOT)
+            if saved is not None and tuple(saved) != slot:
+                raise ValueError(
+                    f"resume state belongs to (rank, world_size, worker, num_workers)={tuple(saved)}, "
+                    f"this iterator is {slot}; resume with the same ranks and num_workers"
+                )
+            skip = int(self._resume[K_YIELDED])
+            self._resume = None
+        self._slot = slot
+        self._yielded = skip
+        spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle)
+        order = pool_order([s.length for s in spans], self.episode_pool_size,
+                           stable_seed(self.seed, epoch, world.rank, world.worker), self.shuffle)
+        exhausted = set()
+        for _ in range(skip):  # re-simulate the draws already yielded: no reads
+            p, _f, done = next(order)
+            if done:
+                exhausted.add(p)
+        todo = [p for p in range(len(spans)) if p not in exhausted]
+        yield from self._emit(spans, todo, order)
+
+    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
+        stats = self.store.stats
+        loader = _SpanLoader(self, spans, todo)
+        cache = FrameCache(self.frame_cache_bytes)
+        videos: dict[int, EpisodeVideo | None] = {}
+        try:
+            for p, f, done in order:
+                ep = loader.get(p)
+                if ep is None:  # episode skipped (on_error="skip")
+                    self._count_skip(stats)
+                    self._yielded += 1
+                    continue
+                video = videos.get(p)
+                if video is None and self.meta.video_keys:
+                    video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device)
+                try:
+                    with stats.timer(S.DECODE_S):
+                        item = self._builder.build(ep, video, spans[p].start + f)
+                except EpisodeError as e:
+                    if self.on_error == "raise":
+                        raise
+                    log.warning("skipping frame %d: %s", spans[p].start + f, e)
+                    self._count_skip(stats)
+                    item = None
+                if done:
+                    loader.drop(p)
+                    v = videos.pop(p, None)
+                    if v is not None:
+                        v.close()
+                stats.observe(S.POOL_EPISODES, len(loader.loaded))
+                self._yielded += 1
+                if item is not None:
+                    yield item
+        finally:
+            stats.flush()
+
+    def _count_skip(self, stats: S.Stats) -> None:
+        self.skipped += 1
+        stats.add(S.SKIPPED)
+
+    def stats(self) -> dict[str, float]:
+        """Fetch/decode/wait seconds, bytes, pool occupancy, retries and skips, summed over this
+        process and its DataLoader workers (see reader/stats.py)."""
+        return self.store.stats.snapshot()
+
+
+class _SpanLoader:
+    """Loads spans' episodes in span order from one stream of ranged reads, as the pool needs them."""
+
+    def __init__(self, ds: LeRobotShardDataset, spans: list[Span], todo: list[int]) -> None:
+        self.ds, self.spans, self.todo = ds, spans, todo
+        self.loaded: dict[int, Episode | None] = {}
+        self._next = 0
+        self._stream: Iterator[bytes] | None = None
+
+    def _where(self, p: int) -> tuple[str, Any]:
+        s = self.spans[p]
+        return self.ds._shard_names[s.shard], self.ds._entries[s.shard][s.episode]
+
+    def _open(self) -> None:
+        self._stream = self.ds.store.stream_ranges(request_for(*self._where(p)) for p in self.todo[self._next:])
+
+    def get(self, p: int) -> Episode | None:
+        while p not in self.loaded:
+            if self._next >= len(self.todo):
+                raise RuntimeError(f"internal: span {p} drawn but not planned")
+            q = self.todo[self._next]
+            shard, entry = self._where(q)
+            if self._stream is None:
+                self._open()
+            self._next += 1
+            try:
+                blob = next(self._stream)
+                ep = parse_episode(split_members(blob, entry, shard), entry, shard,
+                                   self.ds.meta.video_keys, self.ds.meta.image_keys)
+            except (StorageError, FormatError, OSError) as e:
+                self._stream = None  # a failed stream is dead; the next span opens a new one
+                if self.ds.on_error == "raise":
+                    if isinstance(e, EpisodeError):
+                        raise
+                    raise EpisodeError(f"{shard}, episode {entry.episode_index}: cannot load ({e})") from e
+                log.warning("skipping %s, episode %d: %s", shard, entry.episode_index, e)
+                ep = None
+            self.loaded[q] = ep
+        return self.loaded[p]
+
+    def drop(self, p: int) -> None:
+        self.loaded.pop(p, None)

@@ -1,0 +1,141 @@
+"""Member bytes of one episode → an in-memory :class:`Episode` (metadata, columns, clip bytes).
+
+An episode arrives as one ranged read covering all its members (offsets from the manifest), so a
+reader never scans a tar to find it. Parsing validates what later stages rely on (episode index,
+length, frame order, one clip per camera) and every error names the shard, the episode and the
+member at fault. Numeric columns become torch tensors once per episode, so building a sample is a
+few index operations; image-dtype columns keep their encoded bytes until a sample needs them.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import msgpack
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .format import FRAMES_MEMBER, META_MEMBER, EpisodeEntry, EpisodeMeta, FormatError, clip_member, episode_key
+
+
+class EpisodeError(FormatError):
+    """An episode's members are missing, truncated or do not decode; the message names shard and episode."""
+
+
+@dataclass
+class Episode:
+    """One episode in memory.
+
+    ``columns`` maps each non-video feature to either a tensor of shape ``(length, *shape)``
+    (numeric columns, rows in ``frame_index`` order) or a list of ``length`` encoded-image bytes
+    (image-dtype features). ``clips`` maps each video key to its mp4 clip bytes.
+    """
+
+    shard: str
+    meta: EpisodeMeta
+    columns: dict[str, Any]
+    clips: dict[str, bytes]
+
+    @property
+    def episode_index(self) -> int:
+        return self.meta.episode_index
+
+    @property
+    def length(self) -> int:
+        return self.meta.length
+
+    @property
+    def where(self) -> str:
+        return f"{self.shard}, episode {self.meta.episode_index}"
+
+
+def request_for(shard: str, entry: EpisodeEntry) -> tuple[str, int, int]:
+    """The ``(shard name, start, end)`` byte range holding all of ``entry``'s members."""
+    start, end = entry.span
+    return shard, start, end
+
+
+def split_members(blob: bytes, entry: EpisodeEntry, shard: str) -> dict[str, memoryview]:
+    """Slice the bytes of :func:`request_for`'s range into members (suffix → bytes, zero-copy)."""
+    start, end = entry.span
+    if len(blob) != end - start:
+        raise EpisodeError(
+            f"{shard}, episode {entry.episode_index}: expected {end - start} bytes at offset {start}, "
+            f"got {len(blob)} (truncated shard? repack or re-download it)"
+        )
+    view = memoryview(blob)
+    return {k: view[m.offset - start : m.offset - start + m.size] for k, m in entry.members.items()}
+
+
+def parse_episode(
+    members: Mapping[str, bytes | memoryview],
+    entry: EpisodeEntry,
+    shard: str,
+    video_keys: Sequence[str],
+    image_keys: Sequence[str] = (),
+) -> Episode:
+    """Build an :class:`Episode` from its members, checking them against the manifest ``entry``."""
+    key = episode_key(entry.episode_index)
+    where = f"{shard}, episode {entry.episode_index}"
+
+    def member(suffix: str) -> bytes | memoryview:
+        if suffix not in members:
+            raise EpisodeError(f"{where}: member {key}.{suffix} is missing; have {sorted(members)}")
+        return members[suffix]
+
+    try:
+        raw = msgpack.unpackb(bytes(member(META_MEMBER)), raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise EpisodeError(f"{where}: {key}.{META_MEMBER} is not valid msgpack ({e})") from e
+    if not isinstance(raw, dict):
+        raise EpisodeError(f"{where}: {key}.{META_MEMBER} holds {type(raw).__name__}, expected a map")
+    meta = EpisodeMeta.from_dict(raw, where=f"{where} ({key}.{META_MEMBER})")
+    if meta.episode_index != entry.episode_index or meta.length != entry.length:
+        raise EpisodeError(
+            f"{where}: {key}.{META_MEMBER} describes episode {meta.episode_index} of length "
+            f"{meta.length}, the manifest says episode {entry.episode_index} of length {entry.length}"
+        )
+    try:
+        table = pa.ipc.open_file(pa.BufferReader(member(FRAMES_MEMBER))).read_all()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} is not an Arrow IPC file ({e})") from e
+    if table.num_rows != meta.length:
+        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} has {table.num_rows} rows, expected {meta.length}")
+    columns = {name: _column(table.column(name), name in image_keys, where, key) for name in table.column_names}
+    fi = columns.get("frame_index")
+    if isinstance(fi, torch.Tensor) and not torch.equal(fi, torch.arange(meta.length, dtype=fi.dtype)):
+        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} rows are not in frame_index order 0..{meta.length - 1}")
+    clips = {}
+    for vk in video_keys:
+        clips[vk] = bytes(member(clip_member(vk)))
+        info = meta.clips.get(vk)
+        if info is None:
+            raise EpisodeError(f"{where}: {key}.{META_MEMBER} has no clip info for camera {vk!r}")
+    return Episode(shard=shard, meta=meta, columns=columns, clips=clips)
+
+
+def _column(col: pa.ChunkedArray, is_image: bool, where: str, key: str) -> Any:
+    col = col.combine_chunks()
+    if is_image or pa.types.is_struct(col.type):
+        if pa.types.is_struct(col.type) and col.type.get_field_index("bytes") >= 0:
+            return col.field("bytes").to_pylist()
+        return col.to_pylist()
+    try:
+        if _is_list(col.type) and not _is_list(col.type.value_type):
+            arr = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+        elif _is_list(col.type):  # nested lists, e.g. shape (2, 3): rare, take the slow path
+            arr = np.asarray(col.to_pylist())
+        else:
+            arr = col.to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, ValueError) as e:
+        raise EpisodeError(f"{where}: column {col.type} of {key} cannot become an array ({e})") from e
+    if arr.dtype == object:
+        return arr.tolist()
+    return torch.from_numpy(np.array(arr, copy=True))  # own, writable memory (not the shard bytes)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)

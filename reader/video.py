@@ -1,0 +1,156 @@
+"""Decoding an episode's camera clips in memory with torchcodec, reusing every decoded frame.
+
+One ``VideoDecoder`` per pool episode and camera, built from the clip bytes on first use and
+dropped when the episode leaves the pool. A sample asks for all the frames it needs from a clip
+in one ``get_frames_at`` call. Decoding a frame means decoding its GOP from the key frame up to it,
+so those frames come for free; and finishing a short GOP (``lookahead_gop`` frames or fewer) costs
+one decode per frame that a later draw of the pool would otherwise pay the whole GOP for. All of
+them go into a :class:`FrameCache` keyed by (episode, camera, frame) with a byte budget (LRU), so
+with GOP 2 a random frame costs about one decode instead of 1.5 while memory stays bounded.
+Trade-off: frames decoded ahead that are evicted before use were wasted work; the budget should
+hold a good part of the pool's frames (``episode_pool_size × length × cameras × H×W×3`` bytes) for
+the lookahead to pay off.
+
+Frames come out as uint8 ``(N, C, H, W)``; :func:`to_float` makes LeRobot's float32 in [0, 1]
+exactly as LeRobot does (``u8 / 255.0`` in torch), bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Hashable
+
+import numpy as np
+import torch
+
+from .episodes import Episode, EpisodeError
+
+
+def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 frames → float32 in [0, 1], computed as LeRobot does (``(u8 / 255.0).to(float32)``)."""
+    return (frames_u8 / 255.0).to(torch.float32)
+
+
+class FrameCache:
+    """Decoded uint8 frames, least recently used first out once ``budget_bytes`` is exceeded."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = int(budget_bytes)
+        self.bytes = 0
+        self._frames: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(self, key: Hashable) -> torch.Tensor | None:
+        t = self._frames.get(key)
+        if t is None:
+            self.misses += 1
+            return None
+        self._frames.move_to_end(key)
+        self.hits += 1
+        return t
+
+    def put(self, key: Hashable, frame: torch.Tensor) -> None:
+        if key in self._frames or self.budget_bytes <= 0:
+            return
+        self._frames[key] = frame
+        self.bytes += frame.numel() * frame.element_size()
+        while self.bytes > self.budget_bytes and self._frames:
+            _, old = self._frames.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+    def drop(self, owner: Hashable) -> None:
+        """Forget every frame whose key starts with ``owner`` (an episode leaving the pool)."""
+        for k in [k for k in self._frames if k[0] == owner]:
+            t = self._frames.pop(k)
+            self.bytes -= t.numel() * t.element_size()
+
+
+class EpisodeVideo:
+    """Frames of one in-memory episode's cameras, by episode-local frame index."""
+
+    def __init__(
+        self, episode: Episode, cache: FrameCache, device: str = "cpu", lookahead_gop: int = 4
+    ) -> None:
+        self.episode = episode
+        self.cache = cache
+        self.device = device
+        self.lookahead_gop = lookahead_gop
+        self._decoders: dict[str, object] = {}
+        self._keyframes: dict[str, np.ndarray] = {}
+        self.decoded = 0  # frames torchcodec returned (cheap proxy for decode work)
+
+    def _decoder(self, camera: str):
+        dec = self._decoders.get(camera)
+        if dec is None:
+            from torchcodec.decoders import VideoDecoder
+
+            info = self.episode.meta.clips[camera]
+            try:
+                dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact")
+                kf = np.asarray(dec._get_key_frame_indices(), dtype=np.int64)
+            except (RuntimeError, ValueError) as e:
+                raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
+            n = dec.metadata.num_frames
+            if n is not None and n < info.lead_in + self.episode.length:
+                raise EpisodeError(
+                    f"{self.episode.where}: clip of camera {camera!r} has {n} frames, needs "
+                    f"lead_in {info.lead_in} + length {self.episode.length}; repack this episode"
+                )
+            self._decoders[camera] = dec
+            self._keyframes[camera] = kf if len(kf) else np.zeros(1, dtype=np.int64)
+        return dec
+
+    def _to_decode(self, camera: str, clip_frames: np.ndarray) -> list[int]:
+        """Clip frames to request: each needed frame's GOP from its key frame, whole when short."""
+        kf = self._keyframes[camera]
+        info = self.episode.meta.clips[camera]
+        last = info.lead_in + self.episode.length  # end (exclusive) of the episode's frames
+        out: set[int] = set()
+        for c in clip_frames:
+            i = int(np.searchsorted(kf, c, side="right")) - 1
+            start = max(int(kf[i]) if i >= 0 else 0, info.lead_in)
+            end = int(kf[i + 1]) if i + 1 < len(kf) else last
+            end = min(end, last)
+            stop = end if end - start <= self.lookahead_gop else c + 1
+            out.update(range(start, stop))
+        return sorted(out)
+
+    def frames(self, camera: str, idx: np.ndarray) -> torch.Tensor:
+        """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats ok)."""
+        owner = self.episode.episode_index
+        got: dict[int, torch.Tensor] = {}
+        missing = []
+        for i in dict.fromkeys(int(i) for i in idx):
+            t = self.cache.get((owner, camera, i))
+            if t is None:
+                missing.append(i)
+            else:
+                got[i] = t
+        if missing:
+            dec = self._decoder(camera)
+            lead = self.episode.meta.clips[camera].lead_in
+            want = self._to_decode(camera, np.asarray(missing) + lead)
+            try:
+                batch = dec.get_frames_at(want).data
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise EpisodeError(
+                    f"{self.episode.where}: decoding frames {missing} of camera {camera!r} failed ({e})"
+                ) from e
+            self.decoded += len(want)
+            for c, t in zip(want, batch):
+                i = c - lead
+                if i in got:
+                    continue
+                if i in missing:
+                    got[i] = t
+                self.cache.put((owner, camera, i), t.clone())  # own storage: budget stays exact
+        return torch.stack([got[int(i)] for i in idx])
+
+    def close(self) -> None:
+        """Release decoders and this episode's cached frames (the episode left the pool)."""
+        self._decoders.clear()
+        self.cache.drop(self.episode.episode_index)

@@ -1,0 +1,84 @@
+"""reader/episodes.py: member bytes → Episode, and errors that name shard, episode and member."""
+
+import io
+
+import msgpack
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from reader.episodes import EpisodeError, parse_episode, request_for, split_members
+from reader.format import ClipInfo, EpisodeEntry, EpisodeMeta, MemberRef
+
+DATA = "tests/data/lerobot_v3_images/data/chunk-000/file-000.parquet"
+
+
+def episode_members(episode_index=1):
+    table = pq.read_table(DATA).filter(pa.compute.equal(pq.read_table(DATA)["episode_index"], episode_index))
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    meta = EpisodeMeta(1, episode_index, table.num_rows, int(table["index"][0].as_py()), ("open the top drawer",),
+                       {"cam": ClipInfo(0, table.num_rows, False, "av1", 96, 72)})
+    return table, {"meta.msgpack": msgpack.packb(meta.to_dict()), "frames.arrow": sink.getvalue(), "cam.mp4": b"clip"}
+
+
+def entry_for(members, episode_index=1, length=7):
+    refs, off = {}, 512
+    for k, v in members.items():
+        refs[k] = MemberRef(off, len(v))
+        off += 512 + -(-len(v) // 512) * 512
+    return EpisodeEntry(episode_index, length, 20, refs)
+
+
+def test_parse_columns_and_clips():
+    table, members = episode_members()
+    ep = parse_episode(members, entry_for(members), "shard-000000.tar", ["cam"], ["observation.images.gripper"])
+    assert ep.length == 7 and ep.episode_index == 1 and ep.clips == {"cam": b"clip"}
+    state = ep.columns["observation.state"]
+    assert state.dtype == torch.float32 and state.shape == (7, 4)
+    assert np.array_equal(state.numpy(), np.stack(table["observation.state"].to_numpy(zero_copy_only=False)))
+    assert ep.columns["index"].tolist() == list(range(20, 27)) and ep.columns["index"].dtype == torch.int64
+    assert ep.columns["timestamp"].dtype == torch.float32 and ep.columns["timestamp"].shape == (7,)
+    pngs = ep.columns["observation.images.gripper"]
+    assert len(pngs) == 7 and pngs[0][:4] == b"\x89PNG"
+
+
+def test_split_members_from_one_range():
+    _, members = episode_members()
+    entry = entry_for(members)
+    start, end = entry.span
+    blob = bytearray(end)
+    for k, ref in entry.members.items():
+        blob[ref.offset : ref.offset + ref.size] = members[k]
+    name, a, b = request_for("shard-000003.tar", entry)
+    assert (name, a, b) == ("shard-000003.tar", start, end)
+    got = split_members(bytes(blob[a:b]), entry, name)
+    assert {k: bytes(v) for k, v in got.items()} == members
+    with pytest.raises(EpisodeError, match=r"shard-000003.tar, episode 1: expected \d+ bytes.*truncated"):
+        split_members(bytes(blob[a : b - 10]), entry, name)
+
+
+def test_missing_member_names_shard_episode_member():
+    _, members = episode_members()
+    del members["cam.mp4"]
+    with pytest.raises(EpisodeError, match=r"shard-000002.tar, episode 1: member episode_000001.cam.mp4 is missing"):
+        parse_episode(members, entry_for(members), "shard-000002.tar", ["cam"])
+
+
+def test_corrupt_members():
+    _, members = episode_members()
+    bad = dict(members, **{"frames.arrow": members["frames.arrow"][:100]})
+    with pytest.raises(EpisodeError, match=r"shard-000000.tar, episode 1: episode_000001.frames.arrow is not an Arrow"):
+        parse_episode(bad, entry_for(bad), "shard-000000.tar", ["cam"])
+    bad = dict(members, **{"meta.msgpack": b"\xc1\xc1"})
+    with pytest.raises(EpisodeError, match=r"episode_000001.meta.msgpack is not valid msgpack"):
+        parse_episode(bad, entry_for(bad), "shard-000000.tar", ["cam"])
+
+
+def test_manifest_mismatch():
+    _, members = episode_members()
+    with pytest.raises(EpisodeError, match=r"describes episode 1 of length 7, the manifest says episode 1 of length 9"):
+        parse_episode(members, entry_for(members, length=9), "shard-000000.tar", ["cam"])
