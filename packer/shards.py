@@ -1,0 +1,90 @@
+"""Deterministic tar writing: one shard, members in a fixed order, byte ranges and sha256 as it goes.
+
+Headers carry nothing that depends on time, user or machine (mtime 0, uid/gid 0, empty user and
+group names, mode 0644, pax format), and members of an episode are written in FORMAT.md's order
+(``meta.msgpack``, ``frames.arrow``, then clips sorted by member name), so packing the same source
+twice gives byte-identical shards. The sha256 is computed on the bytes as they are written, so the
+finished shard is never read back to checksum it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from typing import BinaryIO, Mapping
+
+from reader.format import FRAMES_MEMBER, META_MEMBER, MemberRef
+
+_BLOCK = tarfile.BLOCKSIZE
+
+
+class _HashingWriter:
+    """File wrapper that counts and hashes every byte written through it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, b: bytes) -> int:
+        self.f.write(b)
+        self.sha.update(b)
+        self.size += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def member_order(members: Mapping[str, bytes]) -> list[str]:
+    """Suffixes of one episode in shard order: meta, frames, then the rest (clips) sorted."""
+    rest = sorted(k for k in members if k not in (META_MEMBER, FRAMES_MEMBER))
+    return [k for k in (META_MEMBER, FRAMES_MEMBER) if k in members] + rest
+
+
+class ShardWriter:
+    """Writes one tar shard to an open binary file; ``add_sample`` returns each member's byte range.
+
+    Use as a context manager or call ``close()``; afterwards ``size`` (bytes) and ``sha256`` (hex)
+    describe the whole file. The caller owns ``f`` and closes it.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._out = _HashingWriter(f)
+        self._tar = tarfile.open(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
+        self.size = 0
+        self.sha256 = ""
+
+    def add(self, name: str, data: bytes) -> MemberRef:
+        """Append one member; returns the offset and size of its data (header excluded) in the tar."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.type = tarfile.REGTYPE
+        self._tar.addfile(info, io.BytesIO(data))
+        padded = -(-len(data) // _BLOCK) * _BLOCK
+        return MemberRef(offset=self._tar.offset - padded, size=len(data))
+
+    def add_sample(self, key: str, members: Mapping[str, bytes]) -> dict[str, MemberRef]:
+        """Write one episode's members as ``<key>.<suffix>`` in shard order; suffix → byte range."""
+        return {suffix: self.add(f"{key}.{suffix}", members[suffix]) for suffix in member_order(members)}
+
+    def close(self) -> None:
+        self._tar.close()
+        self.size, self.sha256 = self._out.size, self._out.sha.hexdigest()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+
+
+def sha256_file(f: BinaryIO, chunk: int = 1 << 20) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a binary stream read to its end."""
+    h, n = hashlib.sha256(), 0
+    while b := f.read(chunk):
+        h.update(b)
+        n += len(b)
+    return n, h.hexdigest()

@@ -1,0 +1,140 @@
+"""One shard task: source episodes → one finished tar at its final name, plus its completion record.
+
+Runs in a worker process. The tar is written to a temporary file (``<name>.tmp-<pid>`` beside it
+when OUT is local, a local temp file when OUT is remote) and only renamed/uploaded once complete,
+so a killed run never leaves a file named ``shard-*.tar`` that is not whole. The completion record
+(``.lerobot-wds/<name>.json``, written after the tar) is what a re-run trusts, after checking the
+tar's size and sha256 against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgpack
+
+from reader.format import FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, EpisodeMeta, clip_member, episode_key
+
+from .clip import ClipCutter, ClipRequest
+from .frames import read_episode_tables, to_ipc_bytes
+from .reencode import ReencodeSpec, reencode_clip
+from .shards import ShardWriter
+from .source import EpisodeRecord, Source
+
+STATE_DIR = ".lerobot-wds"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Shard ``name`` holds ``episodes`` (in order) and goes to directory ``out_root`` on ``out_fs``."""
+
+    index: int
+    name: str
+    episodes: tuple[EpisodeRecord, ...]
+    out_fs: Any
+    out_root: str
+    fingerprint: str
+    reencode: ReencodeSpec | None = None
+
+    def out_path(self, name: str) -> str:
+        return f"{self.out_root}/{name}"
+
+
+def is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+def _episode_members(
+    source: Source, ep: EpisodeRecord, table: Any, cutters: dict[str, ClipCutter], spec: ReencodeSpec | None
+) -> tuple[dict[str, bytes], dict[str, dict]]:
+    members, clips, videos = {FRAMES_MEMBER: to_ipc_bytes(table)}, {}, {}
+    for key in source.video_keys:
+        ref = ep.videos[key]
+        if ref.path not in cutters:
+            where = source.path(ref.path)
+            src = where if is_local(source.fs) else source.fs.open(where, "rb")
+            cutters[ref.path] = ClipCutter(src, where, source.fps)
+        cutter = cutters[ref.path]
+        data, info = cutter.cut(ClipRequest(ep.episode_index, ref.from_timestamp, ep.length))
+        if spec is not None:
+            data, info = reencode_clip(data, info, ep.length, source.fps, spec, f"episode {ep.episode_index}: video {cutter.where}")
+        members[clip_member(key)], clips[key] = data, info
+        videos[key] = {"codec": info.codec, "pix_fmt": "yuv420p" if spec else cutter.pix_fmt,
+                       "width": info.width, "height": info.height, "reencoded": info.reencoded}
+    meta = EpisodeMeta(
+        format_version=FORMAT_VERSION, episode_index=ep.episode_index, length=ep.length,
+        dataset_from_index=ep.dataset_from_index, tasks=ep.tasks, clips=clips,
+        source_from_timestamp={k: ep.videos[k].from_timestamp for k in source.video_keys},
+    )
+    members[META_MEMBER] = msgpack.packb(meta.to_dict(), use_bin_type=True)
+    return members, videos
+
+
+def write_shard(f: Any, source: Source, task: ShardTask, on_episode: Callable[[int], None] | None = None) -> dict:
+    """Write the task's shard to the open file ``f``; returns its completion record (a dict)."""
+    cutters: dict[str, ClipCutter] = {}
+    tables: dict[str, dict] = {}
+    videos: dict[str, dict] = {}
+    entries = []
+    try:
+        with ShardWriter(f) as w:
+            for ep in task.episodes:
+                if ep.data_path not in tables:
+                    same = [e for e in task.episodes if e.data_path == ep.data_path]
+                    tables = {ep.data_path: read_episode_tables(source, ep.data_path, same)}
+                members, vids = _episode_members(source, ep, tables[ep.data_path][ep.episode_index], cutters, task.reencode)
+                videos = videos or vids
+                refs = w.add_sample(episode_key(ep.episode_index), members)
+                entries.append({"episode_index": ep.episode_index, "length": ep.length,
+                                "dataset_from_index": ep.dataset_from_index,
+                                "members": {k: [r.offset, r.size] for k, r in refs.items()}})
+                if on_episode:
+                    on_episode(sum(len(m) for m in members.values()))
+    finally:
+        for c in cutters.values():
+            c.close()
+    return {"fingerprint": task.fingerprint, "videos": videos,
+            "shard": {"name": task.name, "bytes": w.size, "sha256": w.sha256, "episodes": entries}}
+
+
+def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] | None = None) -> dict:
+    """Write, then atomically publish, one shard and its completion record; returns the record."""
+    fs, final = task.out_fs, task.out_path(task.name)
+    if is_local(fs):
+        tmp = f"{final}.tmp-{os.getpid()}"
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f"{task.name}.", suffix=f".tmp-{os.getpid()}")
+        os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            record = write_shard(f, source, task, on_episode)
+            f.flush()
+            os.fsync(f.fileno())
+        if is_local(fs):
+            os.replace(tmp, final)
+        else:
+            fs.put_file(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    write_atomic(fs, task.out_path(f"{STATE_DIR}/{task.name}.json"), json.dumps(record, sort_keys=True).encode())
+    return record
+
+
+def write_atomic(fs: Any, path: str, data: bytes) -> None:
+    """Write a small file so that readers see either nothing or all of it."""
+    if is_local(fs):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
