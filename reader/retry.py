@@ -13,9 +13,10 @@ Trade-off: the unit of resumption is one request. fsspec's ``cat_file`` returns 
 body breaks midway, so a broken request is asked again from its start; keep requests moderate
 (``Store`` splits large ranges into ``chunk_bytes`` pieces) to bound what a failure costs.
 
-Clients retry on their own too (botocore, s3fs: several attempts each, with sleeps). This layer
-is the one that resumes partial reads and reports retries; to leave retrying to it alone, pass
-``storage_options={"retries": 1, "config_kwargs": {"retries": {"max_attempts": 1}}}`` to s3fs.
+Clients retry on their own too (botocore and s3fs: several attempts each, with sleeps). This
+layer is the one that resumes partial reads and reports retries; to leave retrying to it alone with
+s3fs, pass ``storage_options={"config_kwargs": {"retries": {"max_attempts": 1}}}`` (botocore) and
+set ``s3fs.S3FileSystem.retries = 1``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,17 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _past_end(exc: BaseException) -> bool:
+    cur: BaseException | None = exc
+    for _ in range(10):
+        if cur is None:
+            return False
+        if _http_status(cur) == 416 or "not satisfiable" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def read_range_retrying(
     read: Callable[[int, int], bytes],
     start: int,
@@ -136,6 +148,11 @@ def read_range_retrying(
             else:
                 got = read(pos, end)
         except Exception as e:  # noqa: BLE001 - classified below; permanent errors re-raised
+            if _past_end(e):  # HTTP 416: the file ends at or before ``pos``
+                raise StorageError(
+                    f"{where}: asked for bytes {start}-{end}, the file ends before {pos + 1} "
+                    "(truncated shard? run 'lerobot-wds verify')"
+                ) from e
             if not is_transient(e):
                 raise StorageError(f"{where}: reading bytes {start}-{end} failed: {e!r}") from e
             error: BaseException | None = e

@@ -1,0 +1,32 @@
+"""Shared pytest fixtures. Each engineer's fixtures live in their own block or module."""
+
+from __future__ import annotations
+
+# --- object storage on loopback (engineer C; fixtures in tests/servers.py) -----------------------
+import pytest
+
+from servers import FaultProxy, Faults, S3Server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto server subprocess) on 127.0.0.1 with bucket ``lerobot-wds-test``."""
+    server = S3Server()
+    server.make_bucket("lerobot-wds-test")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault_proxy(s3_server):
+    """Factory: ``fault_proxy(Faults(...))`` -> a FaultProxy to ``s3_server``, stopped after the test."""
+    proxies = []
+
+    def make(faults: Faults = Faults()) -> FaultProxy:
+        proxies.append(FaultProxy(s3_server.port, faults))
+        return proxies[-1]
+
+    yield make
+    for p in proxies:
+        p.stop()
+# --- end of object storage block ------------------------------------------------------------------
