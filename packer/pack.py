@@ -156,7 +156,8 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
         for t in todo:
             records[t.index] = run_task(source, t, on_episode=lambda n: progress.update(1, n))
     else:
-        ctx = mp.get_context("spawn")
+        # fork: workers inherit the imported modules and the opened source; spawn elsewhere.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with cf.ProcessPoolExecutor(min(options.workers, len(todo)), mp_context=ctx,
                                     initializer=_init_worker, initargs=(source,)) as pool:
             futures = {pool.submit(_run_in_worker, t): t for t in todo}
