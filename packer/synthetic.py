@@ -130,10 +130,9 @@ def write_dataset(
     video_rows: dict[str, list[dict]] = {}
     image_stats: dict[str, list[dict]] = {}
     for cam, shape in cameras.items():
-        frames = (render_frames(e, n, shape, seed) for e, n in enumerate(lengths))
-        writer = video.write_aligned if keyframe_aligned else video.write_unaligned
-        video_rows[cam], image_stats[cam] = writer(
-            root, cam, frames, lengths, fps=fps, codec=codec, gop=gop, limit_bytes=video_limit
+        video_rows[cam], image_stats[cam] = video.write_camera(
+            root, cam, lambda e, shape=shape: render_frames(e, lengths[e], shape, seed), lengths,
+            fps=fps, codec=codec, gop=gop, limit_bytes=video_limit, aligned=keyframe_aligned,
         )
     meta.write_tables(
         root,

@@ -35,15 +35,15 @@ def _stats(x: np.ndarray) -> dict:
     """Stats over axis 0 of x (n, ...) as float64 arrays; count as int64 (1,)."""
     x = x.astype(np.float64)
     s = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0)}
-    s.update({k: np.quantile(x, q, axis=0) for k, q in _QUANTILES.items()})
     s["count"] = np.array([len(x)], np.int64)
+    s.update({k: np.quantile(x, q, axis=0) for k, q in _QUANTILES.items()})
     return s
 
 
 def image_stats(frames: np.ndarray) -> dict:
     """Per-channel stats (3, 1, 1) in [0, 1] of (n, H, W, 3) uint8 frames, on a pixel subsample."""
     sub = frames[:: max(1, len(frames) // 8), ::4, ::4].reshape(-1, 3) / 255.0
-    s = {k: v[:, None, None] for k, v in _stats(sub).items() if k != "count"}
+    s = {k: v[:, None, None] for k, v in _stats(sub).items()}
     s["count"] = np.array([len(frames)], np.int64)
     return s
 
@@ -56,8 +56,8 @@ def aggregate(per_episode: list[dict]) -> dict:
     mean = (stack["mean"] * wb).sum(0)
     var = ((stack["std"] ** 2 + (stack["mean"] - mean) ** 2) * wb).sum(0)
     out = {"min": stack["min"].min(0), "max": stack["max"].max(0), "mean": mean, "std": np.sqrt(var)}
-    out.update({k: (stack[k] * wb).sum(0) for k in _QUANTILES})
     out["count"] = np.array([int(w.sum())], np.int64)
+    out.update({k: (stack[k] * wb).sum(0) for k in _QUANTILES})
     return out
 
 
@@ -134,7 +134,8 @@ def _write_data(root: Path, files: list[tuple[tuple[int, int], list[pa.Table]]],
     """Write data files, one row group per episode table."""
     for (chunk, file), tables in files:
         schema = tables[0].schema
-        hf = {"info": {"features": _hf_features(schema)}, "fingerprint": f"{seed:016x}"[-16:]}
+        fingerprint = f"{zlib.crc32(repr((seed, chunk, file)).encode()):016x}"
+        hf = {"info": {"features": _hf_features(schema)}, "fingerprint": fingerprint}
         schema = schema.with_metadata({"huggingface": json.dumps(hf)})
         path = root / "data" / f"chunk-{chunk:03d}" / f"file-{file:03d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)

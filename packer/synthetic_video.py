@@ -5,9 +5,8 @@ Two layouts, both with files rolling over by size per camera:
 * aligned (what lerobot does): each episode is encoded on its own, so it starts on a keyframe,
   then episodes are concatenated into the current file by packet remux with shifted timestamps.
   A new file starts when the current file plus the episode would reach the limit (lerobot's rule).
-* unaligned: one encoder per file fed every episode's frames in turn, keyframes every ``gop``
-  frames of the file, so episode starts fall inside GOPs. The size of an episode is not known
-  before it is encoded, so rollover uses lerobot's data-file estimate (bytes per frame so far).
+* unaligned: the same split into files, then one encoder per file fed every episode's frames in
+  turn, keyframes every ``gop`` frames of the file, so episode starts fall inside GOPs.
 
 The mp4 muxer picks the time base 1/(fps * 2**k) >= 1/10000 (1/15360 at 30 fps, like lerobot).
 """
@@ -18,7 +17,7 @@ import io
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -55,16 +54,12 @@ def _open(av, target, fps: int, shape: tuple[int, int], codec: str, gop: int):
     return out, stream
 
 
-def _encode(av, out, stream, frames: np.ndarray, first_pts: int, fps: int) -> int:
-    """Encode and mux ``frames``; return the bytes of the packets muxed."""
-    size = 0
+def _encode(av, out, stream, frames: np.ndarray, first_pts: int, fps: int) -> None:
+    """Encode and mux ``frames``, the first at frame number ``first_pts``."""
     for i, rgb in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts, frame.time_base = first_pts + i, Fraction(1, fps)
-        for packet in stream.encode(frame):
-            size += packet.size
-            out.mux(packet)
-    return size
+        out.mux(stream.encode(frame))
 
 
 def _flush(out, stream) -> None:
@@ -114,49 +109,48 @@ def _row(key: str, chunk: int, file: int, start: float, n: int, fps: int) -> dic
             p + "from_timestamp": start, p + "to_timestamp": start + n / fps}
 
 
-def write_aligned(root: Path, key: str, frames: Iterable[np.ndarray], lengths: list[int], *,
-                  fps: int, codec: str, gop: int, limit_bytes: int) -> tuple[list[dict], list[dict]]:
-    """Write camera ``key``; return per-episode metadata rows and per-episode image stats."""
-    rows, stats, current, size = [], [], [], 0
-    chunk, file, start = 0, 0, 0.0
-    for ep_frames, n in zip(frames, lengths):
-        data = encode_episode(ep_frames, fps, codec, gop)
-        stats.append(image_stats(ep_frames))
-        if current and size + len(data) >= limit_bytes:
-            concat(current, video_path(root, key, chunk, file), fps)
+def write_camera(root: Path, key: str, render: Callable[[int], np.ndarray], lengths: list[int], *,
+                 fps: int, codec: str, gop: int, limit_bytes: int,
+                 aligned: bool = True) -> tuple[list[dict], list[dict]]:
+    """Write camera ``key``; return per-episode ``meta/episodes`` video columns and image stats.
+
+    ``render(e)`` gives episode ``e``'s frames (n, H, W, 3) uint8. Files are filled by lerobot's
+    rule on the size of each episode encoded alone; unaligned files are then encoded again in one
+    go (frames rendered twice), so both layouts split episodes into the same files.
+    """
+    rows, stats, groups = [], [], [[]]
+    chunk, file, size, start = 0, 0, 0, 0.0
+    for e, n in enumerate(lengths):
+        frames = render(e)
+        data = encode_episode(frames, fps, codec, gop)
+        stats.append(image_stats(frames))
+        if groups[-1] and size + len(data) >= limit_bytes:
             chunk, file = next_file(chunk, file)
-            current, size, start = [], 0, 0.0
+            groups.append([])
+            size, start = 0, 0.0
         rows.append(_row(key, chunk, file, start, n, fps))
         start = rows[-1][f"videos/{key}/to_timestamp"]
-        current.append((data, n))
+        groups[-1].append((e, data))
         size += len(data)
-    concat(current, video_path(root, key, chunk, file), fps)
+    for group in groups:
+        e0 = group[0][0]
+        path = video_path(root, key, rows[e0][f"videos/{key}/chunk_index"], rows[e0][f"videos/{key}/file_index"])
+        if aligned:
+            concat([(data, lengths[e]) for e, data in group], path, fps)
+        else:
+            _encode_file(path, [render(e) for e, _ in group], fps, codec, gop)
     return rows, stats
 
 
-def write_unaligned(root: Path, key: str, frames: Iterator[np.ndarray], lengths: list[int], *,
-                    fps: int, codec: str, gop: int, limit_bytes: int) -> tuple[list[dict], list[dict]]:
-    """Like :func:`write_aligned` but one encode per file, so GOPs straddle episode starts."""
+def _encode_file(path: Path, episodes: Iterable[np.ndarray], fps: int, codec: str, gop: int) -> None:
+    """Encode episodes back to back with one encoder: keyframes every ``gop`` frames of the file."""
     av = _av()
-    rows, stats = [], []
-    chunk, file, start = 0, 0, 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
     out = stream = None
-    size = done = 0
-    for ep_frames, n in zip(frames, lengths):
-        if out is not None and size + size / max(done, 1) * n >= limit_bytes:
-            _flush(out, stream)
-            chunk, file = next_file(chunk, file)
-            out = None
+    done = 0
+    for frames in episodes:
         if out is None:
-            path = video_path(root, key, chunk, file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            out, stream = _open(av, str(path), fps, ep_frames.shape[1:3], codec, gop)
-            size = done = 0
-            start = 0.0
-        rows.append(_row(key, chunk, file, start, n, fps))
-        start = rows[-1][f"videos/{key}/to_timestamp"]
-        size += _encode(av, out, stream, ep_frames, done, fps)
-        done += n
-        stats.append(image_stats(ep_frames))
+            out, stream = _open(av, str(path), fps, frames.shape[1:3], codec, gop)
+        _encode(av, out, stream, frames, done, fps)
+        done += len(frames)
     _flush(out, stream)
-    return rows, stats
