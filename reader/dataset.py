@@ -149,6 +149,10 @@ class LeRobotShardDataset(IterableDataset):
             )
         self.epoch = int(state[K_EPOCH])
         self._resume = dict(state)
+        # Until the next iteration starts, state_dict() must report this state unchanged
+        # (StatefulDataLoader snapshots workers right after loading).
+        self._yielded = int(state[K_YIELDED])
+        self._slot = tuple(state[K_SLOT]) if state.get(K_SLOT) else None
 
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:

@@ -30,3 +30,20 @@ def fault_proxy(s3_server):
     for p in proxies:
         p.stop()
 # --- end of object storage block ------------------------------------------------------------------
+
+
+# --- packed fixtures for the reader (engineer B; helpers in tests/reader_helpers.py) -------------
+@pytest.fixture(scope="session")
+def packed(tmp_path_factory):
+    """Factory: ``packed("lerobot_v3_av1")`` -> path of that fixture packed once per session."""
+    from reader_helpers import pack_fixture
+
+    cache: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in cache:
+            cache[name] = pack_fixture(name, tmp_path_factory.mktemp(f"packed_{name}"))
+        return cache[name]
+
+    return get
+# --- end of reader block --------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""reader/dataset.py end to end: real packed shards, real DataLoaders, compared with lerobot's values."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from reader import LeRobotShardDataset
+from reader.episodes import EpisodeError
+from reader_helpers import assert_sample_equal, expected, indices_of
+
+FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
+
+
+def epoch_by_index(ds):
+    return {int(item["index"]): item for item in ds}
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("kind", ["plain", "windows"])
+def test_parity_with_lerobot(packed, name, kind):
+    js, npz = expected(name, kind)
+    ds = LeRobotShardDataset(packed(name), delta_timestamps=js["delta_timestamps"], shuffle=True, seed=3)
+    items = epoch_by_index(ds)
+    assert sorted(items) == list(range(js["total_frames"]))
+    for i in js["indices"]:
+        assert_sample_equal(items[i], i, js, npz)
+
+
+def test_parity_through_dataloader_workers(packed):
+    js, npz = expected("lerobot_v3_av1", "windows")
+    ds = LeRobotShardDataset(packed("lerobot_v3_av1"), delta_timestamps=js["delta_timestamps"], shuffle=False)
+    want = set(js["indices"])
+    seen = 0
+    for batch in DataLoader(ds, batch_size=None, num_workers=2):
+        i = int(batch["index"])
+        if i in want:
+            assert_sample_equal(batch, i, js, npz)
+            seen += 1
+    assert seen == len(want)
+
+
+def collect(path, num_workers, world_size=1, epoch=0, seed=0, **kw):
+    """Per rank: the global indices yielded in one epoch through a DataLoader."""
+    out = []
+    for rank in range(world_size):
+        ds = LeRobotShardDataset(path, rank=rank, world_size=world_size, seed=seed, episode_pool_size=2, **kw)
+        ds.set_epoch(epoch)
+        got = indices_of(DataLoader(ds, batch_size=5, num_workers=num_workers))
+        assert len(got) == len(ds)
+        out.append(got)
+    return out
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_exactly_once_equal_ranks_deterministic(packed, num_workers, world_size):
+    path = packed("lerobot_v3_images")  # 80 frames in 4 shards
+    runs = collect(path, num_workers, world_size)
+    lengths = {len(r) for r in runs}
+    assert len(lengths) == 1 and lengths.pop() == 80 // world_size  # equal per-rank lengths
+    flat = [i for r in runs for i in r]
+    assert len(set(flat)) == len(flat) == 80  # exactly once (80 divides evenly)
+    assert collect(path, num_workers, world_size) == runs  # determinism per seed
+    assert collect(path, num_workers, world_size, epoch=1) != runs  # reshuffle across epochs
+    assert collect(path, num_workers, world_size, seed=1) != runs
+
+
+def test_uneven_ranks_leave_out_less_than_world_size(packed):
+    runs = collect(packed("lerobot_v3_av1"), 0, world_size=3, shuffle=False)  # 320 = 3*106 + 2
+    assert [len(r) for r in runs] == [106, 106, 106]
+    assert len(set(i for r in runs for i in r)) == 318
+
+
+def test_unshuffled_streams_in_order(packed):
+    got = indices_of(LeRobotShardDataset(packed("lerobot_v3_images"), shuffle=False))
+    assert got == list(range(80))
+
+
+def test_episode_subset_and_meta(packed):
+    ds = LeRobotShardDataset(packed("lerobot_v3_av1"), episodes=[1, 4], shuffle=False)
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 170 and len(ds) == 170
+    assert sorted({int(x["episode_index"]) for x in ds}) == [1, 4]
+    m = ds.meta
+    assert m.fps == 30 and m.video_keys == ["observation.images.top", "observation.images.wrist"]
+    assert m.camera_keys == m.video_keys and m.tasks["open the top drawer"] == 1
+    assert m.stats["action"]["mean"].shape == (6,)
+    imgs = LeRobotShardDataset(packed("lerobot_v3_images")).meta
+    assert imgs.camera_keys == ["observation.images.front", "observation.images.gripper"]
+
+
+def test_config_errors(packed):
+    path = packed("lerobot_v3_av1")
+    with pytest.raises(ValueError, match=r"'actions'.*available: .*action"):
+        LeRobotShardDataset(path, delta_timestamps={"actions": [0.0]})
+    with pytest.raises(ValueError, match=r"episodes \[99\]"):
+        LeRobotShardDataset(path, episodes=[99])
+    with pytest.raises(ValueError, match="on_error='ignore'"):
+        LeRobotShardDataset(path, on_error="ignore")
+
+
+def test_image_transforms_apply_to_cameras(packed):
+    ds = LeRobotShardDataset(packed("lerobot_v3_images"), image_transforms=lambda t: t * 0 - 1, shuffle=False, episodes=[1])
+    item = next(iter(ds))
+    assert (item["observation.images.front"] == -1).all() and (item["observation.images.gripper"] == -1).all()
+    assert item["observation.state"].abs().sum() > 0
+
+
+def corrupt_copy(src, tmp_path, shard="shard-000001.tar"):
+    dst = Path(tmp_path) / "corrupt"
+    shutil.copytree(src, dst)
+    p = dst / shard
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # truncated
+    return dst
+
+
+def test_truncated_shard_names_shard_and_episode(packed, tmp_path):
+    path = corrupt_copy(packed("lerobot_v3_av1"), tmp_path)
+    with pytest.raises(EpisodeError, match=r"shard-000001.tar, episode \d"):
+        list(LeRobotShardDataset(path, shuffle=False))
+
+
+def test_on_error_skip_counts(packed, tmp_path):
+    path = corrupt_copy(packed("lerobot_v3_av1"), tmp_path)
+    ds = LeRobotShardDataset(path, shuffle=False, on_error="skip")
+    got = indices_of(ds)
+    assert 0 < len(got) < 320 and ds.skipped == 320 - len(got)
+    assert ds.stats()["skipped"] == ds.skipped
