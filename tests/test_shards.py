@@ -1,0 +1,60 @@
+"""packer/shards.py: deterministic tar headers, member order, byte ranges and sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+
+from packer.shards import ShardWriter, member_order, sha256_file
+
+
+def _write(samples):
+    buf = io.BytesIO()
+    refs = {}
+    with ShardWriter(buf) as w:
+        for key, members in samples:
+            refs[key] = w.add_sample(key, members)
+    return buf.getvalue(), refs, w
+
+
+SAMPLES = [
+    ("episode_000000", {"observation.images.wrist.mp4": b"w" * 700, "frames.arrow": b"f" * 10,
+                        "meta.msgpack": b"m", "observation.images.top.mp4": b"t" * 513}),
+    ("episode_000001", {"meta.msgpack": b"", "frames.arrow": b"x" * 512}),
+]
+
+
+def test_member_order_is_meta_frames_then_sorted_clips():
+    order = member_order(SAMPLES[0][1])
+    assert order == ["meta.msgpack", "frames.arrow", "observation.images.top.mp4", "observation.images.wrist.mp4"]
+
+
+def test_headers_are_deterministic_and_ranges_point_at_data():
+    data, refs, w = _write(SAMPLES)
+    assert (w.size, w.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert _write(SAMPLES)[0] == data
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        names = [m.name for m in members]
+        for m in members:
+            assert (m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) == (0, 0, 0, "", "", 0o644)
+    assert names[:4] == [f"episode_000000.{s}" for s in member_order(SAMPLES[0][1])]
+    for key, members in SAMPLES:
+        for suffix, ref in refs[key].items():
+            assert data[ref.offset : ref.offset + ref.size] == members[suffix]
+
+
+def test_long_member_names_use_pax_and_ranges_still_hold():
+    key = "episode_000002"
+    long = "observation.images." + "very_long_camera_name_" * 6 + ".mp4"
+    data, refs, _ = _write([(key, {"meta.msgpack": b"a", long: b"clip"})])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert f"{key}.{long}" in tar.getnames()
+    ref = refs[key][long]
+    assert data[ref.offset : ref.offset + ref.size] == b"clip"
+
+
+def test_sha256_file_matches_hashlib():
+    blob = bytes(range(256)) * 5000
+    assert sha256_file(io.BytesIO(blob), chunk=1000) == (len(blob), hashlib.sha256(blob).hexdigest())
