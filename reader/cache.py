@@ -79,7 +79,7 @@ class RangeCache:
         """Bytes held by the entries in the directory now."""
         return sum(size for _, _, size in self._entries())
 
-    def _entries(self) -> list[tuple[float, str, int]]:
+    def _entries(self) -> list[tuple[int, str, int]]:
         out = []
         try:
             names = os.listdir(self.dir)
@@ -93,7 +93,7 @@ class RangeCache:
                 st = os.stat(path)
             except OSError:
                 continue  # evicted by another process meanwhile
-            out.append((st.st_mtime, path, st.st_size))
+            out.append((st.st_mtime_ns, path, st.st_size))
         return out
 
     def evict(self, keep: str | None = None) -> None:

@@ -15,7 +15,7 @@ body breaks midway, so a broken request is asked again from its start; keep requ
 
 Clients retry on their own too (botocore and s3fs: several attempts each, with sleeps). This
 layer is the one that resumes partial reads and reports retries; to leave retrying to it alone with
-s3fs, pass ``storage_options={"config_kwargs": {"retries": {"max_attempts": 1}}}`` (botocore) and
+s3fs, pass ``storage_options={"config_kwargs": {"retries": {"total_max_attempts": 1}}}`` (botocore) and
 set ``s3fs.S3FileSystem.retries = 1``.
 """
 

@@ -11,7 +11,7 @@ How to use it (the API the dataset and the storage layer call)::
     stats.snapshot()                      # in the main process: this process + every worker
 
 A ``Stats`` object is picklable; every process that holds a copy (DataLoader workers get one when
-the dataset is pickled) writes its own counters to ``<dir>/<pid>.json`` (atomically: ``.tmp`` then
+the dataset is pickled) writes its own counters to ``<dir>/<pid>-<random id>.json`` (atomically: ``.tmp`` then
 rename) at most once per ``flush_interval_s`` seconds while counting, and whenever ``flush()`` is
 called. ``snapshot()`` sums this process's counters with every other process's file, so counts of
 workers that have exited (one set per epoch without ``persistent_workers``) are kept. Worker
@@ -29,6 +29,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -66,6 +67,7 @@ class Stats:
         self._counts: dict[str, float] = {}
         self._levels: dict[str, list[float]] = {}  # name -> [n, sum, max]
         self._pid = os.getpid()
+        self._fname = f"{self._pid}-{uuid.uuid4().hex[:12]}.json"  # one file per process and copy
         self._last_flush = time.monotonic()
 
     def __getstate__(self) -> dict:
@@ -115,10 +117,10 @@ class Stats:
             self.flush()
 
     def flush(self) -> None:
-        """Write this process's counters to ``<dir>/<pid>.json`` so ``snapshot()`` elsewhere sees them."""
+        """Write this process's counters to ``<dir>/<pid>-<id>.json`` so ``snapshot()`` elsewhere sees them."""
         self._check_process()
         self._last_flush = time.monotonic()
-        path = os.path.join(self.dir, f"{self._pid}.json")
+        path = os.path.join(self.dir, self._fname)
         tmp = f"{path}.{threading.get_ident()}.tmp"
         try:
             with open(tmp, "w") as f:
@@ -139,7 +141,7 @@ class Stats:
         except OSError:
             names = []
         for fname in names:
-            if fname.endswith(".json") and fname != f"{self._pid}.json":
+            if fname.endswith(".json") and fname != self._fname:
                 try:
                     with open(os.path.join(self.dir, fname)) as f:
                         states.append(json.load(f))

@@ -41,7 +41,7 @@ def s3_options(endpoint_url: str, client_retries: bool = False) -> dict:
     opts: dict = {"endpoint_url": endpoint_url, "key": KEY, "secret": SECRET,
                   "client_kwargs": {"region_name": REGION}, "skip_instance_cache": True}
     if not client_retries:
-        opts["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 10}
+        opts["config_kwargs"] = {"retries": {"total_max_attempts": 1}, "connect_timeout": 5, "read_timeout": 10}
     return opts
 
 

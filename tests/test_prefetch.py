@@ -1,0 +1,94 @@
+"""reader/prefetch.py: bytes in order, exactly once, fetched ahead within the byte budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from reader.prefetch import Prefetcher
+from reader.stats import Stats
+
+DATA = bytes(range(256)) * 400  # 102,400 bytes
+
+
+class Recorder:
+    """A real in-memory source that records what was fetched and how much was held at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fetched: list[tuple[int, int]] = []
+
+    def fetch(self, name: str, start: int, end: int) -> bytes:
+        time.sleep(0.001)
+        with self.lock:
+            self.fetched.append((start, end))
+        return DATA[start:end]
+
+
+def _requests(n: int = 60, size: int = 1500):
+    return [("d", k * size, k * size + size - (k % 7)) for k in range(n)]
+
+
+@pytest.mark.parametrize("max_bytes,threads", [(0, 1), (4_000, 2), (20_000, 4)])
+def test_in_order_exactly_once_and_bounded(max_bytes, threads):
+    src = Recorder()
+    stats = Stats()
+    pf = Prefetcher(src.fetch, _requests(), max_bytes=max_bytes, chunk_bytes=1000, threads=threads, stats=stats)
+    out = []
+    for data in pf:
+        assert pf.bytes_in_flight <= max(max_bytes, 1500)
+        out.append(data)
+    assert out == [DATA[s:e] for _, s, e in _requests()]
+    fetched = sorted(src.fetched)
+    assert sum(e - s for s, e in fetched) == sum(e - s for _, s, e in _requests())  # no piece twice
+    assert pf.peak_bytes <= max(max_bytes, 1500)
+    assert stats.snapshot()["prefetch_bytes_max"] <= max(max_bytes, 1500)
+
+
+def test_request_larger_than_budget_still_arrives():
+    src = Recorder()
+    pf = Prefetcher(src.fetch, [("d", 0, 50_000), ("d", 50_000, 50_010)], max_bytes=5_000, chunk_bytes=4_096)
+    assert list(pf) == [DATA[:50_000], DATA[50_000:50_010]]
+
+
+def test_requests_are_pulled_lazily_and_closing_stops_fetching():
+    src = Recorder()
+    pulled = []
+
+    def requests():
+        for r in _requests(1000, 1000):
+            pulled.append(r)
+            yield ("d", r[1] % 100_000, r[1] % 100_000 + 100)
+
+    it = iter(Prefetcher(src.fetch, requests(), max_bytes=1_000, chunk_bytes=100, threads=2))
+    first = next(it)
+    assert first == DATA[:100]
+    assert len(pulled) <= 12  # about max_bytes / request size ahead, not the whole list
+    it.close()
+    time.sleep(0.05)
+    n = len(src.fetched)
+    time.sleep(0.05)
+    assert len(src.fetched) == n <= 12
+
+
+def test_errors_surface_at_their_request():
+    def fetch(name, start, end):
+        if start >= 3000:
+            raise OSError(f"{name}: bytes {start}-{end} broken")
+        return DATA[start:end]
+
+    it = iter(Prefetcher(fetch, _requests(5, 1000), max_bytes=10_000, chunk_bytes=1000))
+    assert [next(it) for _ in range(3)] == [DATA[s:e] for _, s, e in _requests(3, 1000)]
+    with pytest.raises(OSError, match="d: bytes 3000-"):
+        next(it)
+
+
+def test_cache_hits_skip_fetching_and_completions_are_reported():
+    src = Recorder()
+    done = []
+    pf = Prefetcher(src.fetch, [("d", 0, 10), ("d", 10, 20)], cached=lambda n, s, e: b"x" * 10 if s == 0 else None,
+                    on_complete=lambda n, s, e, d: done.append((s, e, d)))
+    assert list(pf) == [b"x" * 10, DATA[10:20]]
+    assert src.fetched == [(10, 20)] and done == [(10, 20, DATA[10:20])]
