@@ -1,0 +1,62 @@
+"""packer/frames.py: an episode's parquet rows → Arrow IPC, checked against meta/episodes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from packer.frames import read_episode_tables, to_ipc_bytes
+from packer.source import SourceError, open_source
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("fixture", ["lerobot_v3_av1", "lerobot_v3_images"])
+def test_tables_equal_source_rows_with_source_types(fixture):
+    s = open_source(str(DATA / fixture))
+    for path in sorted({e.data_path for e in s.episodes}):
+        eps = [e for e in s.episodes if e.data_path == path]
+        tables = read_episode_tables(s, path, eps)
+        raw = pq.read_table(s.path(path))
+        for e in eps:
+            t = pa.ipc.open_file(to_ipc_bytes(tables[e.episode_index])).read_all()
+            want = raw.filter(pc.equal(raw["episode_index"], e.episode_index)).select(s.frame_columns)
+            assert t.schema.remove_metadata() == want.schema.remove_metadata()
+            assert t.to_pylist() == want.to_pylist()
+            assert t.num_rows == e.length
+
+
+def test_undeclared_columns_are_left_out_with_a_note(tmp_path, caplog):
+    root = shutil.copytree(DATA / "lerobot_v3_av1", tmp_path / "ds")
+    p = root / "data/chunk-000/file-002.parquet"
+    t = pq.read_table(p)
+    pq.write_table(t.append_column("annotation", pa.array([[1] * (i % 3) for i in range(t.num_rows)])), p)
+    s = open_source(str(root))
+    with caplog.at_level(logging.INFO, logger="packer.frames"):
+        tables = read_episode_tables(s, "data/chunk-000/file-002.parquet", [s.episodes[5]])
+    assert "annotation" not in tables[5].column_names
+    assert "annotation" in caplog.text and "file-002.parquet" in caplog.text
+
+
+def test_rows_disagreeing_with_meta_name_episode_and_file(tmp_path):
+    root = shutil.copytree(DATA / "lerobot_v3_av1", tmp_path / "ds")
+    p = root / "data/chunk-000/file-001.parquet"
+    t = pq.read_table(p)
+    pq.write_table(t.slice(0, t.num_rows - 1), p)  # drop episode 4's last row
+    s = open_source(str(root))
+    with pytest.raises(SourceError, match=r"episode 4: data file .*file-001\.parquet has 89 rows.*length 90"):
+        read_episode_tables(s, "data/chunk-000/file-001.parquet", list(s.episodes[3:5]))
+
+
+def test_missing_data_file_names_episode_and_file(tmp_path):
+    root = shutil.copytree(DATA / "lerobot_v3_av1", tmp_path / "ds")
+    (root / "data/chunk-000/file-002.parquet").unlink()
+    s = open_source(str(root))
+    with pytest.raises(SourceError, match=r"episode 5: data file .*file-002\.parquet is missing"):
+        read_episode_tables(s, "data/chunk-000/file-002.parquet", [s.episodes[5]])
