@@ -6,7 +6,8 @@ The layout follows the real fixtures in ``tests/data`` (written by lerobot's own
 per-camera file indices and timestamps and per-episode ``stats/…`` columns), ``meta/stats.json``,
 ``data/chunk-*/file-*.parquet`` (several episodes per file, one row group each, rollover by size)
 and ``videos/<key>/chunk-*/file-*.mp4`` (several episodes per file, cameras rolling over
-independently). Encoding and file concatenation live in ``packer.synthetic_video``.
+independently). The three parts live in ``packer.synthetic_video`` (mp4 files),
+``packer.synthetic_data`` (data parquet) and ``packer.synthetic_meta`` (meta files, stats).
 
 Frames are cheap numpy drawings (gradient background, a disc circling fast so that no two
 consecutive frames look alike) with the episode and frame index written as a block code in the
@@ -24,6 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from packer import synthetic_data as data
 from packer import synthetic_meta as meta
 from packer import synthetic_video as video
 
@@ -128,25 +130,21 @@ def write_dataset(
     video_limit = int(video_files_size_mb * 2**20)
 
     video_rows: dict[str, list[dict]] = {}
-    image_stats: dict[str, list[dict]] = {}
+    video_stats: dict[str, list[dict]] = {}
     for cam, shape in cameras.items():
-        video_rows[cam], image_stats[cam] = video.write_camera(
+        video_rows[cam], video_stats[cam] = video.write_camera(
             root, cam, lambda e, shape=shape: render_frames(e, lengths[e], shape, seed), lengths,
             fps=fps, codec=codec, gop=gop, limit_bytes=video_limit, aligned=keyframe_aligned,
         )
-    meta.write_tables(
-        root,
-        lengths=lengths,
-        fps=fps,
-        episode_tasks=episode_tasks,
-        image_cameras=dict(image_cameras),
-        state_dim=state_dim,
-        seed=seed,
-        data_limit_bytes=int(data_files_size_mb * 2**20),
-        video_rows=video_rows,
-        video_stats=image_stats,
-        render=render_frames,
+    rows, stats = data.write_data(
+        root, lengths=lengths, fps=fps, episode_tasks=episode_tasks, image_cameras=dict(image_cameras),
+        state_dim=state_dim, seed=seed, limit_bytes=int(data_files_size_mb * 2**20), render=render_frames,
     )
+    for e in range(len(lengths)):  # lerobot's order: video columns after data, video stats last
+        for cam in cameras:
+            rows[e].update(video_rows[cam][e])
+            stats[e][cam] = video_stats[cam][e]
+    meta.write_meta(root, rows, stats, list(dict.fromkeys(episode_tasks)))
     meta.write_info(
         root,
         lengths=lengths,
