@@ -6,9 +6,9 @@ at/before the episode's first frame up to the last packet (decode order) the epi
 need, timestamps rebased so the first dts is 0, in the source time base. Decoding it gives the
 source's pixels bit for bit. ``lead_in`` counts the frames before the episode's first one.
 
-The file is opened once per call and demuxed once per *run* of nearby episodes (one seek to the
-keyframe before the run, then forward), never from the start for each episode. Packets of the
-run are held in memory (roughly the run's share of the file).
+A :class:`ClipCutter` holds the file open for a whole shard task and demuxes forward through
+consecutive episodes (one seek to the keyframe before the first), never from the start for each
+episode; its packet buffer holds about one episode.
 
 Assumes closed GOPs (what LeRobot's encoders write) and one packet per frame.
 """
@@ -58,36 +58,13 @@ def _import_av():
     return av
 
 
-def _runs(requests: Sequence[ClipRequest], fps: int) -> list[list[ClipRequest]]:
-    """Split time-sorted requests where the gap to the previous episode's end exceeds RUN_GAP_S."""
-    runs: list[list[ClipRequest]] = []
-    end = None
-    for r in sorted(requests, key=lambda r: r.from_timestamp):
-        if end is None or r.from_timestamp - end > RUN_GAP_S:
-            runs.append([])
-        runs[-1].append(r)
-        end = max(end or 0.0, r.from_timestamp + r.length / fps)
-    return runs
-
-
-def _demux_run(container: Any, stream: Any, start_s: float, end_s: float) -> list[_Pkt]:
-    """Packets (decode order) from the keyframe at/before ``start_s`` until dts passes ``end_s``."""
-    tb = float(stream.time_base)
-    container.seek(max(0, int(start_s / tb)), stream=stream, backward=True, any_frame=False)
-    out = []
-    for p in container.demux(stream):
-        if p.size == 0 or p.pts is None:
-            continue
-        if p.dts is not None and p.dts * tb > end_s:
-            break
-        out.append(_Pkt(p.pts, p.dts if p.dts is not None else p.pts, bool(p.is_keyframe), p.duration or 0, bytes(p)))
-    return out
-
-
-def _select(pkts: list[_Pkt], dts_s: list[float], req: ClipRequest, fps: int, tb: float, where: str) -> tuple[list[_Pkt], int]:
+def _select(
+    pkts: list[_Pkt], dts_s: list[float], req: ClipRequest, fps: int, tb: float, where: str, indexed_end_s: float = -1.0
+) -> tuple[list[_Pkt], int, int]:
     """The clip's packets for ``req`` and its lead_in, or an error naming the episode and file.
 
-    ``dts_s`` is each packet's dts in seconds (non-decreasing). Only the window from the keyframe
+    ``dts_s`` is each packet's dts in seconds (non-decreasing); ``indexed_end_s`` is the last frame
+    time the container's index lists, to tell a truncated file from a short video. Only the window from the keyframe
     before the episode to the first packet decoded after its last frame is scanned.
     """
     half = 0.5 / fps
@@ -104,6 +81,11 @@ def _select(pkts: list[_Pkt], dts_s: list[float], req: ClipRequest, fps: int, tb
     frame_of = [round((p.pts * tb - req.from_timestamp) * fps) for p in window]
     inside = [j for j, f in enumerate(frame_of) if 0 <= f < req.length]
     seen = sorted(frame_of[j] for j in inside)
+    if seen != list(range(req.length)) and indexed_end_s >= req.from_timestamp + (req.length - 1) / fps - half:
+        raise ClipError(
+            f"episode {req.episode_index}: video {where} is truncated or damaged: its index lists frames up to "
+            f"t={indexed_end_s:.4f}s but only {len(set(seen))} of the episode's {req.length} frames could be read"
+        )
     if seen != list(range(req.length)):
         raise ClipError(
             f"episode {req.episode_index}: video {where} has {len(set(seen))} of the episode's "
@@ -112,7 +94,7 @@ def _select(pkts: list[_Pkt], dts_s: list[float], req: ClipRequest, fps: int, tb
         )
     clip = window[: max(inside) + 1]
     lead_in = sum(1 for f in frame_of[: len(clip)] if f < 0)
-    return clip, lead_in
+    return clip, lead_in, k
 
 
 def _mux(stream: Any, clip: list[_Pkt]) -> bytes:
@@ -142,36 +124,75 @@ def open_video(src: Any, where: str) -> Any:
         raise ClipError(f"video {where}: cannot be opened ({e}); the file is damaged or truncated") from e
 
 
-def cut_clips(src: Any, where: str, requests: Sequence[ClipRequest], fps: int) -> dict[int, tuple[bytes, ClipInfo]]:
-    """Remux each requested episode of the mp4 ``src`` into its own clip: episode_index → (bytes, info).
+class ClipCutter:
+    """One source mp4 held open; ``cut`` remuxes episodes out of it, demuxing forward only.
 
-    ``where`` names the file in errors. Raises ClipError when a frame is missing (video shorter than
-    its episode) or the file cannot be demuxed (truncated).
+    Requests in time order (as episodes follow each other in LeRobot's files) cost one seek and a
+    single forward demux; the packet buffer keeps only what the next episode may still need.
+    A request behind the buffer or far ahead of it (> RUN_GAP_S) seeks instead.
     """
-    av = _import_av()
-    container = open_video(src, where)
-    try:
-        stream = container.streams.video[0]
-        tb = float(stream.time_base)
-        cc = stream.codec_context
-        out: dict[int, tuple[bytes, ClipInfo]] = {}
-        for run in _runs(requests, fps):
-            start = run[0].from_timestamp
-            end = max(r.from_timestamp + (r.length - 0.5) / fps for r in run)
+
+    def __init__(self, src: Any, where: str, fps: int) -> None:
+        self.where, self.fps = where, fps
+        self._container = open_video(src, where)
+        self._stream = self._container.streams.video[0]
+        self._tb = float(self._stream.time_base)
+        cc = self._stream.codec_context
+        self.codec, self.pix_fmt, self.width, self.height = cc.codec.canonical_name, cc.pix_fmt, cc.width, cc.height
+        self._pkts: list[_Pkt] = []
+        self._dts: list[float] = []
+        self._it: Any = None
+        entries = self._stream.index_entries or []
+        self._indexed_end = max((e.timestamp for e in entries), default=-1) * self._tb
+
+    def _seek(self, start_s: float) -> None:
+        self._container.seek(max(0, int(start_s / self._tb)), stream=self._stream, backward=True, any_frame=False)
+        self._it, self._pkts, self._dts = self._container.demux(self._stream), [], []
+
+    def _fill(self, end_s: float) -> None:
+        """Demux until a packet's dts passes ``end_s`` (seconds) or the file ends."""
+        while not self._dts or self._dts[-1] <= end_s:
+            p = next(self._it, None)
+            if p is None:
+                self._it = iter(())
+                return
+            if p.size == 0 or p.pts is None:
+                continue
+            dts = p.dts if p.dts is not None else p.pts
+            self._pkts.append(_Pkt(p.pts, dts, bool(p.is_keyframe), p.duration or 0, bytes(p)))
+            self._dts.append(dts * self._tb)
+
+    def cut(self, req: ClipRequest) -> tuple[bytes, ClipInfo]:
+        """The episode's clip bytes and where its frames sit in it; ClipError when frames are missing."""
+        av = _import_av()
+        end = req.from_timestamp + (req.length - 0.5) / self.fps
+        try:
+            fresh = self._it is None or not self._dts or req.from_timestamp < self._dts[0] \
+                or req.from_timestamp > self._dts[-1] + RUN_GAP_S
+            if fresh:
+                self._seek(req.from_timestamp)
+            self._fill(end)
             try:
-                pkts = _demux_run(container, stream, start, end)
-            except av.FFmpegError as e:
-                eps = ", ".join(str(r.episode_index) for r in run)
-                raise ClipError(f"episode {eps}: video {where} cannot be demuxed ({e}); the file is damaged or truncated") from e
-            dts_s = [p.dts * tb for p in pkts]
-            for r in run:
-                clip, lead_in = _select(pkts, dts_s, r, fps, tb, where)
-                info = ClipInfo(lead_in=lead_in, num_frames=len(clip), reencoded=False,
-                                codec=cc.codec.canonical_name, width=cc.width, height=cc.height)
-                out[r.episode_index] = (_mux(stream, clip), info)
-        return out
-    finally:
-        container.close()
+                clip, lead_in, k = _select(self._pkts, self._dts, req, self.fps, self._tb, self.where, self._indexed_end)
+            except ClipError:
+                if fresh:
+                    raise
+                self._seek(req.from_timestamp)
+                self._fill(end)
+                clip, lead_in, k = _select(self._pkts, self._dts, req, self.fps, self._tb, self.where, self._indexed_end)
+            data = _mux(self._stream, clip)
+        except av.FFmpegError as e:
+            raise ClipError(
+                f"episode {req.episode_index}: video {self.where} cannot be demuxed ({e}); "
+                "the file is damaged or truncated"
+            ) from e
+        del self._pkts[:k], self._dts[:k]
+        info = ClipInfo(lead_in=lead_in, num_frames=len(clip), reencoded=False,
+                        codec=self.codec, width=self.width, height=self.height)
+        return data, info
+
+    def close(self) -> None:
+        self._container.close()
 
 
 def probe(src: Any, where: str) -> dict[str, Any]:
