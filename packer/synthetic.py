@@ -38,11 +38,17 @@ def _block(h: int, w: int) -> int:
     return max(4, min(w // (_CODE_BITS + 2), h // 8))
 
 
-def render_frames(episode_index: int, length: int, shape: tuple[int, int], seed: int) -> np.ndarray:
-    """Frames (length, H, W, 3) uint8 RGB of one camera for one episode; pure, deterministic."""
+def _check_shape(key: str, shape: tuple[int, int]) -> None:
     h, w = shape
     if h < 32 or w < 48 or h % 2 or w % 2:
-        raise ValueError(f"camera size {h}x{w}: need even H >= 32 and W >= 48 (yuv420p, code)")
+        raise ValueError(f"{key}: camera size {h}x{w} (HxW); need even H >= 32 and W >= 48 "
+                         "(yuv420p needs even sizes; the frame code needs room)")
+
+
+def render_frames(episode_index: int, length: int, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Frames (length, H, W, 3) uint8 RGB of one camera for one episode; pure, deterministic."""
+    _check_shape("render_frames", shape)
+    h, w = shape
     rng = np.random.default_rng([seed, episode_index, h, w])
     c0, c1 = rng.integers(40, 200, size=(2, 3))
     ramp = (np.arange(w)[None, :, None] / w + np.arange(h)[:, None, None] / (2 * h)) / 1.5
@@ -125,6 +131,10 @@ def write_dataset(
         raise ValueError(f"codec={codec!r}; choices: {sorted(video.CODECS)}")
     if not tasks:
         raise ValueError("tasks is empty: give at least one task string")
+    if gop < 1 or fps < 1 or state_dim < 1:
+        raise ValueError(f"gop={gop}, fps={fps}, state_dim={state_dim}: each must be >= 1")
+    for key, shape in {**cameras, **image_cameras}.items():
+        _check_shape(key, shape)
     root.mkdir(parents=True, exist_ok=True)
     episode_tasks = [tasks[e % len(tasks)] for e in range(len(lengths))]
     video_limit = int(video_files_size_mb * 2**20)

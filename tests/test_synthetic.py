@@ -214,8 +214,20 @@ def test_refuses_bad_arguments(tmp_path, av1):
         write_dataset(av1, episodes=[3], cameras={TOP: (64, 96)})
     with pytest.raises(ValueError, match="choices"):
         write_dataset(tmp_path / "x", episodes=[3], cameras={TOP: (64, 96)}, codec="vp9")
-    with pytest.raises(ValueError, match="camera size"):
+    with pytest.raises(ValueError, match="observation.images.top: camera size 20x30"):
         write_dataset(tmp_path / "y", episodes=[3], cameras={TOP: (20, 30)})
+    assert not (tmp_path / "y").exists()  # checked before anything is written
+    with pytest.raises(ValueError, match="gop=0"):
+        write_dataset(tmp_path / "z", episodes=[3], cameras={TOP: (64, 96)}, gop=0)
+
+
+def test_same_arguments_give_identical_files(tmp_path):
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    kw = dict(episodes=[6, 9, 4], cameras={TOP: (32, 48)}, image_cameras={GRIP: (32, 48)}, video_files_size_mb=0.004)
+    a, b = (files(write_dataset(tmp_path / name, **kw)) for name in "ab")
+    assert len(a) >= 6 and a == b
 
 
 def test_cli(tmp_path):
