@@ -1,0 +1,70 @@
+"""packer/cli.py: `lerobot-wds pack | inspect | verify`, end to end on the fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgpack
+from torchcodec.decoders import VideoDecoder
+
+from packer.cli import main
+from reader.format import Manifest
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_pack_inspect_verify(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["pack", str(DATA / "lerobot_v3_images"), str(out), "--shard-size", "200KB", "--no-progress"]) == 0
+    assert "packed 4 episodes, 80 frames into" in capsys.readouterr().out
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "episodes  4   frames 80   fps 10" in text
+    assert "observation.images.front: av1 yuv420p" in text and "observation.images.gripper: image" in text
+    assert main(["verify", str(out)]) == 0
+    assert "verified: OK" in capsys.readouterr().out
+
+
+def test_verify_finds_a_damaged_shard(tmp_path, capsys):
+    out = tmp_path / "out"
+    main(["pack", str(DATA / "lerobot_v3_av1"), str(out), "--episodes", "1-2", "--no-progress"])
+    shard = out / "shard-000000.tar"
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 1
+    assert "shard-000000.tar: size/sha256 differ" in capsys.readouterr().out
+
+
+def test_episode_selection_and_reencode_options(tmp_path):
+    out = tmp_path / "out"
+    args = ["pack", str(DATA / "lerobot_v3_av1"), str(out), "--episodes", "2,4", "--codec", "h264",
+            "--gop", "10", "--crf", "28", "--size", "48x64", "--no-progress"]
+    assert main(args) == 0
+    m = Manifest.from_json((out / "manifest.json").read_text())
+    assert [e.episode_index for s in m.shards for e in s.episodes] == [2, 4]
+    assert all(v == {"codec": "h264", "pix_fmt": "yuv420p", "width": 64, "height": 48, "reencoded": True}
+               for v in m.videos.values())
+    entry = m.shards[0].episodes[0]
+    with open(out / m.shards[0].name, "rb") as f:
+        f.seek(entry.members["meta.msgpack"].offset)
+        meta = msgpack.unpackb(f.read(entry.members["meta.msgpack"].size))
+        ref = entry.members["observation.images.top.mp4"]
+        f.seek(ref.offset)
+        clip = VideoDecoder(f.read(ref.size))
+    assert meta["clips"]["observation.images.top"]["lead_in"] == 0
+    assert len(clip) == 12 and tuple(clip[0].shape) == (3, 48, 64)
+    assert main(["verify", str(out)]) == 0
+
+
+def test_user_errors_print_one_line_and_exit_1(tmp_path, capsys):
+    root = tmp_path / "v2"
+    (root / "meta").mkdir(parents=True)
+    (root / "meta/info.json").write_text(json.dumps({"codebase_version": "v2.1"}))
+    assert main(["pack", str(root), str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "codebase_version 'v2.1'" in err and "Traceback" not in err
+    assert main(["pack", str(DATA / "lerobot_v3_av1"), str(tmp_path / "o"), "--episodes", "7-9"]) == 1
+    assert "episodes [7, 8, 9] are not in the dataset" in capsys.readouterr().err
