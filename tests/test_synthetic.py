@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,13 @@ def test_layout_matches_lerobot_fixture(tmp_path, name):
         assert {k: np.shape(v) for k, v in sa[feature].items()} == {k: np.shape(v) for k, v in stats.items()}
     assert {p.relative_to(ours).parts[:3] for p in ours.rglob("*.mp4")} == {
         p.relative_to(theirs).parts[:3] for p in theirs.rglob("*.mp4")}  # videos/<key>/chunk-000
+    import av
+
+    time_base = {30: Fraction(1, 15360), 10: Fraction(1, 10240)}[FIXTURES[name].get("fps", 30)]
+    for r in (ours, theirs):  # lerobot's mp4 time base and pixel format
+        with av.open(str(next(r.rglob("file-000.mp4")))) as c:
+            stream = c.streams.video[0]
+            assert (stream.time_base, stream.codec_context.pix_fmt) == (time_base, "yuv420p"), r
 
 
 # --- the dataset agrees with itself ------------------------------------------------------------------
