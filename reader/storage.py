@@ -26,7 +26,7 @@ from .cache import RangeCache
 from .format import MANIFEST_NAME, Manifest
 from .prefetch import Prefetcher
 from .retry import RetryPolicy, StorageError, is_transient, read_range_retrying
-from .stats import BYTES_FROM_CACHE, Stats
+from .stats import BYTES_FROM_CACHE, RETRIES, Stats
 
 __all__ = ["Store", "StorageError", "RetryPolicy"]
 
@@ -124,6 +124,7 @@ class Store:
                 failures += 1
                 if not is_transient(e) or failures >= self.retry.max_attempts:
                     raise StorageError(f"{where}: reading failed after {failures} attempts: {e!r}") from e
+                self.stats.add(RETRIES)
                 time.sleep(self.retry.delay_s(failures))
 
     def _fetch(self, name: str, start: int, end: int) -> bytes:
