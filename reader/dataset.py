@@ -187,6 +187,7 @@ class LeRobotShardDataset(IterableDataset):
         loader = _SpanLoader(self, spans, todo)
         cache = FrameCache(self.frame_cache_bytes)
         videos: dict[int, EpisodeVideo | None] = {}
+        timed = bool(self.meta.video_keys or self.meta.image_keys)  # decode seconds, when there is decoding
         try:
             for p, f, done in order:
                 ep = loader.get(p)
@@ -198,7 +199,10 @@ class LeRobotShardDataset(IterableDataset):
                 if video is None and self.meta.video_keys:
                     video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device)
                 try:
-                    with stats.timer(S.DECODE_S):
+                    if timed:
+                        with stats.timer(S.DECODE_S):
+                            item = self._builder.build(ep, video, spans[p].start + f)
+                    else:
                         item = self._builder.build(ep, video, spans[p].start + f)
                 except EpisodeError as e:
                     if self.on_error == "raise":
@@ -211,7 +215,8 @@ class LeRobotShardDataset(IterableDataset):
                     v = videos.pop(p, None)
                     if v is not None:
                         v.close()
-                stats.observe(S.POOL_EPISODES, len(loader.loaded))
+                if self._yielded % 32 == 0:
+                    stats.observe(S.POOL_EPISODES, len(loader.loaded))
                 self._yielded += 1
                 if item is not None:
                     yield item

@@ -10,7 +10,7 @@ few index operations; image-dtype columns keep their encoded bytes until a sampl
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import msgpack
@@ -38,6 +38,8 @@ class Episode:
     meta: EpisodeMeta
     columns: dict[str, Any]
     clips: dict[str, bytes]
+    #: Derived per-episode tables (e.g. the sample builder's window lookups), dropped with the episode.
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def episode_index(self) -> int:

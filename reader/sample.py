@@ -41,38 +41,37 @@ class SampleBuilder:
 
     def build(self, episode: Episode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
         """The sample at episode-local ``frame`` (0 ≤ frame < episode.length)."""
+        prepared = episode.cache.get("sample")
+        if prepared is None:
+            prepared = episode.cache["sample"] = self._prepare(episode)
         item: dict[str, Any] = {}
         pads: dict[str, torch.Tensor] = {}
-        length = episode.length
-        for key, col in episode.columns.items():
-            d = self.deltas.get(key)
-            if key in self.image_keys:
-                if d is None:
-                    item[key] = _decode_image(col[frame], episode, key, frame)
-                else:
-                    idx, pad = window_indices(frame, length, d)
-                    item[key] = torch.stack([_decode_image(col[i], episode, key, int(i)) for i in idx])
-                    pads[f"{key}_is_pad"] = torch.from_numpy(pad)
-            elif isinstance(col, torch.Tensor):
-                if d is None:
-                    item[key] = col[frame].clone()
-                else:
-                    idx, pad = window_indices(frame, length, d)
-                    item[key] = col[torch.from_numpy(idx)]
-                    pads[f"{key}_is_pad"] = torch.from_numpy(pad)
+        for key, kind, a, b, c in prepared:
+            if kind == _SCALAR:
+                item[key] = torch.scalar_tensor(a[frame], dtype=b)
+            elif kind == _ROW:
+                item[key] = a[frame].clone()
+            elif kind == _WINDOW:
+                item[key] = a.index_select(0, b[frame])
+                pads[f"{key}_is_pad"] = c[frame].clone()
+            elif kind == _IMAGE:
+                item[key] = _decode_image(a[frame], episode, key, frame)
+            elif kind == _IMAGE_WINDOW:
+                item[key] = torch.stack([_decode_image(a[int(i)], episode, key, int(i)) for i in b[frame]])
+                pads[f"{key}_is_pad"] = c[frame].clone()
+            elif kind == _VIDEO:
+                if video is None:
+                    raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
+                item[key] = to_float(video.frames(key, a[frame : frame + 1])[0])
+            elif kind == _VIDEO_WINDOW:
+                if video is None:
+                    raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
+                item[key] = to_float(video.frames(key, b[frame].numpy()))
+                item[f"{key}_is_pad"] = c[frame].clone()
             else:  # non-numeric column (e.g. strings): as stored
-                item[key] = col[frame] if d is None else [col[int(i)] for i in window_indices(frame, length, d)[0]]
-        item.update(pads)
-        for key in self.video_keys:
-            if video is None:
-                raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-            d = self.deltas.get(key)
-            if d is None:
-                item[key] = to_float(video.frames(key, np.array([frame]))[0])
-            else:
-                idx, pad = window_indices(frame, length, d)
-                item[key] = to_float(video.frames(key, idx))
-                item[f"{key}_is_pad"] = torch.from_numpy(pad)
+                item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]
+        if pads:
+            item.update(pads)
         if self.image_transforms is not None:
             for key in (*self.video_keys, *self.image_keys):
                 if key in item:
@@ -83,6 +82,38 @@ class SampleBuilder:
         elif episode.meta.tasks:
             item["task"] = episode.meta.tasks[0]
         return item
+
+    def _prepare(self, episode: Episode) -> list[tuple[str, int, Any, Any, Any]]:
+        """Per-episode lookup tables, so a sample costs a few index operations: scalar columns as
+        Python values, and for every windowed key the (length, window) tables of clamped frames
+        and padding (exactly :func:`window_indices` at every frame)."""
+        length = episode.length
+        frames = np.arange(length)
+        tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key, d in self.deltas.items():
+            idx, pad = window_indices(frames[:, None], length, d[None, :])  # (length, window)
+            tables[key] = (torch.from_numpy(np.ascontiguousarray(idx)), torch.from_numpy(np.ascontiguousarray(pad)))
+        out: list[tuple[str, int, Any, Any, Any]] = []
+        for key, col in episode.columns.items():
+            idx, pad = tables.get(key, (None, None))
+            if key in self.image_keys:
+                out.append((key, _IMAGE, col, None, None) if idx is None else (key, _IMAGE_WINDOW, col, idx, pad))
+            elif isinstance(col, torch.Tensor):
+                if idx is not None:
+                    out.append((key, _WINDOW, col, idx, pad))
+                elif col.ndim == 1:
+                    out.append((key, _SCALAR, col.tolist(), col.dtype, None))
+                else:
+                    out.append((key, _ROW, col, None, None))
+            else:
+                out.append((key, _OTHER, col, idx, None))
+        for key in self.video_keys:
+            idx, pad = tables.get(key, (None, None))
+            out.append((key, _VIDEO, frames, None, None) if idx is None else (key, _VIDEO_WINDOW, None, idx, pad))
+        return out
+
+
+_SCALAR, _ROW, _WINDOW, _IMAGE, _IMAGE_WINDOW, _VIDEO, _VIDEO_WINDOW, _OTHER = range(8)
 
 
 def _decode_image(data: bytes, episode: Episode, key: str, frame: int) -> torch.Tensor:

@@ -51,8 +51,9 @@ def delta_indices(
     return out
 
 
-def window_indices(frame: int, length: int, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Episode-local frames of the window at ``frame`` and its padding mask.
+def window_indices(frame: int | np.ndarray, length: int, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Episode-local frames of the window at ``frame`` and its padding mask (broadcasts: an array
+    of frames against ``deltas[None, :]`` gives every frame's window at once).
 
     ``deltas`` are frame offsets (from :func:`delta_indices`). Returns ``(idx, is_pad)``: ``idx``
     int64, clamped into ``[0, length)``; ``is_pad`` bool, True where ``frame + delta`` left the episode.
