@@ -18,9 +18,11 @@ from __future__ import annotations
 import bisect
 import io
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from reader.format import ClipInfo
+
+from .packets import Pkt, open_index, read_span
 
 #: Muxer flags so clip bytes depend only on the packets (no creation time, no version strings).
 MUX_OPTIONS = {"fflags": "+bitexact"}
@@ -41,15 +43,6 @@ class ClipRequest:
     length: int
 
 
-@dataclass(frozen=True)
-class _Pkt:
-    pts: int
-    dts: int
-    key: bool
-    duration: int
-    data: bytes
-
-
 def _import_av():
     try:
         import av
@@ -59,11 +52,12 @@ def _import_av():
 
 
 def _select(
-    pkts: list[_Pkt], dts_s: list[float], req: ClipRequest, fps: int, tb: float, where: str, indexed_end_s: float = -1.0
-) -> tuple[list[_Pkt], int, int]:
+    pkts: list[Pkt], dts_s: list[float], req: ClipRequest, fps: int, tb: float, where: str,
+    indexed_end_s: Callable[[], float] = lambda: -1.0,
+) -> tuple[list[Pkt], int, int]:
     """The clip's packets for ``req`` and its lead_in, or an error naming the episode and file.
 
-    ``dts_s`` is each packet's dts in seconds (non-decreasing); ``indexed_end_s`` is the last frame
+    ``dts_s`` is each packet's dts in seconds (non-decreasing); ``indexed_end_s()`` gives the last frame
     time the container's index lists, to tell a truncated file from a short video. Only the window from the keyframe
     before the episode to the first packet decoded after its last frame is scanned.
     """
@@ -81,10 +75,10 @@ def _select(
     frame_of = [round((p.pts * tb - req.from_timestamp) * fps) for p in window]
     inside = [j for j, f in enumerate(frame_of) if 0 <= f < req.length]
     seen = sorted(frame_of[j] for j in inside)
-    if seen != list(range(req.length)) and indexed_end_s >= req.from_timestamp + (req.length - 1) / fps - half:
+    if seen != list(range(req.length)) and indexed_end_s() >= req.from_timestamp + (req.length - 1) / fps - half:
         raise ClipError(
             f"episode {req.episode_index}: video {where} is truncated or damaged: its index lists frames up to "
-            f"t={indexed_end_s:.4f}s but only {len(set(seen))} of the episode's {req.length} frames could be read"
+            f"t={indexed_end_s():.4f}s but only {len(set(seen))} of the episode's {req.length} frames could be read"
         )
     if seen != list(range(req.length)):
         raise ClipError(
@@ -97,17 +91,17 @@ def _select(
     return clip, lead_in, k
 
 
-def _mux(stream: Any, clip: list[_Pkt]) -> bytes:
+def _mux(stream: Any, clip: list[Pkt], datas: list[bytes]) -> bytes:
     av = _import_av()
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4", options=MUX_OPTIONS) as out:
         o = out.add_stream_from_template(stream, opaque=True)
-        o.time_base = stream.time_base
+        tb = o.time_base = stream.time_base
         base = clip[0].dts
-        for p in clip:
-            q = av.Packet(p.data)
+        for p, data in zip(clip, datas):
+            q = av.Packet(data)
             q.pts, q.dts, q.duration = p.pts - base, p.dts - base, p.duration
-            q.time_base, q.is_keyframe, q.stream = stream.time_base, p.key, o
+            q.time_base, q.is_keyframe, q.stream = tb, p.key, o
             out.mux(q)
     return buf.getvalue()
 
@@ -133,17 +127,23 @@ class ClipCutter:
     """
 
     def __init__(self, src: Any, where: str, fps: int) -> None:
-        self.where, self.fps = where, fps
+        self.where, self.fps, self._src = where, fps, src
         self._container = open_video(src, where)
         self._stream = self._container.streams.video[0]
         self._tb = float(self._stream.time_base)
         cc = self._stream.codec_context
         self.codec, self.pix_fmt, self.width, self.height = cc.codec.canonical_name, cc.pix_fmt, cc.width, cc.height
-        self._pkts: list[_Pkt] = []
+        self._pkts: list[Pkt] = []
         self._dts: list[float] = []
         self._it: Any = None
-        entries = self._stream.index_entries or []
-        self._indexed_end = max((e.timestamp for e in entries), default=-1) * self._tb
+        #: Index path: every packet of the file (no data) and a file handle to read their bytes.
+        self._index = open_index(self._container, self._stream)
+        if self._index is not None:
+            self._file = open(src, "rb") if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__") else src
+
+    def _indexed_end(self) -> float:
+        """Last timestamp (s) the container's index lists; only needed to word an error."""
+        return max((e.timestamp for e in self._stream.index_entries or []), default=-1) * self._tb
 
     def _seek(self, start_s: float) -> None:
         self._container.seek(max(0, int(start_s / self._tb)), stream=self._stream, backward=True, any_frame=False)
@@ -159,13 +159,17 @@ class ClipCutter:
             if p.size == 0 or p.pts is None:
                 continue
             dts = p.dts if p.dts is not None else p.pts
-            self._pkts.append(_Pkt(p.pts, dts, bool(p.is_keyframe), p.duration or 0, bytes(p)))
+            self._pkts.append(Pkt(p.pts, dts, bool(p.is_keyframe), p.duration or 0, bytes(p)))
             self._dts.append(dts * self._tb)
 
     def cut(self, req: ClipRequest) -> tuple[bytes, ClipInfo]:
         """The episode's clip bytes and where its frames sit in it; ClipError when frames are missing."""
         av = _import_av()
         end = req.from_timestamp + (req.length - 0.5) / self.fps
+        if self._index is not None:
+            window = self._index.window(req.from_timestamp + 0.5 / self.fps, end)
+            if window is not None:
+                return self._cut_indexed(req, window)
         try:
             fresh = self._it is None or not self._dts or req.from_timestamp < self._dts[0] \
                 or req.from_timestamp > self._dts[-1] + RUN_GAP_S
@@ -180,7 +184,7 @@ class ClipCutter:
                 self._seek(req.from_timestamp)
                 self._fill(end)
                 clip, lead_in, k = _select(self._pkts, self._dts, req, self.fps, self._tb, self.where, self._indexed_end)
-            data = _mux(self._stream, clip)
+            data = _mux(self._stream, clip, [p.data for p in clip])
         except av.FFmpegError as e:
             raise ClipError(
                 f"episode {req.episode_index}: video {self.where} cannot be demuxed ({e}); "
@@ -191,8 +195,25 @@ class ClipCutter:
                         codec=self.codec, width=self.width, height=self.height)
         return data, info
 
+    def _cut_indexed(self, req: ClipRequest, window: list[Pkt]) -> tuple[bytes, ClipInfo]:
+        av = _import_av()
+        dts = [p.dts * self._tb for p in window]
+        clip, lead_in, _ = _select(window, dts, req, self.fps, self._tb, self.where, self._indexed_end)
+        try:
+            data = _mux(self._stream, clip, read_span(self._file, clip, self.where))
+        except (EOFError, av.FFmpegError) as e:
+            raise ClipError(f"episode {req.episode_index}: video {self.where} is truncated or damaged ({e})") from e
+        info = ClipInfo(lead_in=lead_in, num_frames=len(clip), reencoded=False,
+                        codec=self.codec, width=self.width, height=self.height)
+        return data, info
+
     def close(self) -> None:
+        """Close the container, and the file: a file object passed in is owned by the cutter."""
         self._container.close()
+        if self._index is not None:
+            self._file.close()
+        elif hasattr(self._src, "close"):
+            self._src.close()
 
 
 def probe(src: Any, where: str) -> dict[str, Any]:
