@@ -221,7 +221,10 @@ class LeRobotShardDataset(IterableDataset):
                 if item is not None:
                     yield item
         finally:
-            stats.flush()
+            try:
+                stats.flush()
+            except (OSError, NameError):  # at interpreter exit, builtins may already be gone
+                pass
 
     def _count_skip(self, stats: S.Stats) -> None:
         self.skipped += 1

@@ -62,11 +62,11 @@ class SampleBuilder:
             elif kind == _VIDEO:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-                item[key] = to_float(video.frames(key, a[frame : frame + 1])[0])
+                item[key] = video.frames_float(key, a[frame : frame + 1])[0]
             elif kind == _VIDEO_WINDOW:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-                item[key] = to_float(video.frames(key, b[frame].numpy()))
+                item[key] = video.frames_float(key, b[frame].numpy())
                 item[f"{key}_is_pad"] = c[frame].clone()
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]

@@ -121,6 +121,18 @@ class EpisodeVideo:
 
     def frames(self, camera: str, idx: np.ndarray) -> torch.Tensor:
         """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats ok)."""
+        return torch.stack(self._gather(camera, idx))
+
+    def frames_float(self, camera: str, idx: np.ndarray) -> torch.Tensor:
+        """float32 ``(len(idx), C, H, W)`` in [0, 1], equal bit for bit to ``to_float(frames(...))``,
+        written straight into the output (no uint8 stack in between: one pass over the pixels)."""
+        got = self._gather(camera, idx)
+        out = torch.empty((len(got), *got[0].shape), dtype=torch.float32, device=got[0].device)
+        for j, t in enumerate(got):
+            torch.div(t, 255.0, out=out[j])
+        return out
+
+    def _gather(self, camera: str, idx: np.ndarray) -> list[torch.Tensor]:
         owner = self.episode.episode_index
         got: dict[int, torch.Tensor] = {}
         missing = []
@@ -148,7 +160,7 @@ class EpisodeVideo:
                 if i in missing:
                     got[i] = t
                 self.cache.put((owner, camera, i), t.clone())  # own storage: budget stays exact
-        return torch.stack([got[int(i)] for i in idx])
+        return [got[int(i)] for i in idx]
 
     def close(self) -> None:
         """Release decoders and this episode's cached frames (the episode left the pool)."""

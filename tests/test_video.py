@@ -64,3 +64,11 @@ def test_undecodable_clip_names_episode(episode3):
     bad = Episode("shard-000004.tar", episode3.meta, {}, {"observation.images.top": b"not an mp4" * 10})
     with pytest.raises(EpisodeError, match=r"shard-000004.tar, episode 3: clip of camera 'observation.images.top'"):
         EpisodeVideo(bad, FrameCache(0)).frames("observation.images.top", np.array([0]))
+
+
+def test_frames_float_equals_to_float(episode3):
+    video = EpisodeVideo(episode3, FrameCache(64 << 20))
+    idx = np.array([3, 0, 3, 59])
+    a = video.frames_float("observation.images.top", idx)
+    b = to_float(EpisodeVideo(episode3, FrameCache(0)).frames("observation.images.top", idx))
+    assert a.dtype == torch.float32 and torch.equal(a, b)
