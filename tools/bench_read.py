@@ -1,0 +1,313 @@
+"""Reader benchmark: samples/s of LeRobotShardDataset against the decode cost of the same work.
+
+One run, on a generated LeRobot v3 dataset (default 50 episodes × 60 frames, 2 cameras 240×320,
+AV1 GOP 2, via ``packer.synthetic``), packed once into ``bench_out/``. For DataLoader
+``num_workers`` 0/1/2, without and with delta windows (16-step ``action`` + 2-frame camera window):
+
+- samples/s (= frames/s of the sample stream) in steady state (after the first batch), time to
+  first batch, peak resident memory of all processes (summed PSS, so shared pages count once);
+- (a) ours ÷ a bare torchcodec loop decoding the same frames, same order, from the same in-memory
+  clips, one process per worker (target ≥ 0.8);
+- (c) ours ÷ the sequential decode limit: each needed frame decoded once, in file order (≥ 0.75);
+- (b) mean distinct episodes per batch of 32 ÷ the same for uniform sampling over the pool (≥ 0.9);
+- tabular-only samples/s with a 16-step action window, one worker (target ≥ 20,000).
+
+Prints a table, writes ``bench_out/bench_read.json`` and the plot ``bench_out/bench_read.png``.
+Ratios are measured in one run on one machine, so they hold where absolute numbers do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CAMS = ("observation.images.top", "observation.images.wrist")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (Linux /proc), as PSS: pages shared by
+    forked workers (torch's ~0.5 GB of libraries) are split between them instead of counted per
+    process, so the sum is the memory the process tree really holds."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    return total
+
+
+class PeakRSS:
+    """Samples the RSS of this process tree every 20 ms; ``peak`` in bytes."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak, self._stop = 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(os.getpid()))
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def make_datasets(out: Path, episodes: int, length: int, hw: tuple[int, int]) -> tuple[str, str]:
+    """Generate (once) the source dataset, pack it, and a tabular-only view of the same shards."""
+    from packer.pack import PackOptions, pack
+    from packer.synthetic import write_dataset
+
+    tag = f"{episodes}x{length}_{hw[0]}x{hw[1]}"
+    src, packed, tab = out / f"read_src_{tag}", out / f"read_packed_{tag}", out / f"read_tabular_{tag}"
+    if not (packed / "manifest.json").exists():
+        shutil.rmtree(src, ignore_errors=True)
+        t = time.time()
+        write_dataset(src, episodes=[length] * episodes, cameras={c: hw for c in CAMS}, gop=2)
+        print(f"generated {src} in {time.time() - t:.1f} s", flush=True)
+        pack(str(src), str(packed), PackOptions(shard_size=64 << 20, progress=False))
+    if not (tab / "manifest.json").exists():
+        tab.mkdir(parents=True, exist_ok=True)
+        m = json.loads((packed / "manifest.json").read_text())
+        m["features"] = {k: v for k, v in m["features"].items() if v["dtype"] != "video"}
+        m["videos"] = {}
+        for f in packed.glob("*.tar"):
+            if not (tab / f.name).exists():
+                (tab / f.name).symlink_to(f.resolve())
+        (tab / "manifest.json").write_text(json.dumps(m, sort_keys=True))
+    return str(packed), str(tab)
+
+
+def windows(fps: int) -> dict[str, list[float]]:
+    return {"action": [k / fps for k in range(16)], CAMS[0]: [-1 / fps, 0.0]}
+
+
+def run_ours(path: str, nw: int, deltas, samples: int, pool: int) -> dict:
+    from torch.utils.data import DataLoader
+
+    from reader import LeRobotShardDataset
+
+    ds = LeRobotShardDataset(path, delta_timestamps=deltas, episode_pool_size=pool, seed=0)
+    loader = DataLoader(ds, batch_size=32, num_workers=nw)
+    batches: list[list[int]] = []
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        t1 = None
+        n = 0
+        for b in loader:
+            batches.append(b["episode_index"].tolist())
+            if t1 is None:  # steady state starts after the first batch (pool filled, workers up)
+                t1 = time.perf_counter()
+                continue
+            n += len(batches[-1])
+            if n >= samples:
+                break
+        wall = time.perf_counter() - t1
+    return {"samples": n, "samples_s": n / wall, "first_batch_s": t1 - t0, "peak_rss_mb": rss.peak / 2**20,
+            "batches": batches}
+
+
+def slot_samples(path: str, nw: int, deltas, samples: int, pool: int):
+    """Per worker: its first samples as (span, episode-local frame) and the spans, as ours yields them."""
+    from reader import LeRobotShardDataset
+    from reader.plan import plan_spans
+    from reader.pool import pool_order, stable_seed
+    from reader.world import World
+
+    ds = LeRobotShardDataset(path, delta_timestamps=deltas, episode_pool_size=pool, seed=0)
+    out = []
+    for w in range(max(nw, 1)):
+        world = World(0, 1, w, max(nw, 1))
+        spans = plan_spans(ds._lengths, 0, 0, world)
+        order = pool_order([s.length for s in spans], pool, stable_seed(0, 0, 0, w))
+        take = [(p, spans[p].start + f) for (p, f, _), _ in zip(order, range(samples // max(nw, 1)))]
+        out.append((spans, take))
+    return ds, out
+
+
+def _load_clips(path: str, spans, used):
+    from reader.episodes import parse_episode, request_for, split_members
+    from reader.storage import Store
+
+    store = Store(path)
+    m = store.read_manifest()
+    names = [s.name for s in m.shards]
+    eps = {}
+    for p in sorted(used):
+        s = spans[p]
+        entry = m.shards[s.shard].episodes[s.episode]
+        blob = store.read_range(*request_for(names[s.shard], entry))
+        eps[p] = parse_episode(split_members(blob, entry, names[s.shard]), entry, names[s.shard], m.video_keys)
+    return eps
+
+
+def _bare_worker(args) -> float:
+    """Decode what the samples need (same order, in-memory clips); returns seconds spent."""
+    path, spans, take, cam_windows, sequential, barrier = args
+    import torch
+    from torchcodec.decoders import VideoDecoder
+
+    torch.set_num_threads(1)
+    eps = _load_clips(path, spans, {p for p, _ in take})
+    barrier.wait()
+    t = time.perf_counter()
+    if sequential:  # each needed frame once, in file order
+        need: dict[tuple[int, str], set[int]] = {}
+        for p, f in take:
+            for cam in CAMS:
+                L = eps[p].length
+                need.setdefault((p, cam), set()).update(min(max(f + d, 0), L - 1) for d in cam_windows.get(cam, [0]))
+        for (p, cam), frames in sorted(need.items()):
+            lead = eps[p].meta.clips[cam].lead_in
+            VideoDecoder(eps[p].clips[cam]).get_frames_at(sorted(lead + i for i in frames))
+    else:
+        decoders: dict[tuple[int, str], VideoDecoder] = {}
+        for p, f in take:
+            for cam in CAMS:
+                dec = decoders.get((p, cam))
+                if dec is None:
+                    dec = decoders[(p, cam)] = VideoDecoder(eps[p].clips[cam])
+                L, lead = eps[p].length, eps[p].meta.clips[cam].lead_in
+                dec.get_frames_at([lead + min(max(f + d, 0), L - 1) for d in cam_windows.get(cam, [0])])
+    return time.perf_counter() - t
+
+
+def run_bare(path: str, slots, cam_windows, sequential: bool) -> float:
+    """samples/s of the bare decode loop, one process per worker, all started together."""
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as manager, ctx.Pool(len(slots)) as pool:
+        barrier = manager.Barrier(len(slots))
+        secs = pool.map(_bare_worker, [(path, sp, tk, cam_windows, sequential, barrier) for sp, tk in slots])
+    return sum(len(tk) for _, tk in slots) / max(secs)
+
+
+def mixing(batches: list[list[int]], slots, pool_size: int) -> float:
+    """Mean distinct episodes per batch ÷ the same for uniform draws over the pool's unused frames."""
+    rng = np.random.default_rng(0)
+    ours = np.mean([len(set(b)) for b in batches if len(b) == 32])
+    ref = []
+    for spans, take in slots:
+        remaining = np.array([s.length for s in spans])
+        for i in range(0, len(take) - 31, 32):
+            active = [p for p in range(len(spans)) if remaining[p] > 0][:pool_size]
+            counts = rng.multivariate_hypergeometric(remaining[active], 32)
+            ref.append(int((counts > 0).sum()))
+            for p, _ in take[i : i + 32]:
+                remaining[p] -= 1
+    return float(ours / np.mean(ref))
+
+
+def _warm_up(path: str) -> None:
+    """Load torchcodec's libraries once in this process (DataLoader workers inherit them by fork)."""
+    from reader import LeRobotShardDataset
+
+    next(iter(LeRobotShardDataset(path, episode_pool_size=1, shuffle=False)))
+
+
+def run_tabular(path: str, fps: int) -> float:
+    from reader import LeRobotShardDataset
+
+    ds = LeRobotShardDataset(path, delta_timestamps={"action": [k / fps for k in range(16)]})
+    sum(1 for _ in ds)  # warm-up epoch (first reads, page cache)
+    t = time.perf_counter()
+    n = sum(1 for _ in ds)
+    return n / (time.perf_counter() - t)
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for win, style in (("no", "-"), ("yes", "--")):
+        r = [x for x in rows if x["windows"] == win]
+        w = [x["workers"] for x in r]
+        ax.plot(w, [x["samples_s"] for x in r], "o" + style, color="C0", label=f"lerobot-wds (windows: {win})")
+        ax.plot(w, [x["bare_s"] for x in r], "s" + style, color="C1", label=f"bare torchcodec loop (windows: {win})")
+        ax.plot(w, [x["seq_limit_s"] for x in r], "^" + style, color="C2", label=f"sequential decode limit (windows: {win})")
+    ax.set_xlabel("DataLoader num_workers")
+    ax.set_ylabel("samples/s")
+    ax.set_xticks(sorted({x["workers"] for x in rows}))
+    ax.set_title("LeRobotShardDataset throughput (2 cameras, AV1 GOP 2)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="bench_out")
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--length", type=int, default=60, help="frames per episode")
+    ap.add_argument("--size", default="240x320", help="camera HxW")
+    ap.add_argument("--samples", type=int, default=960, help="samples per measurement")
+    ap.add_argument("--pool", type=int, default=16, help="episode_pool_size")
+    ap.add_argument("--workers", default="0,1,2")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hw = tuple(int(x) for x in a.size.lower().split("x"))
+    packed, tab = make_datasets(out, a.episodes, a.length, hw)  # type: ignore[arg-type]
+    fps = json.loads(Path(packed, "manifest.json").read_text())["fps"]
+    _warm_up(packed)
+    rows = []
+    for win in (False, True):
+        deltas = windows(fps) if win else None
+        cam_windows = {CAMS[0]: [-1, 0]} if win else {}
+        for nw in (int(x) for x in a.workers.split(",")):
+            r = run_ours(packed, nw, deltas, a.samples, a.pool)
+            _, slots = slot_samples(packed, nw, deltas, a.samples, a.pool)
+            bare = run_bare(packed, slots, cam_windows, sequential=False)
+            seq = run_bare(packed, slots, cam_windows, sequential=True)
+            row = {"windows": "yes" if win else "no", "workers": nw, "samples_s": r["samples_s"],
+                   "first_batch_s": r["first_batch_s"], "peak_rss_mb": r["peak_rss_mb"], "bare_s": bare,
+                   "seq_limit_s": seq, "a": r["samples_s"] / bare, "c": r["samples_s"] / seq,
+                   "b": mixing(r["batches"], slots, a.pool)}
+            rows.append(row)
+            print(f"windows={row['windows']:3} workers={nw}: {row['samples_s']:7.1f} samples/s, "
+                  f"first batch {row['first_batch_s']:.2f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
+                  f"a={row['a']:.2f} b={row['b']:.2f} c={row['c']:.2f}", flush=True)
+    tab_s = run_tabular(tab, fps)
+    print()
+    print(f"{'windows':>7} {'workers':>7} {'samples/s':>10} {'1st batch s':>11} {'peak RSS MB':>11} "
+          f"{'bare/s':>8} {'seq lim/s':>9} {'(a)':>5} {'(b)':>5} {'(c)':>5}")
+    for r in rows:
+        print(f"{r['windows']:>7} {r['workers']:>7} {r['samples_s']:>10.1f} {r['first_batch_s']:>11.2f} "
+              f"{r['peak_rss_mb']:>11.0f} {r['bare_s']:>8.1f} {r['seq_limit_s']:>9.1f} {r['a']:>5.2f} "
+              f"{r['b']:>5.2f} {r['c']:>5.2f}")
+    print(f"targets: (a) >= 0.8, (b) >= 0.9, (c) >= 0.75 (stretch)")
+    print(f"tabular-only, 16-step action window, 1 worker: {tab_s:,.0f} samples/s (target >= 20,000)")
+    result = {"dataset": {"episodes": a.episodes, "length": a.length, "size": list(hw), "cameras": list(CAMS),
+                          "codec": "av1", "gop": 2}, "samples": a.samples, "pool": a.pool, "rows": rows,
+              "tabular_samples_s": tab_s}
+    (out / "bench_read.json").write_text(json.dumps(result, indent=1))
+    plot(rows, out / "bench_read.png")
+    print(f"wrote {out / 'bench_read.json'} and {out / 'bench_read.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
