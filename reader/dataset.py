@@ -55,7 +55,8 @@ class LeRobotShardDataset(IterableDataset):
     ``episode_pool_size`` whole episodes are shuffled together per worker; ``frame_cache_mb``
     bounds decoded frames kept for reuse per worker. ``rank``/``world_size`` default to
     torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. Call
-    :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)).
+    :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)); with
+    ``persistent_workers=True`` the workers keep the epoch they started with, so leave it off.
     ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising.
     """
 
@@ -172,6 +173,12 @@ class LeRobotShardDataset(IterableDataset):
         self._slot = slot
         self._yielded = skip
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle)
+        if not spans and self.meta.total_frames:
+            log.warning(
+                "rank %d worker %d of %d has no frames to yield: %d frames are split over %d ranks × "
+                "%d workers; use fewer DataLoader workers", world.rank, world.worker, world.num_workers,
+                self.meta.total_frames, world.world_size, world.num_workers,
+            )
         order = pool_order([s.length for s in spans], self.episode_pool_size,
                            stable_seed(self.seed, epoch, world.rank, world.worker), self.shuffle)
         exhausted = set()
