@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from reader.format import ClipInfo
 
+from .mp4 import sample_entry_of, write_clip
 from .packets import Pkt, open_index, read_span
 
 #: Muxer flags so clip bytes depend only on the packets (no creation time, no version strings).
@@ -140,6 +141,7 @@ class ClipCutter:
         self._index = open_index(self._container, self._stream)
         if self._index is not None:
             self._file = open(src, "rb") if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__") else src
+            self._entry = sample_entry_of(self._file)
 
     def _indexed_end(self) -> float:
         """Last timestamp (s) the container's index lists; only needed to word an error."""
@@ -200,7 +202,8 @@ class ClipCutter:
         dts = [p.dts * self._tb for p in window]
         clip, lead_in, _ = _select(window, dts, req, self.fps, self._tb, self.where, self._indexed_end)
         try:
-            data = _mux(self._stream, clip, read_span(self._file, clip, self.where))
+            datas = read_span(self._file, clip, self.where)
+            data = write_clip(clip, datas, self._entry) if self._entry else _mux(self._stream, clip, datas)
         except (EOFError, av.FFmpegError) as e:
             raise ClipError(f"episode {req.episode_index}: video {self.where} is truncated or damaged ({e})") from e
         info = ClipInfo(lead_in=lead_in, num_frames=len(clip), reencoded=False,

@@ -27,7 +27,7 @@ from .progress import Progress
 from .reencode import ReencodeSpec
 from .shards import sha256_file
 from .source import Source, open_source, parse_episodes
-from .task import STATE_DIR, ShardTask, is_local, run_task, write_atomic
+from .task import STATE_DIR, ShardTask, fsync_path, is_local, run_task, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,9 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
                 progress.update(len(t.episodes), records[t.index]["shard"]["bytes"])
     progress.close()
     log.info("%s: packed %d shards in %.1f s", out, len(todo), time.perf_counter() - t0)
+    if is_local(fs):
+        for t in todo:  # shards on disk before the manifest that names them
+            fsync_path(t.out_path(t.name))
     manifest = _manifest(source, [records[t.index] for t in tasks])
     write_atomic(fs, f"{root}/{MANIFEST_NAME}", manifest.to_json().encode())
     return manifest

@@ -113,8 +113,6 @@ def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] 
     try:
         with open(tmp, "wb") as f:
             record = write_shard(f, source, task, on_episode)
-            f.flush()
-            os.fsync(f.fileno())
         if is_local(fs):
             os.replace(tmp, final)
         else:
@@ -122,19 +120,31 @@ def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    write_atomic(fs, task.out_path(f"{STATE_DIR}/{task.name}.json"), json.dumps(record, sort_keys=True).encode())
+    # No fsync here: a re-run trusts a record only after checking the tar's size and sha256, and
+    # pack() fsyncs the new shards once, before it writes the manifest.
+    write_atomic(fs, task.out_path(f"{STATE_DIR}/{task.name}.json"), json.dumps(record, sort_keys=True).encode(), durable=False)
     return record
 
 
-def write_atomic(fs: Any, path: str, data: bytes) -> None:
-    """Write a small file so that readers see either nothing or all of it."""
+def fsync_path(path: str) -> None:
+    """Flush a local file's data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(fs: Any, path: str, data: bytes, durable: bool = True) -> None:
+    """Write a small file so that readers see either nothing or all of it (fsynced if ``durable``)."""
     if is_local(fs):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
