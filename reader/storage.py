@@ -33,6 +33,9 @@ __all__ = ["Store", "StorageError", "RetryPolicy"]
 _MISSING_BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
                      "http": "aiohttp", "https": "aiohttp"}
 
+#: Filesystem objects inherited through fork, kept alive for the life of the process (see ``_fs``).
+_INHERITED: list = []
+
 
 class Store:
     """A packed dataset's directory, local or remote.
@@ -85,6 +88,11 @@ class Store:
     @property
     def _fs(self) -> fsspec.AbstractFileSystem:
         if self._fs_pid != os.getpid():  # unpickled or forked into a new process
+            inherited = self.__dict__.get("_fs_obj")
+            if inherited is not None:
+                # Never close or collect the parent's client here: its finalizer would touch the
+                # parent's event loop (aiohttp: "attached to a different loop").
+                _INHERITED.append(inherited)
             self._open_fs()
         return self._fs_obj
 
