@@ -29,13 +29,12 @@ import torch
 from torch.utils.data import IterableDataset
 
 from . import stats as S
-from .episodes import Episode, EpisodeError, parse_episode, request_for, split_members
-from .format import FormatError
+from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
 from .plan import Span, plan_spans, samples_per_rank
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
-from .storage import StorageError, Store
+from .storage import Store
 from .video import EpisodeVideo, FrameCache
 from .window import delta_indices
 from .world import World
@@ -191,7 +190,8 @@ class LeRobotShardDataset(IterableDataset):
 
     def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
         stats = self.store.stats
-        loader = _SpanLoader(self, spans, todo)
+        where = [(self._shard_names[s.shard], self._entries[s.shard][s.episode]) for s in spans]
+        loader = EpisodeLoader(self.store, where, todo, self.meta.video_keys, self.meta.image_keys, self.on_error)
         cache = FrameCache(self.frame_cache_bytes)
         videos: dict[int, EpisodeVideo | None] = {}
         timed = bool(self.meta.video_keys or self.meta.image_keys)  # decode seconds, when there is decoding
@@ -241,47 +241,3 @@ class LeRobotShardDataset(IterableDataset):
         """Fetch/decode/wait seconds, bytes, pool occupancy, retries and skips, summed over this
         process and its DataLoader workers (see reader/stats.py)."""
         return self.store.stats.snapshot()
-
-
-class _SpanLoader:
-    """Loads spans' episodes in span order from one stream of ranged reads, as the pool needs them."""
-
-    def __init__(self, ds: LeRobotShardDataset, spans: list[Span], todo: list[int]) -> None:
-        self.ds, self.spans, self.todo = ds, spans, todo
-        self.loaded: dict[int, Episode | None] = {}
-        self._next = 0
-        self._stream: Iterator[bytes] | None = None
-
-    def _where(self, p: int) -> tuple[str, Any]:
-        s = self.spans[p]
-        return self.ds._shard_names[s.shard], self.ds._entries[s.shard][s.episode]
-
-    def _open(self) -> None:
-        self._stream = self.ds.store.stream_ranges(request_for(*self._where(p)) for p in self.todo[self._next:])
-
-    def get(self, p: int) -> Episode | None:
-        while p not in self.loaded:
-            if self._next >= len(self.todo):
-                raise RuntimeError(f"internal: span {p} drawn but not planned")
-            q = self.todo[self._next]
-            shard, entry = self._where(q)
-            if self._stream is None:
-                self._open()
-            self._next += 1
-            try:
-                blob = next(self._stream)
-                ep = parse_episode(split_members(blob, entry, shard), entry, shard,
-                                   self.ds.meta.video_keys, self.ds.meta.image_keys)
-            except (StorageError, FormatError, OSError) as e:
-                self._stream = None  # a failed stream is dead; the next span opens a new one
-                if self.ds.on_error == "raise":
-                    if isinstance(e, EpisodeError):
-                        raise
-                    raise EpisodeError(f"{shard}, episode {entry.episode_index}: cannot load ({e})") from e
-                log.warning("skipping %s, episode %d: %s", shard, entry.episode_index, e)
-                ep = None
-            self.loaded[q] = ep
-        return self.loaded[p]
-
-    def drop(self, p: int) -> None:
-        self.loaded.pop(p, None)

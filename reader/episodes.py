@@ -9,9 +9,9 @@ few index operations; image-dtype columns keep their encoded bytes until a sampl
 
 from __future__ import annotations
 
-import io
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import msgpack
 import numpy as np
@@ -19,6 +19,9 @@ import pyarrow as pa
 import torch
 
 from .format import FRAMES_MEMBER, META_MEMBER, EpisodeEntry, EpisodeMeta, FormatError, clip_member, episode_key
+from .storage import StorageError, Store
+
+log = logging.getLogger(__name__)
 
 
 class EpisodeError(FormatError):
@@ -141,3 +144,50 @@ def _column(col: pa.ChunkedArray, is_image: bool, where: str, key: str) -> Any:
 
 def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+class EpisodeLoader:
+    """Loads episodes in plan order from one stream of ranged reads, as the pool asks for them.
+
+    ``where[p]`` is (shard name, manifest entry) of span ``p``; ``todo`` the span positions still
+    to read, in order (spans exhausted before a resume point are left out, so they are never read).
+    ``get(p)`` reads forward until span ``p`` is in memory: the pool only draws from its first
+    spans, so what is loaded is what the pool holds. With ``on_error="skip"`` an episode that
+    cannot be read or parsed becomes ``None`` (logged) and the stream reopens at the next one.
+    """
+
+    def __init__(self, store: Store, where: Sequence[tuple[str, EpisodeEntry]], todo: Sequence[int],
+                 video_keys: Sequence[str], image_keys: Sequence[str], on_error: str = "raise") -> None:
+        self.store, self.where, self.todo = store, where, list(todo)
+        self.video_keys, self.image_keys, self.on_error = video_keys, image_keys, on_error
+        self.loaded: dict[int, Episode | None] = {}
+        self._next = 0
+        self._stream: Iterator[bytes] | None = None
+
+    def get(self, p: int) -> Episode | None:
+        while p not in self.loaded:
+            if self._next >= len(self.todo):
+                raise RuntimeError(f"internal: span {p} drawn but not planned")
+            q = self.todo[self._next]
+            shard, entry = self.where[q]
+            if self._stream is None:
+                self._stream = self.store.stream_ranges(request_for(*self.where[r]) for r in self.todo[self._next:])
+            self._next += 1
+            try:
+                blob = next(self._stream)
+                ep: Episode | None = parse_episode(split_members(blob, entry, shard), entry, shard,
+                                                   self.video_keys, self.image_keys)
+            except (StorageError, FormatError, OSError) as e:
+                self._stream = None  # a failed stream is dead; the next span opens a new one
+                if self.on_error == "raise":
+                    if isinstance(e, EpisodeError):
+                        raise
+                    raise EpisodeError(f"{shard}, episode {entry.episode_index}: cannot load ({e})") from e
+                log.warning("skipping %s, episode %d: %s", shard, entry.episode_index, e)
+                ep = None
+            self.loaded[q] = ep
+        return self.loaded[p]
+
+    def drop(self, p: int) -> None:
+        """Forget span ``p``'s episode (it left the pool)."""
+        self.loaded.pop(p, None)

@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from torch.utils.data import DataLoader
 
 from reader import LeRobotShardDataset
