@@ -119,9 +119,12 @@ class LeRobotShardDataset(IterableDataset):
         return samples_per_rank(self.meta.total_frames, self.world.world_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration follows (forgets a loaded resume state)."""
+        """Select the epoch whose order the next iteration follows. A loaded resume state is kept
+        when it is for this epoch (so ``set_epoch(e)`` at the top of a resumed epoch loop is safe)
+        and forgotten otherwise."""
+        if self._resume is not None and int(self._resume[K_EPOCH]) != int(epoch):
+            self._resume = None
         self.epoch = int(epoch)
-        self._resume = None
 
     # --- resume -----------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -182,9 +185,11 @@ class LeRobotShardDataset(IterableDataset):
                            stable_seed(self.seed, epoch, world.rank, world.worker), self.shuffle)
         exhausted = set()
         for _ in range(skip):  # re-simulate the draws already yielded: no reads
-            p, _f, done = next(order)
-            if done:
-                exhausted.add(p)
+            draw = next(order, None)
+            if draw is None:
+                break
+            if draw[2]:
+                exhausted.add(draw[0])
         todo = [p for p in range(len(spans)) if p not in exhausted]
         yield from self._emit(spans, todo, order)
 
@@ -201,6 +206,8 @@ class LeRobotShardDataset(IterableDataset):
                 if ep is None:  # episode skipped (on_error="skip")
                     self._count_skip(stats)
                     self._yielded += 1
+                    if done:
+                        loader.drop(p)
                     continue
                 video = videos.get(p)
                 if video is None and self.meta.video_keys:

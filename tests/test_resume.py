@@ -50,3 +50,17 @@ def test_state_with_other_settings_is_refused(packed):
     state = make_dataset(path).state_dict()
     with pytest.raises(ValueError, match="seed=7, 8"):
         LeRobotShardDataset(path, seed=8, episode_pool_size=2).load_state_dict(state)
+
+
+def test_set_epoch_keeps_state_of_that_epoch(packed):
+    path = packed("lerobot_v3_images")
+    first = make_dataset(path, epoch=3)
+    it = iter(first)
+    head = [int(next(it)["index"]) for _ in range(10)]
+    resumed = make_dataset(path, epoch=0)
+    resumed.load_state_dict(first.state_dict())
+    resumed.set_epoch(3)  # a training loop's set_epoch at the top of the resumed epoch
+    rest = [int(x["index"]) for x in resumed]
+    assert sorted(head + rest) == list(range(80))
+    resumed.set_epoch(4)  # the next epoch starts from its beginning
+    assert len(list(resumed)) == 80
