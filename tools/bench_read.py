@@ -246,7 +246,8 @@ def transfer_costs(hw: tuple[int, int]) -> dict[str, float]:
     n = 32 * len(CAMS) * 3 * hw[0] * hw[1]
     t = time.perf_counter()
     for _ in range(3):
-        torch.empty(n, dtype=torch.float32).share_memory_().fill_(0)
+        u8.new_empty(0, dtype=torch.float32).new(  # what default_collate does in a worker
+            torch.empty(0)._typed_storage()._new_shared(n)).fill_(0)
     out["shm_alloc_fill_ms"] = (time.perf_counter() - t) / 3 * 1000
     return out
 
