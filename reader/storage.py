@@ -66,6 +66,11 @@ class Store:
         self.url = url.rstrip("/") or "/"
         self.storage_options = dict(storage_options or {})
         self.retry = retry or RetryPolicy()
+        if chunk_bytes < 1 or threads < 1 or prefetch_bytes < 0:
+            raise ValueError(
+                f"Store({url!r}): chunk_bytes={chunk_bytes} and threads={threads} must be >= 1, "
+                f"prefetch_bytes={prefetch_bytes} >= 0"
+            )
         self.prefetch_bytes = int(prefetch_bytes)
         self.chunk_bytes = int(chunk_bytes)
         self.threads = int(threads)

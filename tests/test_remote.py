@@ -87,3 +87,20 @@ def test_every_sample_once_through_faults(packed_both, local_run, fault_proxy, m
     assert all(_equal(s, want[int(s["index"])]) for s in got)
     assert proxy.counts["reset"] + proxy.counts["slowdown"] >= 5
     assert ds.stats()["retries"] >= proxy.counts["reset"] + proxy.counts["slowdown"]
+
+
+def test_second_epoch_comes_from_the_local_cache(packed_both, local_run, tmp_path):
+    url, opts = packed_both[1], packed_both[2]
+    store = Store(url, opts, cache_dir=tmp_path / "cache", cache_max_bytes=10_000_000)
+    ds = LeRobotShardDataset(store, episodes=[2, 5], seed=1)
+    first = _all(ds)
+    fetched = ds.stats()["bytes_fetched"]
+    ds.set_epoch(1)
+    second = _all(ds)
+    stats = ds.stats()
+    assert sorted(int(s["index"]) for s in first) == sorted(int(s["index"]) for s in second)
+    assert len(first) == 12 + 33
+    assert stats["bytes_fetched"] == fetched and stats["bytes_from_cache"] == fetched  # nothing fetched again
+    assert 0 < store.cache.size_bytes() <= 10_000_000
+    want = {int(s["index"]): s for s in local_run[0]}
+    assert all(_equal(s, want[int(s["index"])]) for s in second)
