@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
 import uuid
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -58,8 +60,11 @@ class Stats:
     """Thread-safe counters and levels of one process, aggregated across processes by file."""
 
     def __init__(self, dir: str | None = None, flush_interval_s: float = 1.0) -> None:
-        self.dir = dir or tempfile.mkdtemp(prefix="lerobot-wds-stats-")
         self.flush_interval_s = flush_interval_s
+        if dir is None:  # ours: removed when this object goes away in this process (not in a fork)
+            dir = tempfile.mkdtemp(prefix="lerobot-wds-stats-")
+            weakref.finalize(self, _remove_if_owner, dir, os.getpid())
+        self.dir = dir
         self._init_local()
 
     def _init_local(self) -> None:
@@ -148,6 +153,11 @@ class Stats:
                 except (OSError, ValueError):
                     continue  # a file being replaced right now: its counts come next time
         return merge_states(states)
+
+
+def _remove_if_owner(dir: str, pid: int) -> None:
+    if os.getpid() == pid:
+        shutil.rmtree(dir, ignore_errors=True)
 
 
 def merge_states(states: list[dict]) -> dict[str, float]:
