@@ -1,7 +1,7 @@
 """An episode's rows of the source ``data/`` parquet → the ``frames.arrow`` member (Arrow IPC file).
 
-Each data parquet is read once per shard task, only the row groups holding that task's episodes
-(parquet statistics on ``episode_index``), and only the columns ``meta/info.json`` declares; the
+Each data parquet is opened once per shard task and only the row groups that may hold that task's
+episodes are read (parquet statistics on ``episode_index``; LeRobot writes one group per episode), and only the columns ``meta/info.json`` declares; the
 rows are then sliced per episode and checked against ``meta/episodes`` (row count and a contiguous
 ``frame_index`` from 0), since a disagreement would silently shift every frame downstream.
 
@@ -24,14 +24,32 @@ from .source import EpisodeRecord, Source, SourceError
 log = logging.getLogger(__name__)
 
 
+def _row_groups(pf: pq.ParquetFile, wanted: set[int]) -> list[int]:
+    """Row groups whose ``episode_index`` statistics may hold one of ``wanted`` (all when unknown)."""
+    leaves = [pf.schema.column(j).path for j in range(len(pf.schema))]
+    if "episode_index" not in leaves:
+        return list(range(pf.num_row_groups))
+    col = leaves.index("episode_index")  # parquet leaf index, not the arrow field index
+    lo_all, hi_all = min(wanted), max(wanted)
+    out = []
+    for i in range(pf.num_row_groups):
+        st = pf.metadata.row_group(i).column(col).statistics
+        if st is None or not st.has_min_max or (st.min <= hi_all and st.max >= lo_all
+                                                 and any(st.min <= w <= st.max for w in wanted)):
+            out.append(i)
+    return out
+
+
 def read_episode_tables(source: Source, data_path: str, episodes: Sequence[EpisodeRecord]) -> dict[int, pa.Table]:
     """Rows of each of ``episodes`` (all stored in ``data_path``), in frame_index order, declared columns only."""
     path = source.path(data_path)
     wanted = [e.episode_index for e in episodes]
     names = ", ".join(str(i) for i in wanted)
     try:
-        schema = pq.read_schema(path, filesystem=source.fs)
-        table = pq.read_table(path, filesystem=source.fs, filters=[("episode_index", "in", wanted)])
+        with pq.ParquetFile(path, filesystem=source.fs) as pf:
+            schema = pf.schema_arrow
+            columns = [c for c in source.frame_columns if c in schema.names]
+            table = pf.read_row_groups(_row_groups(pf, set(wanted)), columns=columns)
     except FileNotFoundError as e:
         raise SourceError(f"episode {names}: data file {path} is missing") from e
     except (pa.ArrowInvalid, OSError) as e:

@@ -68,12 +68,12 @@ def open_index(container: Any, stream: Any) -> PacketIndex | None:
     return PacketIndex(entries, float(stream.time_base))
 
 
-def read_span(f: Any, pkts: list[Pkt], where: str) -> list[bytes]:
+def read_span(f: Any, pkts: list[Pkt], where: str) -> list[memoryview]:
     """Bytes of ``pkts`` (index packets, in file order) with one read; raises EOFError when cut short."""
     start = pkts[0].pos
     end = max(p.pos + p.size for p in pkts)
     f.seek(start)
-    buf = f.read(end - start)
+    buf = memoryview(f.read(end - start))
     if len(buf) < end - start:
         raise EOFError(f"{where}: file ends at byte {start + len(buf)}, its index lists data up to byte {end}")
-    return [buf[p.pos - start : p.pos - start + p.size] for p in pkts]
+    return [buf[p.pos - start : p.pos - start + p.size] for p in pkts]  # views: no copies
