@@ -6,9 +6,11 @@ at/before the episode's first frame up to the last packet (decode order) the epi
 need, timestamps rebased so the first dts is 0, in the source time base. Decoding it gives the
 source's pixels bit for bit. ``lead_in`` counts the frames before the episode's first one.
 
-A :class:`ClipCutter` holds the file open for a whole shard task and demuxes forward through
+A :class:`ClipCutter` holds the file open for a whole shard task. When the mp4's index is exact
+(no B-frames; see ``packets.py``) it reads each clip's packets as one byte range and writes the
+clip with ``mp4.py``, with no per-packet FFmpeg work. Otherwise it demuxes forward through
 consecutive episodes (one seek to the keyframe before the first), never from the start for each
-episode; its packet buffer holds about one episode.
+episode, and muxes with PyAV in bit-exact mode; its packet buffer holds about one episode.
 
 Assumes closed GOPs (what LeRobot's encoders write) and one packet per frame.
 """
@@ -120,9 +122,9 @@ def open_video(src: Any, where: str) -> Any:
 
 
 class ClipCutter:
-    """One source mp4 held open; ``cut`` remuxes episodes out of it, demuxing forward only.
+    """One source mp4 held open; ``cut`` remuxes episodes out of it (index path, or demuxing forward).
 
-    Requests in time order (as episodes follow each other in LeRobot's files) cost one seek and a
+    On the demux path, requests in time order (as episodes follow each other in LeRobot's files) cost one seek and a
     single forward demux; the packet buffer keeps only what the next episode may still need.
     A request behind the buffer or far ahead of it (> RUN_GAP_S) seeks instead.
     """
@@ -218,12 +220,3 @@ class ClipCutter:
         elif hasattr(self._src, "close"):
             self._src.close()
 
-
-def probe(src: Any, where: str) -> dict[str, Any]:
-    """codec, pix_fmt, width, height of an mp4's first video stream (for the manifest's ``videos``)."""
-    container = open_video(src, where)
-    try:
-        cc = container.streams.video[0].codec_context
-        return {"codec": cc.codec.canonical_name, "pix_fmt": cc.pix_fmt, "width": cc.width, "height": cc.height}
-    finally:
-        container.close()

@@ -117,7 +117,8 @@ def _init_worker(source: Source) -> None:
 
 
 def _run_in_worker(task: ShardTask) -> dict:
-    assert _WORKER_SOURCE is not None  # set by the pool initializer
+    if _WORKER_SOURCE is None:
+        raise RuntimeError("worker process started without its source (pool initializer not run)")
     return run_task(_WORKER_SOURCE, task)
 
 
