@@ -45,6 +45,10 @@ class Store:
     background fetching); ``chunk_bytes``: the largest single request (a failed request is asked
     again whole, so this bounds what one failure costs); ``threads``: requests in flight at once.
     ``cache_dir``/``cache_max_bytes``: keep fetched ranges on local disk, at most that many bytes.
+    Prefetch memory is per consumer: each DataLoader worker holds up to ``prefetch_bytes`` (or one
+    request, when larger) ahead. To set these, hand a ready store to the dataset::
+
+        LeRobotShardDataset(Store("s3://bucket/ds", {"endpoint_url": ...}, cache_dir="/tmp/c"))
     """
 
     def __init__(
