@@ -68,3 +68,20 @@ def test_user_errors_print_one_line_and_exit_1(tmp_path, capsys):
     assert "error:" in err and "codebase_version 'v2.1'" in err and "Traceback" not in err
     assert main(["pack", str(DATA / "lerobot_v3_av1"), str(tmp_path / "o"), "--episodes", "7-9"]) == 1
     assert "episodes [7, 8, 9] are not in the dataset" in capsys.readouterr().err
+
+
+def test_pack_to_s3_then_verify_there(s3_server, tmp_path, capsys):
+    """`pack SRC s3://…` with --storage-option uploads whole shards; verify reads them back over S3."""
+    from servers import s3_options
+
+    opts = s3_options(s3_server.endpoint_url)
+    flags = [x for k, v in opts.items() if isinstance(v, str) for x in ("--storage-option", f"{k}={v}")]
+    out = "s3://lerobot-wds-test/packer-cli"
+    assert main(["pack", str(DATA / "lerobot_v3_av1"), out, "--shard-size", "150KB", "--no-progress", *flags]) == 0
+    assert main(["verify", out, *flags]) == 0
+    assert "verified: OK" in capsys.readouterr().out
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**opts)
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(out))
+    assert names == [".lerobot-wds", "manifest.json"] + [f"shard-{i:06d}.tar" for i in range(5)]
