@@ -49,7 +49,8 @@ def test_range_that_keeps_failing_names_url_and_range(blob, fault_proxy, no_clie
     proxy = fault_proxy(Faults(fail_path="blob.bin"))
     store = Store("s3://lerobot-wds-test/retry", s3_options(proxy.endpoint_url),
                   retry=RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.001))
-    with pytest.raises(StorageError, match=r"s3://lerobot-wds-test/retry/blob.bin: bytes 100-5000 .*3 failed attempts.*reduce your request rate"):
+    named = r"s3://lerobot-wds-test/retry/blob.bin: bytes 100-5000 .*3 failed attempts.*reduce your request rate"
+    with pytest.raises(StorageError, match=named):
         store.read_range("blob.bin", 100, 5000)
     assert proxy.counts["slowdown"] == 3
     with pytest.raises(StorageError, match="blob.bin: bytes 0-10"):
@@ -67,7 +68,8 @@ def test_short_reads_resume_where_they_stopped():
         return data[s : min(e, s + 1000)]
 
     stats = Stats()
-    assert read_range_retrying(read, 123, 9000, where="mem://x", policy=FAST, stats=stats, sleep=lambda s: None) == data[123:9000]
+    got = read_range_retrying(read, 123, 9000, where="mem://x", policy=FAST, stats=stats, sleep=lambda s: None)
+    assert got == data[123:9000]
     starts = [s for s, _ in asked]
     assert starts == sorted(starts) and all(e == 9000 for _, e in asked)
     assert stats.snapshot()["bytes_fetched"] == 9000 - 123

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         proxy = FaultProxy(server.port, Faults(latency_s=a.latency_ms / 1000))
         runs = {
             "local": LeRobotShardDataset(Store(local), seed=0),
-            "remote": LeRobotShardDataset(Store("s3://bench/packed", s3_options(proxy.endpoint_url, client_retries=True)), seed=0),
+            "remote": LeRobotShardDataset(
+                Store("s3://bench/packed", s3_options(proxy.endpoint_url, client_retries=True)), seed=0),
         }
         results = {name: {"frames": 0, "seconds": 0.0, "steady_frames": 0, "steady_seconds": 0.0} for name in runs}
         for name, ds in runs.items():  # warm-up epoch 0: time to first batch
