@@ -27,7 +27,7 @@ def _rank_main(rank: int, root: str, port: int, out_dir: str) -> None:
     from reader import LeRobotShardDataset
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))  # a batch-count mismatch fails, not hangs
+                            timeout=datetime.timedelta(seconds=120))  # a batch-count mismatch fails, not hangs
     try:
         ds = LeRobotShardDataset(root, episodes=EPISODES, seed=3, episode_pool_size=2)  # rank from dist
         loader = DataLoader(ds, batch_size=BATCH, num_workers=2)
