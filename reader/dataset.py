@@ -100,6 +100,10 @@ class LeRobotShardDataset(IterableDataset):
         self._builder = SampleBuilder(
             self.meta.video_keys, self.meta.image_keys, self.meta.task_strings, self.delta_indices, image_transforms
         )
+        if self.meta.video_keys or self.meta.image_keys:
+            # Importing torchcodec takes ~1.5 s; do it once here so forked DataLoader workers
+            # inherit it instead of each paying it before their first batch.
+            import torchcodec.decoders  # noqa: F401
         self.episode_pool_size = episode_pool_size
         self.shuffle = shuffle
         self.seed = seed

@@ -14,10 +14,10 @@ DATA = Path(__file__).parent / "data"
 SHARD_SIZE = 150_000
 
 
-def pack_fixture(name: str, out: Path) -> str:
+def pack_fixture(name: str, out: Path, shard_size: int = SHARD_SIZE) -> str:
     from packer.pack import PackOptions, pack
 
-    pack(str(DATA / name), str(out), PackOptions(shard_size=SHARD_SIZE, progress=False))
+    pack(str(DATA / name), str(out), PackOptions(shard_size=shard_size, progress=False))
     return str(out)
 
 

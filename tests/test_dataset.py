@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from reader import LeRobotShardDataset
 from reader.episodes import EpisodeError
-from reader_helpers import assert_sample_equal, expected, indices_of
+from reader_helpers import assert_sample_equal, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
 
@@ -65,6 +65,14 @@ def test_exactly_once_equal_ranks_deterministic(packed, num_workers, world_size)
     assert collect(path, num_workers, world_size) == runs  # determinism per seed
     assert collect(path, num_workers, world_size, epoch=1) != runs  # reshuffle across epochs
     assert collect(path, num_workers, world_size, seed=1) != runs
+
+
+def test_one_shard_feeds_every_rank_and_worker(tmp_path):
+    path = pack_fixture("lerobot_v3_images", tmp_path, shard_size=1 << 30)
+    assert LeRobotShardDataset(path).store.read_manifest().shards.__len__() == 1
+    runs = collect(path, 2, world_size=2)
+    assert [len(r) for r in runs] == [40, 40]
+    assert sorted(i for r in runs for i in r) == list(range(80))
 
 
 def test_uneven_ranks_leave_out_less_than_world_size(packed):
