@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import fsspec
 
-from reader.format import FORMAT_VERSION, MANIFEST_NAME, Manifest, shard_name
+from reader.format import FORMAT_VERSION, MANIFEST_NAME, EpisodeEntry, Manifest, MemberRef, ShardEntry, shard_name
 
 from .plan import estimate_episode_bytes, plan_shards
 from .progress import Progress
@@ -153,6 +153,9 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
     progress = Progress(len(episodes), enabled=options.progress)
     progress.skip(sum(len(tasks[i].episodes) for i in records))
     t0 = time.perf_counter()
+    if options.workers > max(len(todo), 1):
+        log.warning("--workers %d but only %d shard(s) to write: %d process(es) will be used; a smaller "
+                    "--shard-size gives more shards to spread", options.workers, len(todo), max(len(todo), 1))
     if options.workers == 1 or len(todo) <= 1:
         for t in todo:
             records[t.index] = run_task(source, t, on_episode=lambda n: progress.update(1, n))
@@ -181,9 +184,13 @@ def _manifest(source: Source, records: list[dict]) -> Manifest:
     for r in records:
         for k, v in r.get("videos", {}).items():
             videos.setdefault(k, v)
-    shards = Manifest.from_json(json.dumps({"format": "lerobot-wds", "format_version": FORMAT_VERSION, "source": {},
-                                            "fps": 0, "features": {}, "tasks": {},
-                                            "shards": [r["shard"] for r in records]})).shards
+    shards = tuple(
+        ShardEntry(name=r["shard"]["name"], bytes=r["shard"]["bytes"], sha256=r["shard"]["sha256"], episodes=tuple(
+            EpisodeEntry(episode_index=e["episode_index"], length=e["length"], dataset_from_index=e["dataset_from_index"],
+                         members={k: MemberRef(o, n) for k, (o, n) in e["members"].items()})
+            for e in r["shard"]["episodes"]))
+        for r in records
+    )
     return Manifest(format_version=FORMAT_VERSION, source=source.provenance(), fps=source.fps,
                     features=dict(source.features), tasks=dict(source.tasks), stats=dict(source.stats),
                     robot_type=source.info.get("robot_type"), videos=videos, shards=shards)
