@@ -37,53 +37,44 @@ class SampleBuilder:
         self.task_strings = dict(task_strings)
         self.deltas = dict(deltas)
         self.image_transforms = image_transforms
-        self._deltas_t = {k: torch.from_numpy(v) for k, v in self.deltas.items()}
 
     def build(self, episode: Episode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
         """The sample at episode-local ``frame`` (0 ≤ frame < episode.length)."""
         prepared = episode.cache.get("sample")
         if prepared is None:
             prepared = episode.cache["sample"] = self._prepare(episode)
+        steps, tasks = prepared
         item: dict[str, Any] = {}
-        pads: dict[str, torch.Tensor] = {}
-        for key, kind, a, b, c in prepared:
+        for key, kind, a, b, c, pad_key in steps:
             if kind == _SCALAR:
                 item[key] = torch.scalar_tensor(a[frame], dtype=b)
             elif kind == _ROW:
                 item[key] = a[frame].clone()
             elif kind == _WINDOW:
                 item[key] = a.index_select(0, b[frame])
-                pads[f"{key}_is_pad"] = c[frame].clone()
             elif kind == _IMAGE:
                 item[key] = _decode_image(a[frame], episode, key, frame)
             elif kind == _IMAGE_WINDOW:
                 item[key] = torch.stack([_decode_image(a[int(i)], episode, key, int(i)) for i in b[frame]])
-                pads[f"{key}_is_pad"] = c[frame].clone()
-            elif kind == _VIDEO:
+            elif kind == _VIDEO or kind == _VIDEO_WINDOW:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-                item[key] = video.frames_float(key, a[frame : frame + 1])[0]
-            elif kind == _VIDEO_WINDOW:
-                if video is None:
-                    raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-                item[key] = video.frames_float(key, b[frame].numpy())
-                item[f"{key}_is_pad"] = c[frame].clone()
+                if kind == _VIDEO:
+                    item[key] = video.frames_float(key, a[frame : frame + 1])[0]
+                else:
+                    item[key] = video.frames_float(key, b[frame].numpy())
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]
-        if pads:
-            item.update(pads)
+            if pad_key is not None:
+                item[pad_key] = c[frame].clone()
         if self.image_transforms is not None:
             for key in (*self.video_keys, *self.image_keys):
                 if key in item:
                     item[key] = self.image_transforms(item[key])
-        ti = item.get("task_index")
-        if ti is not None:
-            item["task"] = self.task_strings.get(int(ti), episode.meta.tasks[0] if episode.meta.tasks else "")
-        elif episode.meta.tasks:
-            item["task"] = episode.meta.tasks[0]
+        item["task"] = tasks[frame]
         return item
 
-    def _prepare(self, episode: Episode) -> list[tuple[str, int, Any, Any, Any]]:
+    def _prepare(self, episode: Episode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
         """Per-episode lookup tables, so a sample costs a few index operations: scalar columns as
         Python values, and for every windowed key the (length, window) tables of clamped frames
         and padding (exactly :func:`window_indices` at every frame)."""
@@ -93,24 +84,33 @@ class SampleBuilder:
         for key, d in self.deltas.items():
             idx, pad = window_indices(frames[:, None], length, d[None, :])  # (length, window)
             tables[key] = (torch.from_numpy(np.ascontiguousarray(idx)), torch.from_numpy(np.ascontiguousarray(pad)))
-        out: list[tuple[str, int, Any, Any, Any]] = []
+        out: list[tuple[str, int, Any, Any, Any, str | None]] = []
         for key, col in episode.columns.items():
             idx, pad = tables.get(key, (None, None))
+            pad_key = None if idx is None else f"{key}_is_pad"
             if key in self.image_keys:
-                out.append((key, _IMAGE, col, None, None) if idx is None else (key, _IMAGE_WINDOW, col, idx, pad))
+                out.append((key, _IMAGE if idx is None else _IMAGE_WINDOW, col, idx, pad, pad_key))
             elif isinstance(col, torch.Tensor):
                 if idx is not None:
-                    out.append((key, _WINDOW, col, idx, pad))
+                    out.append((key, _WINDOW, col, idx, pad, pad_key))
                 elif col.ndim == 1:
-                    out.append((key, _SCALAR, col.tolist(), col.dtype, None))
+                    out.append((key, _SCALAR, col.tolist(), col.dtype, None, None))
                 else:
-                    out.append((key, _ROW, col, None, None))
+                    out.append((key, _ROW, col, None, None, None))
             else:
-                out.append((key, _OTHER, col, idx, None))
+                out.append((key, _OTHER, col, idx, None, None))
         for key in self.video_keys:
             idx, pad = tables.get(key, (None, None))
-            out.append((key, _VIDEO, frames, None, None) if idx is None else (key, _VIDEO_WINDOW, None, idx, pad))
-        return out
+            pad_key = None if idx is None else f"{key}_is_pad"
+            out.append((key, _VIDEO if idx is None else _VIDEO_WINDOW, frames, idx, pad, pad_key))
+        # ``task``: the task string of each frame's task_index (the episode's first task without one).
+        default = episode.meta.tasks[0] if episode.meta.tasks else ""
+        ti = episode.columns.get("task_index")
+        if isinstance(ti, torch.Tensor):
+            tasks = [self.task_strings.get(t, default) for t in ti.tolist()]
+        else:
+            tasks = [default] * length
+        return out, tasks
 
 
 _SCALAR, _ROW, _WINDOW, _IMAGE, _IMAGE_WINDOW, _VIDEO, _VIDEO_WINDOW, _OTHER = range(8)

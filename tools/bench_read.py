@@ -286,6 +286,9 @@ def plot(rows: list[dict], out: Path) -> None:
 
 
 def main(argv=None) -> int:
+    import torch
+
+    torch.set_num_threads(1)  # as in DataLoader workers and the bare loop: one thread per process
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--episodes", type=int, default=50)
