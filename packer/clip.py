@@ -20,17 +20,30 @@ from __future__ import annotations
 import bisect
 import io
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from fractions import Fraction
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
 
 from reader.format import ClipInfo
 
-from .mp4 import sample_entry_of, write_clip
-from .packets import Pkt, open_index, read_span
+from .mp4 import write_clip
+from .sampletable import SampleTable, read_sample_table, select_clip
 
 #: Muxer flags so clip bytes depend only on the packets (no creation time, no version strings).
 MUX_OPTIONS = {"fflags": "+bitexact"}
 #: Episodes further apart than this (seconds) are reached by a new seek instead of demuxing across.
 RUN_GAP_S = 10.0
+
+
+class Pkt(NamedTuple):
+    """One demuxed packet; timestamps in the stream's time base."""
+
+    pts: int
+    dts: int
+    key: bool
+    duration: int
+    data: bytes
 
 
 class ClipError(ValueError):
@@ -94,15 +107,15 @@ def _select(
     return clip, lead_in, k
 
 
-def _mux(stream: Any, clip: list[Pkt], datas: list[bytes]) -> bytes:
+def _mux(stream: Any, clip: list[Pkt]) -> bytes:
     av = _import_av()
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4", options=MUX_OPTIONS) as out:
         o = out.add_stream_from_template(stream, opaque=True)
         tb = o.time_base = stream.time_base
         base = clip[0].dts
-        for p, data in zip(clip, datas):
-            q = av.Packet(data)
+        for p in clip:
+            q = av.Packet(p.data)
             q.pts, q.dts, q.duration = p.pts - base, p.dts - base, p.duration
             q.time_base, q.is_keyframe, q.stream = tb, p.key, o
             out.mux(q)
@@ -129,7 +142,10 @@ class ClipCutter:
     A request behind the buffer or far ahead of it (> RUN_GAP_S) seeks instead.
     """
 
-    def __init__(self, src: Any, where: str, fps: int) -> None:
+    def __init__(self, src: Any, where: str, fps: int, raw: Any = None) -> None:
+        """``src``: path or binary file object PyAV reads; ``raw``: a second, independent handle on
+        the same file for the sample-table path (opened here when ``src`` is a path). The cutter
+        owns and closes both."""
         self.where, self.fps, self._src = where, fps, src
         self._container = open_video(src, where)
         self._stream = self._container.streams.video[0]
@@ -139,11 +155,23 @@ class ClipCutter:
         self._pkts: list[Pkt] = []
         self._dts: list[float] = []
         self._it: Any = None
-        #: Index path: every packet of the file (no data) and a file handle to read their bytes.
-        self._index = open_index(self._container, self._stream)
-        if self._index is not None:
-            self._file = open(src, "rb") if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__") else src
-            self._entry = sample_entry_of(self._file)
+        if raw is None and (isinstance(src, (str, bytes)) or hasattr(src, "__fspath__")):
+            raw = open(src, "rb")
+        #: Table path: the file's sample table and a handle to read clip bytes (None: demux instead).
+        self._file = raw
+        self._table = self._checked_table() if raw is not None else None
+
+    def _checked_table(self) -> SampleTable | None:
+        """The sample table, if it agrees with FFmpeg on time base, count and the first packet."""
+        first = next((p for p in self._container.demux(self._stream) if p.size), None)
+        table = read_sample_table(self._file)
+        if first is None or table is None or self._stream.time_base != Fraction(1, table.timescale):
+            return None
+        if len(self._stream.index_entries or ()) != len(table.dts):
+            return None
+        if (first.pts, first.dts, first.pos, first.size) != (table.dts[0], table.dts[0], table.offset[0], table.size[0]):
+            return None
+        return table
 
     def _indexed_end(self) -> float:
         """Last timestamp (s) the container's index lists; only needed to word an error."""
@@ -170,10 +198,11 @@ class ClipCutter:
         """The episode's clip bytes and where its frames sit in it; ClipError when frames are missing."""
         av = _import_av()
         end = req.from_timestamp + (req.length - 0.5) / self.fps
-        if self._index is not None:
-            window = self._index.window(req.from_timestamp + 0.5 / self.fps, end)
-            if window is not None:
-                return self._cut_indexed(req, window)
+        if self._table is not None:
+            chosen = select_clip(self._table, req.from_timestamp, req.length, self.fps)
+            if chosen is not None:
+                return self._cut_table(req, *chosen)
+            # else: demux, which words the error (missing frames, truncation) precisely
         try:
             fresh = self._it is None or not self._dts or req.from_timestamp < self._dts[0] \
                 or req.from_timestamp > self._dts[-1] + RUN_GAP_S
@@ -188,7 +217,7 @@ class ClipCutter:
                 self._seek(req.from_timestamp)
                 self._fill(end)
                 clip, lead_in, k = _select(self._pkts, self._dts, req, self.fps, self._tb, self.where, self._indexed_end)
-            data = _mux(self._stream, clip, [p.data for p in clip])
+            data = _mux(self._stream, clip)
         except av.FFmpegError as e:
             raise ClipError(
                 f"episode {req.episode_index}: video {self.where} cannot be demuxed ({e}); "
@@ -199,24 +228,31 @@ class ClipCutter:
                         codec=self.codec, width=self.width, height=self.height)
         return data, info
 
-    def _cut_indexed(self, req: ClipRequest, window: list[Pkt]) -> tuple[bytes, ClipInfo]:
-        av = _import_av()
-        dts = [p.dts * self._tb for p in window]
-        clip, lead_in, _ = _select(window, dts, req, self.fps, self._tb, self.where, self._indexed_end)
-        try:
-            datas = read_span(self._file, clip, self.where)
-            data = write_clip(clip, datas, self._entry) if self._entry else _mux(self._stream, clip, datas)
-        except (EOFError, av.FFmpegError) as e:
-            raise ClipError(f"episode {req.episode_index}: video {self.where} is truncated or damaged ({e})") from e
-        info = ClipInfo(lead_in=lead_in, num_frames=len(clip), reencoded=False,
+    def _cut_table(self, req: ClipRequest, start: int, end: int, lead_in: int) -> tuple[bytes, ClipInfo]:
+        t = self._table
+        off, size = t.offset[start:end], t.size[start:end]
+        first, stop = int(off[0]), int(off[-1] + size[-1])
+        self._file.seek(first)
+        span = self._file.read(stop - first)
+        if len(span) < stop - first:
+            raise ClipError(
+                f"episode {req.episode_index}: video {self.where} is truncated or damaged: it ends at byte "
+                f"{first + len(span)}, its sample table lists data up to byte {stop}"
+            )
+        if np.array_equal(off[1:], off[:-1] + size[:-1]):
+            payload = span  # samples back to back (one track): the span is the clip's mdat
+        else:
+            view = memoryview(span)
+            payload = b"".join(view[o - first : o - first + n] for o, n in zip(off.tolist(), size.tolist()))
+        data = write_clip(t.duration[start:end], size, t.key[start:end], payload, t.timescale, t.stsd, t.tkhd_tail)
+        info = ClipInfo(lead_in=lead_in, num_frames=end - start, reencoded=False,
                         codec=self.codec, width=self.width, height=self.height)
         return data, info
 
     def close(self) -> None:
         """Close the container, and the file: a file object passed in is owned by the cutter."""
         self._container.close()
-        if self._index is not None:
-            self._file.close()
-        elif hasattr(self._src, "close"):
-            self._src.close()
+        for f in (self._file, self._src):
+            if hasattr(f, "close"):
+                f.close()
 

@@ -44,6 +44,27 @@ class ShardTask:
         return f"{self.out_root}/{name}"
 
 
+class RangeFile:
+    """``seek``/``read`` over ``fs.cat_file`` ranges: a handle that shares no state with any other."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self.fs, self.path, self.pos = fs, path, 0
+        self.size = fs.size(path)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.size if n is None or n < 0 else min(self.pos + n, self.size)
+        data = self.fs.cat_file(self.path, start=self.pos, end=end) if end > self.pos else b""
+        self.pos += len(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
+
 def is_local(fs: Any) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     return "file" in protocol or "local" in protocol
@@ -57,8 +78,11 @@ def _episode_members(
         ref = ep.videos[key]
         if ref.path not in cutters:
             where = source.path(ref.path)
-            src = where if is_local(source.fs) else source.fs.open(where, "rb")
-            cutters[ref.path] = ClipCutter(src, where, source.fps)
+            if is_local(source.fs):
+                cutters[ref.path] = ClipCutter(where, where, source.fps)
+            else:  # PyAV reads a file object; the cutter's own reads are independent ranged reads
+                cutters[ref.path] = ClipCutter(source.fs.open(where, "rb"), where, source.fps,
+                                               raw=RangeFile(source.fs, where))
         cutter = cutters[ref.path]
         data, info = cutter.cut(ClipRequest(ep.episode_index, ref.from_timestamp, ep.length))
         if spec is not None:

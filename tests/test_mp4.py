@@ -1,4 +1,4 @@
-"""packer/mp4.py + packer/packets.py: the index-read, self-muxed clip equals PyAV's demux + mux."""
+"""packer/mp4.py: a clip written from the sample table decodes like PyAV's remux of the same packets."""
 
 from __future__ import annotations
 
@@ -9,56 +9,39 @@ import av
 import torch
 from torchcodec.decoders import VideoDecoder
 
-from packer.clip import _mux
-from packer.mp4 import sample_entry_of, write_clip
-from packer.packets import open_index, read_span
+from packer.clip import Pkt, _mux
+from packer.mp4 import box_children, read_moov, write_clip
+from packer.sampletable import read_sample_table, select_clip
 
 DATA = Path(__file__).parent / "data"
 WRIST = DATA / "lerobot_v3_av1/videos/observation.images.wrist/chunk-000/file-000.mp4"
 
 
-def test_index_window_equals_demuxed_packets():
-    with av.open(str(WRIST)) as c:
-        s = c.streams.video[0]
-        demuxed = [(p.pts, p.dts, bool(p.is_keyframe), p.duration, bytes(p)) for p in c.demux(s) if p.size]
-    with av.open(str(WRIST)) as c, open(WRIST, "rb") as f:
-        index = open_index(c, c.streams.video[0])
-        assert index is not None
-        tb = float(c.streams.video[0].time_base)
-        window = index.window(1.5 + 1 / 60, 1.5 + 79.5 / 30)  # episode 1: 80 frames from 1.5 s
-        datas = read_span(f, window, str(WRIST))
-    got = [(p.pts, p.dts, p.key, p.duration, d) for p, d in zip(window, datas)]
-    first = round(1.5 / tb)
-    start = next(i for i, p in enumerate(demuxed) if p[0] == first)
-    assert got == demuxed[start : start + 80]
-
-
 def test_written_clip_decodes_like_pyav_muxed_clip():
-    with av.open(str(WRIST)) as c, open(WRIST, "rb") as f:
-        stream = c.streams.video[0]
-        index = open_index(c, stream)
-        window = index.window(4.1667, 4.1667 + 11.5 / 30)  # episode 2: 12 frames, odd keyframe spacing
-        datas = read_span(f, window, str(WRIST))
-        base = window[0].dts
-        clip = [p._replace(pts=p.pts - base, dts=p.dts - base) for p in window]
-        ours = write_clip(clip, datas, sample_entry_of(f))
-        theirs = _mux(stream, window, datas)
+    raw = WRIST.read_bytes()
+    t = read_sample_table(io.BytesIO(raw))
+    start, end, _ = select_clip(t, 4.1667, 12, 30)  # episode 2: 12 frames, odd keyframe spacing
+    datas = [raw[o : o + n] for o, n in zip(t.offset[start:end].tolist(), t.size[start:end].tolist())]
+    ours = write_clip(t.duration[start:end], t.size[start:end], t.key[start:end], b"".join(datas),
+                      t.timescale, t.stsd, t.tkhd_tail)
+    base = int(t.dts[start])
+    pkts = [Pkt(int(d) - base, int(d) - base, bool(k), int(u), b)
+            for d, k, u, b in zip(t.dts[start:end], t.key[start:end], t.duration[start:end], datas)]
+    with av.open(str(WRIST)) as c:
+        theirs = _mux(c.streams.video[0], pkts)
     a, b = VideoDecoder(ours, seek_mode="exact"), VideoDecoder(theirs, seek_mode="exact")
     assert len(a) == len(b) == 12
-    assert torch.equal(a.get_frames_in_range(0, 12).data, b.get_frames_in_range(0, 12).data)
-    assert a.get_frames_in_range(0, 12).pts_seconds.tolist() == b.get_frames_in_range(0, 12).pts_seconds.tolist()
+    fa, fb = a.get_frames_in_range(0, 12), b.get_frames_in_range(0, 12)
+    assert torch.equal(fa.data, fb.data) and fa.pts_seconds.tolist() == fb.pts_seconds.tolist()
     with av.open(io.BytesIO(ours)) as c:
-        keys = [bool(p.is_keyframe) for p in c.demux(video=0) if p.size]
-    assert keys == [p.key for p in window] and not all(keys)
+        s = c.streams.video[0]
+        keys = [bool(p.is_keyframe) for p in c.demux(s) if p.size]
+        assert s.time_base.denominator == t.timescale and s.codec_context.codec.canonical_name == "av1"
+    assert keys == t.key[start:end].tolist() and not all(keys)
 
 
-def test_truncated_span_raises_eof():
-    with av.open(str(WRIST)) as c:
-        window = open_index(c, c.streams.video[0]).window(0.0, 1.0)
-    short = io.BytesIO(WRIST.read_bytes()[: window[-1].pos])
-    try:
-        read_span(short, window, "x.mp4")
-    except EOFError as e:
-        assert "x.mp4: file ends at byte" in str(e)
-    else:
-        raise AssertionError("a short file must raise EOFError")
+def test_box_walk_finds_the_moov_and_its_track():
+    moov = read_moov(io.BytesIO(WRIST.read_bytes()))
+    top = box_children(moov)
+    assert b"mvhd" in top and len(top[b"trak"]) == 1
+    assert read_moov(io.BytesIO(b"\0\0\0\x10ftypisom\0\0\0\0")) is None
