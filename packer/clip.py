@@ -21,8 +21,9 @@ import bisect
 import io
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
+import av
 import numpy as np
 
 from reader.format import ClipInfo
@@ -57,14 +58,6 @@ class ClipRequest:
     episode_index: int
     from_timestamp: float
     length: int
-
-
-def _import_av():
-    try:
-        import av
-    except ImportError as e:  # pragma: no cover - av is a core dependency
-        raise ImportError("PyAV is needed to cut clips: pip install av") from e
-    return av
 
 
 def _select(
@@ -108,7 +101,6 @@ def _select(
 
 
 def _mux(stream: Any, clip: list[Pkt]) -> bytes:
-    av = _import_av()
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4", options=MUX_OPTIONS) as out:
         o = out.add_stream_from_template(stream, opaque=True)
@@ -124,7 +116,6 @@ def _mux(stream: Any, clip: list[Pkt]) -> bytes:
 
 def open_video(src: Any, where: str) -> Any:
     """Open an mp4 (path or binary file object) with PyAV; a damaged file gives a ClipError naming it."""
-    av = _import_av()
     try:
         container = av.open(src, "r")
         if not container.streams.video:
@@ -196,7 +187,6 @@ class ClipCutter:
 
     def cut(self, req: ClipRequest) -> tuple[bytes, ClipInfo]:
         """The episode's clip bytes and where its frames sit in it; ClipError when frames are missing."""
-        av = _import_av()
         end = req.from_timestamp + (req.length - 0.5) / self.fps
         if self._table is not None:
             chosen = select_clip(self._table, req.from_timestamp, req.length, self.fps)
