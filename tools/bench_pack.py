@@ -1,6 +1,6 @@
 """Packing throughput against plainly copying the same source files, on the same disk, in one run.
 
-    python tools/bench_pack.py [--episodes 60] [--size 240x320] [--shard-size 8MB] [--repeats 3]
+    python tools/bench_pack.py [--episodes 60] [--size 240x320] [--shard-size 4MB] [--repeats 5]
 
 Generates (once, cached under ``bench_out/``) a synthetic LeRobot v3.0 dataset with two AV1
 cameras, then times, ``--repeats`` times each, interleaved:
@@ -78,8 +78,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--size", default="240x320", help="camera HxW")
-    ap.add_argument("--shard-size", default="8MB")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--shard-size", default="4MB")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cache", type=Path, default=REPO / "bench_out")
     args = ap.parse_args()
     h, w = (int(x) for x in args.size.split("x"))
