@@ -44,7 +44,7 @@ def inspect(out: str, storage_options: Mapping[str, Any] | None = None) -> str:
         f"min {min(sizes, default=0) / 1e6:.2f} / max {max(sizes, default=0) / 1e6:.2f} MB",
     ]
     for key, v in m.videos.items():
-        lines.append(f"camera    {key}: {v.get('codec')} {v.get('pix_fmt')} {v.get('width')}x{v.get('height')}"
+        lines.append(f"camera    {key}: {v.get('codec')} {v.get('pix_fmt')} {v.get('height')}x{v.get('width')} (HxW)"
                      f"{' (re-encoded)' if v.get('reencoded') else ''}")
     for key in m.image_keys:
         lines.append(f"camera    {key}: image (encoded bytes in frames.arrow)")
