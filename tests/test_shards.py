@@ -58,3 +58,12 @@ def test_long_member_names_use_pax_and_ranges_still_hold():
 def test_sha256_file_matches_hashlib():
     blob = bytes(range(256)) * 5000
     assert sha256_file(io.BytesIO(blob), chunk=1000) == (len(blob), hashlib.sha256(blob).hexdigest())
+
+
+def test_fast_header_is_byte_identical_to_tarfile():
+    from packer.shards import _tarfile_header, header
+
+    names = ["episode_000001.meta.msgpack", "episode_123456.observation.images.top.mp4", "a" * 99, "a" * 150, "épisode"]
+    for name in names:
+        for size in (0, 1, 511, 512, 10**9, 8**11 - 1, 8**11):
+            assert header(name, size) == _tarfile_header(name, size), (name, size)
