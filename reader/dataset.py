@@ -35,7 +35,7 @@ from .plan import Span, plan_spans, samples_per_rank
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .storage import Store
-from .video import EpisodeVideo, FrameCache
+from .video import EpisodeVideo, FrameCache, recycle_frame_memory
 from .window import delta_indices
 from .world import World
 
@@ -164,6 +164,8 @@ class LeRobotShardDataset(IterableDataset):
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
         world = World.detect(self.world.rank, self.world.world_size)
+        if world.num_workers > 1 or torch.utils.data.get_worker_info() is not None:
+            recycle_frame_memory()  # a DataLoader worker: see reader/video.py
         epoch = self.epoch
         slot = (world.rank, world.world_size, world.worker, world.num_workers)
         skip = 0
