@@ -217,6 +217,29 @@ def test_image_camera_is_png_of_the_rendered_frame(av1):
         np.testing.assert_array_equal(np.asarray(image.open(io.BytesIO(cell["bytes"])).convert("RGB")), expected[i])
 
 
+
+def test_texture_raises_bitrate_and_keeps_the_code(tmp_path):
+    """Grain + sensor noise: frames differ from the flat drawing, codes still read after AV1, packets grow."""
+    import av
+
+    from packer.synthetic_video import encode_episode
+
+    flat, rough = render_frames(2, 12, (96, 128), seed=1), render_frames(2, 12, (96, 128), seed=1, texture=10)
+    assert np.abs(flat.astype(int) - rough).mean() > 4  # changed everywhere, not only around the code
+    assert not np.array_equal(rough[0], rough[1])
+    np.testing.assert_array_equal(rough, render_frames(2, 12, (96, 128), seed=1, texture=10))  # deterministic
+    sizes = {}
+    for name, frames in (("flat", flat), ("rough", rough)):
+        data = encode_episode(frames, 30, "av1", 2)
+        sizes[name] = len(data)
+        (tmp_path / f"{name}.mp4").write_bytes(data)
+        with av.open(str(tmp_path / f"{name}.mp4")) as c:
+            decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert [read_code(f) for f in decoded] == [(2, i) for i in range(12)]
+    assert sizes["rough"] > 4 * sizes["flat"]
+    with pytest.raises(ValueError, match="texture=-1"):
+        render_frames(0, 2, (32, 48), seed=0, texture=-1)
+
 def test_refuses_bad_arguments(tmp_path, av1):
     with pytest.raises(FileExistsError, match="not empty"):
         write_dataset(av1, episodes=[3], cameras={TOP: (64, 96)})
