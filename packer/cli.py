@@ -1,4 +1,4 @@
-"""``lerobot-wds`` command line: ``pack SRC OUT``, ``inspect OUT``, ``verify OUT``.
+"""``lerobot-wds`` command line: ``pack SRC OUT [--executor ray] [--append] [--dry-run]``, ``inspect OUT``, ``verify OUT``.
 
 Errors the user can fix (a bad source, a damaged file, an OUT packed with other options) print one
 message naming the file and episode at fault and exit with status 1, without a traceback.
@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from .clip import ClipError
-from .pack import PackError, PackOptions, pack
+from .pack import PackError, PackOptions, dry_run, pack
 from .plan import parse_size
 from .reencode import ReencodeSpec
 from .source import SourceError
@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                     help="fsspec storage option for SRC and OUT (repeatable)")
     pk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pk.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="run shard tasks in a local process pool (default) or as Ray tasks")
+    pk.add_argument("--ray-address", help="Ray cluster address for --executor ray (default: RAY_ADDRESS or a local Ray)")
+    pk.add_argument("--append", action="store_true", help="pack episodes OUT does not hold yet as new shards")
+    pk.add_argument("--dry-run", action="store_true", help="print the shards it would write; write nothing")
     for name in ("inspect", "verify"):
         s = sub.add_parser(name, help=f"{name} a packed dataset")
         s.add_argument("out")
@@ -68,9 +73,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             wants = (args.codec, args.gop, args.crf, args.size)
             spec = None if all(v is None for v in wants) else ReencodeSpec(
                 codec=args.codec or "av1", gop=args.gop or 2, crf=30 if args.crf is None else args.crf, size=args.size)
-            m = pack(args.src, args.out, PackOptions(
+            if args.ray_address and args.executor != "ray":
+                raise ValueError("--ray-address needs --executor ray")
+            po = PackOptions(
                 shard_size=args.shard_size, workers=args.workers, episodes=args.episodes, revision=args.revision,
-                reencode=spec, storage_options=opts, progress=not args.no_progress))
+                reencode=spec, storage_options=opts, progress=not args.no_progress, executor=args.executor,
+                ray_address=args.ray_address, append=args.append)
+            if args.dry_run:
+                print(dry_run(args.src, args.out, po))
+                return 0
+            m = pack(args.src, args.out, po)
             print(f"packed {m.total_episodes} episodes, {m.total_frames} frames into {len(m.shards)} shards "
                   f"({sum(s.bytes for s in m.shards) / 1e6:.2f} MB) at {args.out}")
         elif args.command == "inspect":
@@ -85,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"FAIL {line}")
             print("verified: OK" if not problems else f"verify: {len(problems)} problem(s)")
             return 0 if not problems else 1
-    except (SourceError, ClipError, PackError, ValueError, FileNotFoundError) as e:
+    except (SourceError, ClipError, PackError, ValueError, FileNotFoundError, ImportError) as e:
         print(f"lerobot-wds {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0

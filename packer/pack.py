@@ -4,16 +4,16 @@ Resuming: the plan is a pure function of the source and options, so a re-run rec
 shards. A shard whose completion record exists and whose tar has the recorded size and sha256 is
 kept; every other shard is written again. ``manifest.json`` is written last and atomically, so a
 reader never sees a dataset whose shards are not all complete. An OUT packed with different options
-(or another source) is refused rather than mixed.
+(or another source) is refused rather than mixed. The same holds whichever executor runs the
+tasks (``executor.py``: a local process pool or Ray), and for ``--append`` (``append.py``), whose
+new shards are planned after the last one the manifest lists.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -22,12 +22,15 @@ import fsspec
 
 from reader.format import FORMAT_VERSION, MANIFEST_NAME, EpisodeEntry, Manifest, MemberRef, ShardEntry, shard_name
 
+from . import append as appending
+from .dry_run import describe_plan
+from .executor import make_executor
 from .plan import estimate_episode_bytes, plan_shards
 from .progress import Progress
 from .reencode import ReencodeSpec
 from .shards import sha256_file
 from .source import Source, open_source, parse_episodes
-from .task import STATE_DIR, ShardTask, fsync_path, is_local, run_task, write_atomic
+from .task import STATE_DIR, ShardTask, fsync_path, is_local, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ class PackError(RuntimeError):
 
 @dataclass(frozen=True)
 class PackOptions:
-    """What to pack and how. ``shard_size`` is a target in bytes; ``workers`` processes write shards."""
+    """What to pack and how. ``shard_size`` is a target in bytes; ``workers`` processes write shards
+    with the ``local`` executor; ``ray`` runs them as tasks on the cluster at ``ray_address``."""
 
     shard_size: int = 512_000_000
     workers: int = 1
@@ -47,10 +51,30 @@ class PackOptions:
     reencode: ReencodeSpec | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = True
+    executor: str = "local"
+    ray_address: str | None = None
+    append: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.shard_size < 1:
             raise ValueError(f"workers={self.workers}, shard_size={self.shard_size}: both must be ≥ 1")
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor {self.executor!r}: choose 'local' or 'ray'")
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    """Everything a pack decides before writing: the shards to write (new ones only on append)."""
+
+    source: Source
+    fs: Any
+    root: str
+    fingerprint: dict
+    tasks: tuple[ShardTask, ...]
+    #: Estimated bytes of each task's shard.
+    estimates: tuple[int, ...]
+    #: The manifest an append extends (None: a fresh pack).
+    previous: Manifest | None = None
 
 
 def _estimate(source: Source, episodes: list) -> list[int]:
@@ -78,20 +102,26 @@ def _fingerprint(source: Source, selected: list[int], opts: PackOptions) -> dict
             "reencode": opts.reencode.to_dict() if opts.reencode else None, "format_version": FORMAT_VERSION}
 
 
-def _check_options(fs: Any, root: str, fp: dict) -> None:
+def _check_options(fs: Any, root: str, fp: dict, append: bool) -> None:
     path = f"{root}/{STATE_DIR}/options.json"
     if fs.exists(path):
         old = json.loads(fs.cat_file(path))
-        if old != fp:
+        if append:
+            appending.check_fingerprint(old, fp, root)
+            fp = {**old, "source": fp["source"], "appended": True}
+        elif old.get("appended"):
+            raise PackError(f"{root}: was extended with --append; add --append to pack more episodes into it")
+        elif old != fp:
             diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
             raise PackError(
                 f"{root}: already holds a pack made with different {', '.join(diff)}; "
                 "re-run with the same options to resume, or choose an empty OUT (or delete this one)"
             )
+        if old == fp:
+            return
     elif fs.exists(f"{root}/{MANIFEST_NAME}"):
         raise PackError(f"{root}: holds a manifest.json but no pack state; choose an empty OUT")
-    else:
-        write_atomic(fs, path, json.dumps(fp, sort_keys=True, indent=1).encode())
+    write_atomic(fs, path, json.dumps(fp, sort_keys=True, indent=1).encode())
 
 
 def _completed(fs: Any, task: ShardTask) -> dict | None:
@@ -108,35 +138,50 @@ def _completed(fs: Any, task: ShardTask) -> dict | None:
     return record if ok else None
 
 
-_WORKER_SOURCE: Source | None = None
+def plan_pack(src: str, out: str, options: PackOptions = PackOptions()) -> PackPlan:
+    """Read the source's metadata (and, to append, OUT's manifest) and plan the shards; writes nothing."""
+    source = open_source(src, options.revision, options.storage_options)
+    selected = parse_episodes(options.episodes, [e.episode_index for e in source.episodes])
+    fs, root = fsspec.core.url_to_fs(str(out), **dict(options.storage_options))
+    root = root.rstrip("/")
+    previous, first = None, 0
+    fp = _fingerprint(source, selected, options)
+    if options.append:
+        previous = appending.read_manifest(fs, root)
+        appending.check_compatible(previous, source, root)
+        selected, first = appending.to_append(selected, previous), appending.next_shard_index(previous)
+        fp = {**fp, "episodes": selected, "append_after": first}
+    chosen = set(selected)
+    episodes = [e for e in source.episodes if e.episode_index in chosen]
+    sizes = _estimate(source, episodes)
+    groups = plan_shards(sizes, options.shard_size) if episodes else []
+    fp_hash = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    tasks = tuple(ShardTask(first + i, shard_name(first + i), tuple(episodes[j] for j in g), fs, root, fp_hash,
+                            options.reencode) for i, g in enumerate(groups))
+    return PackPlan(source, fs, root, fp, tasks, tuple(sum(sizes[j] for j in g) for g in groups), previous)
 
 
-def _init_worker(source: Source) -> None:
-    global _WORKER_SOURCE
-    _WORKER_SOURCE = source
-
-
-def _run_in_worker(task: ShardTask) -> dict:
-    if _WORKER_SOURCE is None:
-        raise RuntimeError("worker process started without its source (pool initializer not run)")
-    return run_task(_WORKER_SOURCE, task)
+def dry_run(src: str, out: str, options: PackOptions = PackOptions()) -> str:
+    """What ``pack`` would write, as text (shards, estimated sizes, episode ranges); writes nothing."""
+    plan = plan_pack(src, out, options)
+    todo = [(t.name, [e.episode_index for e in t.episodes], n)
+            for t, n in zip(plan.tasks, plan.estimates) if _completed(plan.fs, t) is None]
+    kept_eps = sum(len(t.episodes) for t in plan.tasks) - sum(len(e) for _, e, _ in todo)
+    kept = len(plan.tasks) - len(todo)
+    if plan.previous is not None:
+        kept, kept_eps = kept + len(plan.previous.shards), kept_eps + plan.previous.total_episodes
+    return describe_plan(str(out), todo, skipped=kept_eps, kept=kept)
 
 
 def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
     """Pack ``src`` (local root, fsspec URL or Hub repo) into ``out``; returns the manifest written."""
-    source = open_source(src, options.revision, options.storage_options)
-    selected = parse_episodes(options.episodes, [e.episode_index for e in source.episodes])
-    chosen = set(selected)
-    episodes = [e for e in source.episodes if e.episode_index in chosen]
-    groups = plan_shards(_estimate(source, episodes), options.shard_size)
-    fs, root = fsspec.core.url_to_fs(str(out), **dict(options.storage_options))
-    root = root.rstrip("/")
+    plan = plan_pack(src, out, options)
+    fs, root, source, tasks = plan.fs, plan.root, plan.source, plan.tasks
+    if plan.previous is not None and not tasks:
+        log.info("%s: every selected episode is packed already; nothing to append", out)
+        return plan.previous
     fs.makedirs(root, exist_ok=True)
-    fp = _fingerprint(source, selected, options)
-    fp_hash = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
-    _check_options(fs, root, fp)
-    tasks = [ShardTask(i, shard_name(i), tuple(episodes[j] for j in g), fs, root, fp_hash, options.reencode)
-             for i, g in enumerate(groups)]
+    _check_options(fs, root, plan.fingerprint, options.append)
     if is_local(fs):
         for stale in fs.glob(f"{root}/shard-*.tar.tmp-*"):
             fs.rm_file(stale)
@@ -150,31 +195,32 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
             todo.append(t)
     if records:
         log.info("%s: %d of %d shards already complete and verified; packing %d", out, len(records), len(tasks), len(todo))
-    progress = Progress(len(episodes), enabled=options.progress)
-    progress.skip(sum(len(tasks[i].episodes) for i in records))
+    progress = Progress(sum(len(t.episodes) for t in tasks), enabled=options.progress)
+    progress.skip(sum(len(t.episodes) for t in tasks if t.index in records))
     t0 = time.perf_counter()
-    if options.workers > max(len(todo), 1):
+    if options.executor == "local" and options.workers > max(len(todo), 1):
         log.warning("--workers %d but only %d shard(s) to write: %d process(es) will be used; a smaller "
                     "--shard-size gives more shards to spread", options.workers, len(todo), max(len(todo), 1))
-    if options.workers == 1 or len(todo) <= 1:
-        for t in todo:
-            records[t.index] = run_task(source, t, on_episode=lambda n: progress.update(1, n))
-    else:
-        # fork: workers inherit the imported modules and the opened source; spawn elsewhere.
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with cf.ProcessPoolExecutor(min(options.workers, len(todo)), mp_context=ctx,
-                                    initializer=_init_worker, initargs=(source,)) as pool:
-            futures = {pool.submit(_run_in_worker, t): t for t in todo}
-            for fut in cf.as_completed(futures):
-                t = futures[fut]
-                records[t.index] = fut.result()
-                progress.update(len(t.episodes), records[t.index]["shard"]["bytes"])
+    reported = [0]  # episodes of the running task already counted (in-process runs report each)
+
+    def on_episode(nbytes: int) -> None:
+        reported[0] += 1
+        progress.update(1, nbytes)
+
+    def on_done(t: ShardTask, record: dict) -> None:
+        records[t.index] = record
+        progress.update(len(t.episodes) - reported[0], 0 if reported[0] else record["shard"]["bytes"])
+        reported[0] = 0
+
+    make_executor(options.executor, options.workers, options.ray_address).run(source, todo, on_done, on_episode)
     progress.close()
     log.info("%s: packed %d shards in %.1f s", out, len(todo), time.perf_counter() - t0)
     if is_local(fs):
         for t in todo:  # shards on disk before the manifest that names them
             fsync_path(t.out_path(t.name))
     manifest = _manifest(source, [records[t.index] for t in tasks])
+    if plan.previous is not None:
+        manifest = appending.merge(plan.previous, manifest, root)
     write_atomic(fs, f"{root}/{MANIFEST_NAME}", manifest.to_json().encode())
     return manifest
 
