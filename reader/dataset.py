@@ -35,7 +35,7 @@ from .plan import Span, plan_spans, samples_per_rank
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .storage import Store
-from .video import EpisodeVideo, FrameCache, recycle_frame_memory
+from .video import EpisodeVideo, FrameCache, lookahead_pays, recycle_frame_memory
 from .window import delta_indices
 from .world import World
 
@@ -204,6 +204,9 @@ class LeRobotShardDataset(IterableDataset):
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.episode]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self.meta.video_keys, self.meta.image_keys, self.on_error)
         cache = FrameCache(self.frame_cache_bytes)
+        frame_bytes = sum(int(v.get("width", 0)) * int(v.get("height", 0)) * 3 for v in self.meta.manifest.videos.values())
+        mean_length = sum(s.length for s in spans) / max(len(spans), 1)
+        lookahead = 4 if lookahead_pays(self.frame_cache_bytes, self.episode_pool_size, mean_length, frame_bytes) else 0
         videos: dict[int, EpisodeVideo | None] = {}
         timed = bool(self.meta.video_keys or self.meta.image_keys)  # decode seconds, when there is decoding
         try:
@@ -217,7 +220,7 @@ class LeRobotShardDataset(IterableDataset):
                     continue
                 video = videos.get(p)
                 if video is None and self.meta.video_keys:
-                    video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device)
+                    video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device, lookahead)
                 try:
                     if timed:
                         with stats.timer(S.DECODE_S):

@@ -7,9 +7,9 @@ so those frames come for free; and finishing a short GOP (``lookahead_gop`` fram
 one decode per frame that a later draw of the pool would otherwise pay the whole GOP for. All of
 them go into a :class:`FrameCache` keyed by (episode, camera, frame) with a byte budget (LRU), so
 with GOP 2 a random frame costs about one decode instead of 1.5 while memory stays bounded.
-Trade-off: frames decoded ahead that are evicted before use were wasted work; the budget should
-hold a good part of the pool's frames (``episode_pool_size × length × cameras × H×W×3`` bytes) for
-the lookahead to pay off.
+Trade-off: frames decoded ahead that are evicted before use were wasted work, so the dataset
+turns the lookahead on only when the budget holds half of the pool's frames
+(:func:`lookahead_pays`); otherwise only the free frames (key frame up to the needed one) are kept.
 
 Frames come out as uint8 ``(N, C, H, W)``; :func:`to_float` makes LeRobot's float32 in [0, 1]
 exactly as LeRobot does (``u8 / 255.0`` in torch), bit for bit.
@@ -90,6 +90,18 @@ class FrameCache:
         for k in [k for k in self._frames if k[0] == owner]:
             t = self._frames.pop(k)
             self.bytes -= t.numel() * t.element_size()
+
+
+def lookahead_pays(cache_bytes: int, pool_size: int, mean_length: float, frame_bytes: int) -> bool:
+    """Whether decoding the rest of a short GOP ahead is worth it.
+
+    A frame decoded ahead is used only if it is still cached when the pool draws it, which is on
+    average about half the pool's frames later. When the cache budget holds at least half of the
+    pool's frames (``pool_size × mean_length`` frames of ``frame_bytes`` summed over cameras), the
+    lookahead saves a decode per GOP; when it holds far less, the frames are mostly evicted unused
+    and the lookahead costs a decode instead.
+    """
+    return cache_bytes >= 0.5 * pool_size * mean_length * frame_bytes
 
 
 class EpisodeVideo:

@@ -7,7 +7,7 @@ import torch
 from packer.clip import ClipCutter, ClipRequest
 from reader.episodes import Episode, EpisodeError
 from reader.format import EpisodeMeta
-from reader.video import EpisodeVideo, FrameCache, to_float
+from reader.video import EpisodeVideo, FrameCache, lookahead_pays, to_float
 
 ROOT = "tests/data/lerobot_v3_av1"
 TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes 2 (12 frames) and 3 (60)
@@ -72,3 +72,17 @@ def test_frames_float_equals_to_float(episode3):
     a = video.frames_float("observation.images.top", idx)
     b = to_float(EpisodeVideo(episode3, FrameCache(0)).frames("observation.images.top", idx))
     assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_lookahead_only_when_the_cache_holds_the_pool():
+    frame = 3 * 240 * 320
+    assert lookahead_pays(512 << 20, 16, 60, 2 * frame)  # 16 episodes of 60 frames: 442 MB
+    assert not lookahead_pays(512 << 20, 16, 500, 2 * 3 * 480 * 640)  # 14 GB of frames
+
+
+def test_no_lookahead_keeps_only_free_frames(episode3):
+    video = EpisodeVideo(episode3, FrameCache(64 << 20), lookahead_gop=0)
+    video.frames("observation.images.top", np.array([11]))  # GOP 10-11: 10 comes free
+    assert video.decoded == 2 and len(video.cache) == 2
+    video.frames("observation.images.top", np.array([12]))  # key frame: nothing ahead
+    assert video.decoded == 3

@@ -130,7 +130,7 @@ def plot(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for win, style in (("no", "-"), ("yes", "--")):
         r = [x for x in rows if x["windows"] == win]
         w = [x["workers"] for x in r]
@@ -142,7 +142,7 @@ def plot(rows: list[dict], out: Path) -> None:
     ax.set_ylabel("samples/s")
     ax.set_xticks(sorted({x["workers"] for x in rows}))
     ax.set_title("LeRobotShardDataset throughput (2 cameras, AV1 GOP 2)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
