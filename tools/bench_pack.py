@@ -1,21 +1,24 @@
 """Packing throughput against plainly copying the same source files, on the same disk, in one run.
 
-    python tools/bench_pack.py [--episodes 60] [--size 240x320] [--shard-size 4MB] [--repeats 5]
+    python tools/bench_pack.py [--episodes 60] [--size 240x320] [--texture 10] [--shard-size 4MB] [--repeats 5]
 
 Generates (once, cached under ``bench_out/``) a synthetic LeRobot v3.0 dataset with two AV1
-cameras, then times, ``--repeats`` times each, interleaved:
+cameras whose frames carry grain and sensor noise (``--texture``; ~8 KB per frame at 240x320, a
+camera-like bitrate: the flat drawings of ``--texture 0`` compress to ~0.8 KB, where fixed
+per-episode and per-packet costs dominate), then times, ``--repeats`` times each, interleaved:
 
-* ``copy``: ``shutil.copy`` of ``data/``, ``videos/`` and ``meta/`` into a fresh directory
-  (``copy+fsync``: each copied file fsynced, as pack fsyncs each shard before renaming it);
-* ``pack wN``: ``lerobot-wds pack`` (remux, no re-encode) with N worker processes.
+* ``copy``: ``shutil.copy`` of ``data/``, ``videos/`` and ``meta/`` into a fresh directory;
+* ``copy+fsync``: the same, each copied file fsynced before the next;
+* ``pack wN``: ``lerobot-wds pack`` (remux, no re-encode) with N worker processes. Like
+  ``copy+fsync`` it leaves its output durable: pack fsyncs every shard (and the manifest) before
+  it returns, so ``× copy+fsync`` is the like-for-like ratio;
+* ``pack wN nofsync``: the same with pack's shard fsync patched out for this measurement only
+  (``packer.pack.fsync_path``), the like-for-like run against plain ``copy``.
 
-Every run reads the source from the page cache (the generator just wrote it; copy and pack read the
-same bytes), and writes a fresh output directory on the same disk. Reported: median seconds,
-output MB/s (10^6 bytes/s; for copy, bytes copied), episodes/s, and the ratio of each pack's MB/s
-to copy's MB/s. Target: remux packing ≥ 0.5× copy.
-
-Packing costs a few microseconds per video packet (PyAV mux), so its MB/s scales with packet size;
-the synthetic frames compress to ~1 KB packets, far smaller than real camera footage.
+Every run reads the source from the page cache (copy and pack read the same bytes; one warm-up
+copy first) and writes a fresh directory on the same disk. Reported: median seconds, output MB/s
+(10^6 bytes/s; for copy, bytes copied), episodes/s, and the ratio of each run's MB/s to copy's and
+to copy+fsync's. Target: remux packing ≥ 0.5× copy.
 """
 
 from __future__ import annotations
@@ -31,21 +34,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import packer.pack  # noqa: E402
 from packer.pack import PackOptions, pack  # noqa: E402
 from packer.plan import parse_size  # noqa: E402
 from packer.synthetic import write_dataset  # noqa: E402
 
 
-def dataset(cache: Path, episodes: int, size: tuple[int, int]) -> Path:
-    """The synthetic source, generated once per (episodes, size) and reused afterwards."""
-    root = cache / f"source-{episodes}ep-{size[0]}x{size[1]}"
+def dataset(cache: Path, episodes: int, size: tuple[int, int], texture: float) -> Path:
+    """The synthetic source, generated once per (episodes, size, texture) and reused afterwards."""
+    root = cache / (f"source-{episodes}ep-{size[0]}x{size[1]}" + (f"-tex{texture:g}" if texture else ""))
     if not (root / "meta/info.json").exists():
         shutil.rmtree(root, ignore_errors=True)
         lengths = [80 + (37 * e) % 61 for e in range(episodes)]  # 80–140 frames, deterministic
         t = time.perf_counter()
         write_dataset(root.with_suffix(".tmp"), episodes=lengths, fps=30,
                       cameras={"observation.images.top": size, "observation.images.wrist": size},
-                      video_files_size_mb=8.0, data_files_size_mb=1.0)
+                      video_files_size_mb=8.0, data_files_size_mb=1.0, texture=texture)
         root.with_suffix(".tmp").rename(root)
         print(f"generated {root} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return root
@@ -69,25 +73,47 @@ def run_copy(src: Path, dst: Path, sync: bool = False) -> int:
     return tree_bytes(dst)
 
 
-def run_pack(src: Path, dst: Path, workers: int, shard_size: int) -> int:
-    m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False))
+def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = True) -> int:
+    """Pack; with ``sync=False`` the shards' fsync is patched out (this measurement only)."""
+    real = packer.pack.fsync_path
+    if not sync:
+        packer.pack.fsync_path = lambda path: None
+    try:
+        m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False))
+    finally:
+        packer.pack.fsync_path = real
     return sum(s.bytes for s in m.shards)
+
+
+def video_stats(src: Path) -> tuple[int, int]:
+    """(bytes, frames) of all source mp4s, frames counted from their sample tables."""
+    from packer.sampletable import read_sample_table
+
+    nbytes = frames = 0
+    for p in sorted((src / "videos").rglob("*.mp4")):
+        with open(p, "rb") as f:
+            table = read_sample_table(f)
+        nbytes, frames = nbytes + p.stat().st_size, frames + (len(table.size) if table else 0)
+    return nbytes, frames
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--size", default="240x320", help="camera HxW")
+    ap.add_argument("--texture", type=float, default=10.0, help="frame grain/noise std (0: flat drawings)")
     ap.add_argument("--shard-size", default="4MB")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cache", type=Path, default=REPO / "bench_out")
     args = ap.parse_args()
     h, w = (int(x) for x in args.size.split("x"))
-    src = dataset(args.cache, args.episodes, (h, w))
+    src = dataset(args.cache, args.episodes, (h, w), args.texture)
     work = args.cache / "runs"
     kinds = {"copy": lambda d: run_copy(src, d), "copy+fsync": lambda d: run_copy(src, d, sync=True)}
     for n in (1, 2):
         kinds[f"pack w{n}"] = lambda d, n=n: run_pack(src, d, n, parse_size(args.shard_size))
+    for n in (1, 2):
+        kinds[f"pack w{n} nofsync"] = lambda d, n=n: run_pack(src, d, n, parse_size(args.shard_size), sync=False)
     times: dict[str, list[float]] = {k: [] for k in kinds}
     nbytes: dict[str, int] = {}
     run_copy(src, work / "warm")  # page-cache the source for everyone
@@ -99,13 +125,15 @@ def main() -> int:
             nbytes[kind] = fn(dst)
             times[kind].append(time.perf_counter() - t)
             shutil.rmtree(dst)
-    print(f"source: {src.name}, {tree_bytes(src) / 1e6:.1f} MB, {args.episodes} episodes, 2 AV1 cameras {h}x{w}; "
-          f"shard size {args.shard_size}; median of {args.repeats}")
-    print(f"{'run':<11} {'s':>7} {'MB/s':>8} {'ep/s':>8} {'× copy':>7} {'× copy+fsync':>13}")
+    vbytes, vframes = video_stats(src)
+    print(f"source: {src.name}, {tree_bytes(src) / 1e6:.1f} MB, {args.episodes} episodes, 2 AV1 cameras {h}x{w}, "
+          f"{vbytes / max(vframes, 1) / 1e3:.1f} KB per video frame; shard size {args.shard_size}; "
+          f"median of {args.repeats}")
+    print(f"{'run':<17} {'s':>7} {'MB/s':>8} {'ep/s':>8} {'× copy':>7} {'× copy+fsync':>13}")
     rate = {k: nbytes[k] / statistics.median(times[k]) / 1e6 for k in kinds}
     for kind in kinds:
         t = statistics.median(times[kind])
-        print(f"{kind:<11} {t:7.3f} {rate[kind]:8.1f} {args.episodes / t:8.1f} "
+        print(f"{kind:<17} {t:7.3f} {rate[kind]:8.1f} {args.episodes / t:8.1f} "
               f"{rate[kind] / rate['copy']:7.2f} {rate[kind] / rate['copy+fsync']:13.2f}")
     return 0
 
