@@ -7,8 +7,9 @@ need, timestamps rebased so the first dts is 0, in the source time base. Decodin
 source's pixels bit for bit. ``lead_in`` counts the frames before the episode's first one.
 
 A :class:`ClipCutter` holds the file open for a whole shard task. When the mp4's index is exact
-(no B-frames; see ``packets.py``) it reads each clip's packets as one byte range and writes the
-clip with ``mp4.py``, with no per-packet FFmpeg work. Otherwise it demuxes forward through
+(no B-frames; see ``sampletable.py``) it takes each clip's packets as one byte range of the file
+(a view of a read-only memory map for local files: no copy) and writes the clip with ``mp4.py``,
+with no per-packet FFmpeg work; FFmpeg then only probes the file (``videoprobe.py``, cached). Otherwise it demuxes forward through
 consecutive episodes (one seek to the keyframe before the first), never from the start for each
 episode, and muxes with PyAV in bit-exact mode; its packet buffer holds about one episode.
 
@@ -19,17 +20,21 @@ from __future__ import annotations
 
 import bisect
 import io
+import mmap
+import os
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import av
 import numpy as np
 
 from reader.format import ClipInfo
 
-from .mp4 import write_clip
-from .sampletable import SampleTable, read_sample_table, select_clip
+from .mp4 import clip_parts
+from .sampletable import select_clip
+from .videoprobe import ClipError, open_video, probe, probe_path
+
+__all__ = ["ClipCutter", "ClipError", "ClipRequest", "MUX_OPTIONS", "Pkt", "open_video"]
 
 #: Muxer flags so clip bytes depend only on the packets (no creation time, no version strings).
 MUX_OPTIONS = {"fflags": "+bitexact"}
@@ -45,10 +50,6 @@ class Pkt(NamedTuple):
     key: bool
     duration: int
     data: bytes
-
-
-class ClipError(ValueError):
-    """A clip cannot be cut; the message names the episode and the source mp4."""
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,6 @@ def _mux(stream: Any, clip: list[Pkt]) -> bytes:
     return buf.getvalue()
 
 
-def open_video(src: Any, where: str) -> Any:
-    """Open an mp4 (path or binary file object) with PyAV; a damaged file gives a ClipError naming it."""
-    try:
-        container = av.open(src, "r")
-        if not container.streams.video:
-            raise ClipError(f"video {where}: has no video stream")
-        return container
-    except av.FFmpegError as e:
-        raise ClipError(f"video {where}: cannot be opened ({e}); the file is damaged or truncated") from e
-
-
 class ClipCutter:
     """One source mp4 held open; ``cut`` remuxes episodes out of it (index path, or demuxing forward).
 
@@ -138,39 +128,43 @@ class ClipCutter:
         the same file for the sample-table path (opened here when ``src`` is a path). The cutter
         owns and closes both."""
         self.where, self.fps, self._src = where, fps, src
-        self._container = open_video(src, where)
-        self._stream = self._container.streams.video[0]
-        self._tb = float(self._stream.time_base)
-        cc = self._stream.codec_context
-        self.codec, self.pix_fmt, self.width, self.height = cc.codec.canonical_name, cc.pix_fmt, cc.width, cc.height
         self._pkts: list[Pkt] = []
         self._dts: list[float] = []
         self._it: Any = None
-        if raw is None and (isinstance(src, (str, bytes)) or hasattr(src, "__fspath__")):
-            raw = open(src, "rb")
+        self._map: mmap.mmap | None = None
+        self._container: Any = None
+        if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__"):
+            facts = probe_path(os.fsdecode(src), where)  # cached per file: no FFmpeg open per shard
+            raw = raw if raw is not None else open(src, "rb")
+            if facts.table is not None and hasattr(raw, "fileno"):
+                self._map = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+        else:
+            self._container = open_video(src, where)
+            facts = probe(self._container, raw)
+        self.codec, self.pix_fmt, self.width, self.height = facts.codec, facts.pix_fmt, facts.width, facts.height
+        self._tb = float(facts.time_base)
         #: Table path: the file's sample table and a handle to read clip bytes (None: demux instead).
         self._file = raw
-        self._table = self._checked_table() if raw is not None else None
+        self._table = facts.table
 
-    def _checked_table(self) -> SampleTable | None:
-        """The sample table, if it agrees with FFmpeg on time base, count and the first packet."""
-        first = next((p for p in self._container.demux(self._stream) if p.size), None)
-        table = read_sample_table(self._file)
-        if first is None or table is None or self._stream.time_base != Fraction(1, table.timescale):
-            return None
-        if len(self._stream.index_entries or ()) != len(table.dts):
-            return None
-        if (first.pts, first.dts, first.pos, first.size) != (table.dts[0], table.dts[0], table.offset[0], table.size[0]):
-            return None
-        return table
+    @property
+    def _video(self) -> Any:
+        """The PyAV container, opened on first use (only the demux path needs it)."""
+        if self._container is None:
+            self._container = open_video(self._src, self.where)
+        return self._container
+
+    @property
+    def _stream(self) -> Any:
+        return self._video.streams.video[0]
 
     def _indexed_end(self) -> float:
         """Last timestamp (s) the container's index lists; only needed to word an error."""
         return max((e.timestamp for e in self._stream.index_entries or []), default=-1) * self._tb
 
     def _seek(self, start_s: float) -> None:
-        self._container.seek(max(0, int(start_s / self._tb)), stream=self._stream, backward=True, any_frame=False)
-        self._it, self._pkts, self._dts = self._container.demux(self._stream), [], []
+        self._video.seek(max(0, int(start_s / self._tb)), stream=self._stream, backward=True, any_frame=False)
+        self._it, self._pkts, self._dts = self._video.demux(self._stream), [], []
 
     def _fill(self, end_s: float) -> None:
         """Demux until a packet's dts passes ``end_s`` (seconds) or the file ends."""
@@ -187,6 +181,12 @@ class ClipCutter:
 
     def cut(self, req: ClipRequest) -> tuple[bytes, ClipInfo]:
         """The episode's clip bytes and where its frames sit in it; ClipError when frames are missing."""
+        parts, info = self.cut_parts(req)
+        return b"".join(parts), info
+
+    def cut_parts(self, req: ClipRequest) -> tuple[Sequence[bytes | memoryview], ClipInfo]:
+        """As :meth:`cut`, the clip as consecutive buffers (one may view the source file's memory map:
+        use them before :meth:`close`), so that the packets are never copied in Python."""
         end = req.from_timestamp + (req.length - 0.5) / self.fps
         if self._table is not None:
             chosen = select_clip(self._table, req.from_timestamp, req.length, self.fps)
@@ -216,14 +216,17 @@ class ClipCutter:
         del self._pkts[:k], self._dts[:k]
         info = ClipInfo(lead_in=lead_in, num_frames=len(clip), reencoded=False,
                         codec=self.codec, width=self.width, height=self.height)
-        return data, info
+        return (data,), info
 
-    def _cut_table(self, req: ClipRequest, start: int, end: int, lead_in: int) -> tuple[bytes, ClipInfo]:
+    def _cut_table(self, req: ClipRequest, start: int, end: int, lead_in: int) -> tuple[tuple, ClipInfo]:
         t = self._table
         off, size = t.offset[start:end], t.size[start:end]
         first, stop = int(off[0]), int(off[-1] + size[-1])
-        self._file.seek(first)
-        span = self._file.read(stop - first)
+        if self._map is not None:
+            span: bytes | memoryview = memoryview(self._map)[first:stop]
+        else:
+            self._file.seek(first)
+            span = self._file.read(stop - first)
         if len(span) < stop - first:
             raise ClipError(
                 f"episode {req.episode_index}: video {self.where} is truncated or damaged: it ends at byte "
@@ -234,14 +237,20 @@ class ClipCutter:
         else:
             view = memoryview(span)
             payload = b"".join(view[o - first : o - first + n] for o, n in zip(off.tolist(), size.tolist()))
-        data = write_clip(t.duration[start:end], size, t.key[start:end], payload, t.timescale, t.stsd, t.tkhd_tail)
+        parts = clip_parts(t.duration[start:end], size, t.key[start:end], payload, t.timescale, t.stsd, t.tkhd_tail)
         info = ClipInfo(lead_in=lead_in, num_frames=end - start, reencoded=False,
                         codec=self.codec, width=self.width, height=self.height)
-        return data, info
+        return parts, info
 
     def close(self) -> None:
-        """Close the container, and the file: a file object passed in is owned by the cutter."""
-        self._container.close()
+        """Close the container, the map and the file: a file object passed in is owned by the cutter."""
+        if self._container is not None:
+            self._container.close()
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a clip's view is still referenced: the map closes when it goes
+                pass
         for f in (self._file, self._src):
             if hasattr(f, "close"):
                 f.close()

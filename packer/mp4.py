@@ -68,6 +68,15 @@ def write_clip(
 ) -> bytes:
     """An mp4 of one video track: samples back to back in ``payload`` (decode order, pts == dts from 0),
     ``durations`` in ``1/timescale`` s, ``keys`` flags; ``stsd`` and the tkhd matrix/size copied from the source."""
+    return b"".join(clip_parts(durations, sizes, keys, payload, timescale, stsd, tkhd_tail))
+
+
+def clip_parts(
+    durations: np.ndarray, sizes: np.ndarray, keys: np.ndarray, payload: bytes | memoryview, timescale: int,
+    stsd: bytes, tkhd_tail: bytes,
+) -> tuple[bytes, bytes | memoryview, bytes]:
+    """:func:`write_clip`'s bytes as (``ftyp`` + ``mdat`` header, ``payload`` itself, ``moov``): the
+    payload, nearly all of the clip, is passed through uncopied."""
     n = len(durations)
     total = int(durations.sum())
     cuts = np.flatnonzero(np.diff(durations)) + 1
@@ -91,4 +100,4 @@ def write_clip(
     mvhd = _full(b"mvhd", 0, 0, struct.pack(">IIIIIH", 0, 0, timescale, total, 0x10000, 0x100), bytes(10), _IDENTITY,
                  bytes(24), struct.pack(">I", 2))
     moov = _box(b"moov", mvhd, _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf)))
-    return b"".join((ftyp, struct.pack(">I", 8 + len(payload)), b"mdat", payload, moov))
+    return ftyp + struct.pack(">I", 8 + len(payload)) + b"mdat", payload, moov

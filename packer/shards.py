@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from typing import BinaryIO, Mapping
+from typing import BinaryIO, Mapping, Sequence, Union
 
 from reader.format import FRAMES_MEMBER, META_MEMBER, MemberRef
 
 _BLOCK = tarfile.BLOCKSIZE
+_Buffer = Union[bytes, bytearray, memoryview]
+#: A member's data: one buffer, or consecutive buffers written back to back (never joined).
+Data = Union[_Buffer, Sequence[_Buffer]]
 
 
 class _HashingWriter:
@@ -24,7 +27,7 @@ class _HashingWriter:
     def __init__(self, f: BinaryIO) -> None:
         self.f, self.sha, self.size = f, hashlib.sha256(), 0
 
-    def write(self, b: bytes) -> int:
+    def write(self, b: _Buffer) -> int:
         self.f.write(b)
         self.sha.update(b)
         self.size += len(b)
@@ -60,7 +63,7 @@ def header(name: str, size: int) -> bytes:
     return bytes(block)
 
 
-def member_order(members: Mapping[str, bytes]) -> list[str]:
+def member_order(members: Mapping[str, object]) -> list[str]:
     """Suffixes of one episode in shard order: meta, frames, then the rest (clips) sorted."""
     rest = sorted(k for k in members if k not in (META_MEMBER, FRAMES_MEMBER))
     return [k for k in (META_MEMBER, FRAMES_MEMBER) if k in members] + rest
@@ -78,15 +81,21 @@ class ShardWriter:
         self.size = 0
         self.sha256 = ""
 
-    def add(self, name: str, data: bytes) -> MemberRef:
-        """Append one member; returns the offset and size of its data (header excluded) in the tar."""
-        self._out.write(header(name, len(data)))
-        offset = self._out.size
-        self._out.write(data)
-        self._out.write(b"\0" * (-len(data) % _BLOCK))
-        return MemberRef(offset=offset, size=len(data))
+    def add(self, name: str, data: Data) -> MemberRef:
+        """Append one member; returns the offset and size of its data (header excluded) in the tar.
 
-    def add_sample(self, key: str, members: Mapping[str, bytes]) -> dict[str, MemberRef]:
+        ``data`` is bytes or a sequence of byte buffers (e.g. a clip whose packets view the source
+        file), written in order without joining them."""
+        parts = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        size = sum(memoryview(p).nbytes for p in parts)
+        self._out.write(header(name, size))
+        offset = self._out.size
+        for p in parts:
+            self._out.write(p)
+        self._out.write(b"\0" * (-size % _BLOCK))
+        return MemberRef(offset=offset, size=size)
+
+    def add_sample(self, key: str, members: Mapping[str, Data]) -> dict[str, MemberRef]:
         """Write one episode's members as ``<key>.<suffix>`` in shard order; suffix → byte range."""
         return {suffix: self.add(f"{key}.{suffix}", members[suffix]) for suffix in member_order(members)}
 

@@ -22,7 +22,7 @@ from reader.format import FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, EpisodeMet
 from .clip import ClipCutter, ClipRequest
 from .frames import read_episode_tables, to_ipc_bytes
 from .reencode import ReencodeSpec, reencode_clip
-from .shards import ShardWriter
+from .shards import Data, ShardWriter
 from .source import EpisodeRecord, Source
 
 STATE_DIR = ".lerobot-wds"
@@ -72,8 +72,9 @@ def is_local(fs: Any) -> bool:
 
 def _episode_members(
     source: Source, ep: EpisodeRecord, table: Any, cutters: dict[str, ClipCutter], spec: ReencodeSpec | None
-) -> tuple[dict[str, bytes], dict[str, dict]]:
-    members, clips, videos = {FRAMES_MEMBER: to_ipc_bytes(table)}, {}, {}
+) -> tuple[dict[str, Data], dict[str, dict]]:
+    members: dict[str, Data] = {FRAMES_MEMBER: to_ipc_bytes(table)}
+    clips, videos = {}, {}
     for key in source.video_keys:
         ref = ep.videos[key]
         if ref.path not in cutters:
@@ -84,9 +85,9 @@ def _episode_members(
                 cutters[ref.path] = ClipCutter(source.fs.open(where, "rb"), where, source.fps,
                                                raw=RangeFile(source.fs, where))
         cutter = cutters[ref.path]
-        data, info = cutter.cut(ClipRequest(ep.episode_index, ref.from_timestamp, ep.length))
+        data, info = cutter.cut_parts(ClipRequest(ep.episode_index, ref.from_timestamp, ep.length))
         if spec is not None:
-            data, info = reencode_clip(data, info, ep.length, source.fps, spec, f"episode {ep.episode_index}: video {cutter.where}")
+            data, info = reencode_clip(b"".join(data), info, ep.length, source.fps, spec, f"episode {ep.episode_index}: video {cutter.where}")
         members[clip_member(key)], clips[key] = data, info
         videos[key] = {"codec": info.codec, "pix_fmt": "yuv420p" if spec else cutter.pix_fmt,
                        "width": info.width, "height": info.height, "reencoded": info.reencoded}
@@ -118,7 +119,7 @@ def write_shard(f: Any, source: Source, task: ShardTask, on_episode: Callable[[i
                                 "dataset_from_index": ep.dataset_from_index,
                                 "members": {k: [r.offset, r.size] for k, r in refs.items()}})
                 if on_episode:
-                    on_episode(sum(len(m) for m in members.values()))
+                    on_episode(sum(r.size for r in refs.values()))
     finally:
         for c in cutters.values():
             c.close()

@@ -10,6 +10,7 @@ import torch
 from torchcodec.decoders import VideoDecoder
 
 from packer.clip import ClipCutter, ClipError, ClipRequest
+from packer.sampletable import read_sample_table
 from packer.source import open_source
 from packer.synthetic import write_dataset
 
@@ -97,3 +98,24 @@ def test_truncated_mp4_names_the_file(tmp_path):
     with pytest.raises(ClipError, match=r"file-001\.mp4.*(damaged|truncated|shorter)"):
         ClipCutter(str(bad), str(bad), 30).cut(ClipRequest(1, 0.0, 80))
     shutil.rmtree(tmp_path)
+
+
+def test_local_clip_views_the_file_and_equals_the_file_object_path(tmp_path):
+    """Local files: the clip's packets are a view of the mapped file, byte-equal to reading through
+    a file object (the remote path); a file rewritten in place is probed again, not served stale."""
+    src = DATA / "lerobot_v3_av1/videos/observation.images.top/chunk-000"
+    path = tmp_path / "file.mp4"
+    path.write_bytes((src / "file-000.mp4").read_bytes())
+    local = ClipCutter(str(path), "file.mp4", 30)
+    parts, info = local.cut_parts(ClipRequest(0, 0.0, 45))
+    assert any(isinstance(p, memoryview) for p in parts)
+    remote = ClipCutter(open(path, "rb"), "file.mp4", 30, raw=open(path, "rb"))
+    data, info_r = remote.cut(ClipRequest(0, 0.0, 45))
+    assert b"".join(parts) == data and info == info_r
+    del parts
+    local.close(), remote.close()
+    path.write_bytes((src / "file-001.mp4").read_bytes())
+    again = ClipCutter(str(path), "file.mp4", 30)
+    with open(path, "rb") as f:
+        assert len(again._table.dts) == len(read_sample_table(f).dts) != len(local._table.dts)
+    again.close()

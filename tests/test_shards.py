@@ -67,3 +67,16 @@ def test_fast_header_is_byte_identical_to_tarfile():
     for name in names:
         for size in (0, 1, 511, 512, 10**9, 8**11 - 1, 8**11):
             assert header(name, size) == _tarfile_header(name, size), (name, size)
+
+
+def test_member_given_as_buffers_is_written_as_their_concatenation():
+    """A clip handed over as (head, view of the source, tail) makes the same tar as its joined bytes."""
+    source = bytearray(b"abc" * 400)
+    parts = (b"head", memoryview(source)[5:1100], bytearray(b"tail"))
+    joined = b"".join(parts)
+    as_parts, refs, w = _write([("episode_000000", {"meta.msgpack": b"m", "top.mp4": parts})])
+    as_bytes, refs_b, _ = _write([("episode_000000", {"meta.msgpack": b"m", "top.mp4": joined})])
+    assert as_parts == as_bytes and refs == refs_b
+    assert (w.size, w.sha256) == (len(as_parts), hashlib.sha256(as_parts).hexdigest())
+    ref = refs["episode_000000"]["top.mp4"]
+    assert as_parts[ref.offset : ref.offset + ref.size] == joined
