@@ -1,7 +1,7 @@
 """Reader benchmark: samples/s of LeRobotShardDataset against the decode cost of the same work.
 
 One run, on a generated LeRobot v3 dataset (default 50 episodes × 60 frames, 2 cameras 240×320,
-AV1 GOP 2, via ``packer.synthetic``), packed once into ``bench_out/``. For DataLoader
+AV1 GOP 2, camera-like grain, via ``packer.synthetic``), packed once into ``bench_out/``. For DataLoader
 ``num_workers`` 0/1/2, without and with delta windows (16-step ``action`` + 2-frame camera window):
 
 - samples/s (= frames/s of the sample stream) in steady state (after the first batch), time to
@@ -32,17 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_refs import CAMS, PeakRSS, mixing, run_bare, transport_only  # noqa: E402
 
 
-def make_datasets(out: Path, episodes: int, length: int, hw: tuple[int, int]) -> tuple[str, str]:
+def make_datasets(out: Path, episodes: int, length: int, hw: tuple[int, int], texture: float) -> tuple[str, str]:
     """Generate (once) the source dataset, pack it, and a tabular-only view of the same shards."""
     from packer.pack import PackOptions, pack
     from packer.synthetic import write_dataset
 
-    tag = f"{episodes}x{length}_{hw[0]}x{hw[1]}"
+    tag = f"{episodes}x{length}_{hw[0]}x{hw[1]}_t{texture:g}"
     src, packed, tab = out / f"read_src_{tag}", out / f"read_packed_{tag}", out / f"read_tabular_{tag}"
     if not (packed / "manifest.json").exists():
         shutil.rmtree(src, ignore_errors=True)
         t = time.time()
-        write_dataset(src, episodes=[length] * episodes, cameras={c: hw for c in CAMS}, gop=2)
+        write_dataset(src, episodes=[length] * episodes, cameras={c: hw for c in CAMS}, gop=2, texture=texture)
         print(f"generated {src} in {time.time() - t:.1f} s", flush=True)
         pack(str(src), str(packed), PackOptions(shard_size=64 << 20, progress=False))
     if not (tab / "manifest.json").exists():
@@ -160,12 +160,14 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=960, help="samples per measurement")
     ap.add_argument("--pool", type=int, default=16, help="episode_pool_size")
     ap.add_argument("--workers", default="0,1,2")
+    ap.add_argument("--texture", type=float, default=10.0,
+                    help="grain/noise of the synthetic frames (0: flat, ~0.8 KB/frame; 10: ~8 KB/frame, camera-like)")
     ap.add_argument("--repeat", type=int, default=2, help="best of this many runs per measurement")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     hw = tuple(int(x) for x in a.size.lower().split("x"))
-    packed, tab = make_datasets(out, a.episodes, a.length, hw)  # type: ignore[arg-type]
+    packed, tab = make_datasets(out, a.episodes, a.length, hw, a.texture)  # type: ignore[arg-type]
     fps = json.loads(Path(packed, "manifest.json").read_text())["fps"]
     _warm_up(packed)
     rows = []
@@ -204,7 +206,7 @@ def main(argv=None) -> int:
     print("  (a*) = ours / (1 / (1/bare + 1/transp)): decoding plus that transport, per sample.")
     print(f"tabular-only, 16-step action window, 1 worker: {tab_s:,.0f} samples/s (target >= 20,000)")
     result = {"dataset": {"episodes": a.episodes, "length": a.length, "size": list(hw), "cameras": list(CAMS),
-                          "codec": "av1", "gop": 2}, "samples": a.samples, "pool": a.pool, "rows": rows,
+                          "codec": "av1", "gop": 2, "texture": a.texture}, "samples": a.samples, "pool": a.pool, "rows": rows,
               "tabular_samples_s": tab_s}
     (out / "bench_read.json").write_text(json.dumps(result, indent=1))
     plot(rows, out / "bench_read.png")
