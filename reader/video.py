@@ -115,7 +115,7 @@ class EpisodeVideo:
         self.device = device
         self.lookahead_gop = lookahead_gop
         self._decoders: dict[str, object] = {}
-        self._keyframes: dict[str, np.ndarray] = {}
+        self._keyframes: dict[str, np.ndarray | None] = {}
         self.decoded = 0  # frames torchcodec returned (cheap proxy for decode work)
 
     def _decoder(self, camera: str):
@@ -126,9 +126,12 @@ class EpisodeVideo:
             info = self.episode.meta.clips[camera]
             try:
                 dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact")
-                kf = np.asarray(dec._get_key_frame_indices(), dtype=np.int64)
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
+            try:  # private torchcodec API: without it, decode just the frames asked for
+                kf: np.ndarray | None = np.asarray(dec._get_key_frame_indices(), dtype=np.int64)
+            except (AttributeError, RuntimeError):
+                kf = None
             n = dec.metadata.num_frames
             if n is not None and n < info.lead_in + self.episode.length:
                 raise EpisodeError(
@@ -136,12 +139,14 @@ class EpisodeVideo:
                     f"lead_in {info.lead_in} + length {self.episode.length}; repack this episode"
                 )
             self._decoders[camera] = dec
-            self._keyframes[camera] = kf if len(kf) else np.zeros(1, dtype=np.int64)
+            self._keyframes[camera] = kf if kf is not None and len(kf) else None
         return dec
 
     def _to_decode(self, camera: str, clip_frames: np.ndarray) -> list[int]:
         """Clip frames to request: each needed frame's GOP from its key frame, whole when short."""
         kf = self._keyframes[camera]
+        if kf is None:
+            return sorted({int(c) for c in clip_frames})
         info = self.episode.meta.clips[camera]
         last = info.lead_in + self.episode.length  # end (exclusive) of the episode's frames
         out: set[int] = set()
