@@ -21,6 +21,8 @@ from typing import Any, Mapping, Sequence
 import fsspec
 import pyarrow.parquet as pq
 
+from .hub import source_storage_options
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_CODEBASE = "v3.0"
@@ -129,8 +131,7 @@ def parse_episodes(spec: str | None, available: Sequence[int]) -> list[int]:
 
 def _read_json(fs: Any, path: str) -> Any:
     try:
-        with fs.open(path, "rb") as f:
-            return json.loads(f.read())
+        return json.loads(fs.cat_file(path))  # one GET on HTTP/Hub, where open+read costs a HEAD too
     except FileNotFoundError as e:
         raise SourceError(f"{path}: missing; is this a LeRobot v3.0 dataset root?") from e
 
@@ -138,7 +139,7 @@ def _read_json(fs: Any, path: str) -> Any:
 def open_source(src: str, revision: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Source:
     """Read ``meta/`` of a LeRobot v3.0 dataset and return its episodes, validated."""
     url, repo_id = resolve_url(src, revision)
-    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    fs, root = fsspec.core.url_to_fs(url, **source_storage_options(url, storage_options))
     root = root.rstrip("/")
     p = lambda rel: f"{root}/{rel}" if root else rel  # noqa: E731
     info = _read_json(fs, p("meta/info.json"))
@@ -148,7 +149,10 @@ def open_source(src: str, revision: str | None = None, storage_options: Mapping[
             f"{p('meta/info.json')}: codebase_version {version!r}; lerobot-wds packs {SUPPORTED_CODEBASE} only. "
             "Convert it first with lerobot's convert_dataset_v21_to_v30 script."
         )
-    stats = _read_json(fs, p("meta/stats.json")) if fs.exists(p("meta/stats.json")) else {}
+    try:
+        stats = json.loads(fs.cat_file(p("meta/stats.json")))
+    except FileNotFoundError:
+        stats = {}
     tasks_path = p("meta/tasks.parquet")
     try:
         t = pq.read_table(tasks_path, filesystem=fs, columns=None).to_pylist()
@@ -169,9 +173,12 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[Episode
     data_tpl, video_tpl = info["data_path"], info.get("video_path")
     records = []
     for path in files:
-        table = pq.read_table(path, filesystem=fs)
-        cols = [c for c in table.column_names if not c.startswith("stats/")]
-        for row in table.select(cols).to_pylist():
+        # One open, and only the non-stats columns' byte ranges: per-episode stats are most of this
+        # file on a large dataset, and the packer takes stats from meta/stats.json.
+        with fs.open(path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            table = pf.read(columns=[c for c in pf.schema_arrow.names if not c.startswith("stats/")])
+        for row in table.to_pylist():
             ep = row.get("episode_index")
             try:
                 videos = {
