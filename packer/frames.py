@@ -1,8 +1,9 @@
 """An episode's rows of the source ``data/`` parquet → the ``frames.arrow`` member (Arrow IPC file).
 
 Each data parquet is opened once per shard task and only the row groups that may hold that task's
-episodes are read (parquet statistics on ``episode_index``; LeRobot writes one group per episode), and only the columns ``meta/info.json`` declares; the
-rows are then sliced per episode and checked against ``meta/episodes`` (row count and a contiguous
+episodes are read (parquet statistics on ``episode_index``; LeRobot writes one group per episode),
+and only the columns ``meta/info.json`` declares. A local file's footer is parsed once per process
+(cached by path, inode, size and mtime), not once per shard task. The rows are then sliced per episode and checked against ``meta/episodes`` (row count and a contiguous
 ``frame_index`` from 0), since a disagreement would silently shift every frame downstream.
 
 Arrow IPC rather than Parquet: an episode's table is small (hundreds of rows), the reader opens it
@@ -13,15 +14,35 @@ can fetch. Uncompressed, as FORMAT.md says.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+import os
+from collections import OrderedDict
+from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .source import EpisodeRecord, Source, SourceError
 
 log = logging.getLogger(__name__)
+
+_FOOTERS: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
+_FOOTERS_SIZE = 256  # files
+
+
+def _open(path: str, fs: Any) -> pq.ParquetFile:
+    """The parquet file, its footer from the cache when the local file is unchanged since it was read."""
+    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "file" not in protocol and "local" not in protocol:
+        return pq.ParquetFile(fs.open(path, "rb"))  # not filesystem=fs: its isfile() is a whole-file GET on HTTP
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+    pf = pq.ParquetFile(path, metadata=_FOOTERS.get(key))
+    _FOOTERS[key] = pf.metadata
+    _FOOTERS.move_to_end(key)
+    while len(_FOOTERS) > _FOOTERS_SIZE:
+        _FOOTERS.popitem(last=False)
+    return pf
 
 
 def _row_groups(pf: pq.ParquetFile, wanted: set[int]) -> list[int]:
@@ -46,10 +67,10 @@ def read_episode_tables(source: Source, data_path: str, episodes: Sequence[Episo
     wanted = [e.episode_index for e in episodes]
     names = ", ".join(str(i) for i in wanted)
     try:
-        with pq.ParquetFile(path, filesystem=source.fs) as pf:
+        with _open(path, source.fs) as pf:
             schema = pf.schema_arrow
             columns = [c for c in source.frame_columns if c in schema.names]
-            table = pf.read_row_groups(_row_groups(pf, set(wanted)), columns=columns)
+            table = pf.read_row_groups(_row_groups(pf, set(wanted)), columns=columns, use_threads=False)
     except FileNotFoundError as e:
         raise SourceError(f"episode {names}: data file {path} is missing") from e
     except (pa.ArrowInvalid, OSError) as e:
@@ -64,11 +85,16 @@ def read_episode_tables(source: Source, data_path: str, episodes: Sequence[Episo
     extra = [c for c in schema.names if c not in declared]
     if extra:
         log.info("%s: leaving out columns %s that meta/info.json does not declare", path, extra)
-    table = table.select(declared).replace_schema_metadata(None)
+    table = table.select(declared).replace_schema_metadata(None).combine_chunks()
+    owner = table["episode_index"].to_numpy()
     out = {}
     for ep in episodes:
-        rows = table.filter(pc.equal(table["episode_index"], ep.episode_index))
-        rows = rows.take(pc.sort_indices(rows["frame_index"]))
+        idx = np.flatnonzero(owner == ep.episode_index)
+        contiguous = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
+        rows = table.slice(int(idx[0]), len(idx)) if contiguous else table.take(idx)  # slice: no copy
+        order = rows["frame_index"].to_numpy()
+        if len(order) > 1 and (np.diff(order) < 0).any():
+            rows = rows.take(np.argsort(order, kind="stable"))
         if rows.num_rows != ep.length:
             raise SourceError(
                 f"episode {ep.episode_index}: data file {path} has {rows.num_rows} rows, "
@@ -80,7 +106,7 @@ def read_episode_tables(source: Source, data_path: str, episodes: Sequence[Episo
                 f"episode {ep.episode_index}: data file {path} frame_index is not 0..{ep.length - 1} "
                 "without gaps; the dataset is inconsistent"
             )
-        out[ep.episode_index] = rows.combine_chunks()
+        out[ep.episode_index] = rows
     return out
 
 
