@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from .clip import ClipError
+from .executor import TaskFailed
 from .pack import PackError, PackOptions, dry_run, pack
 from .plan import parse_size
 from .reencode import ReencodeSpec
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"FAIL {line}")
             print("verified: OK" if not problems else f"verify: {len(problems)} problem(s)")
             return 0 if not problems else 1
-    except (SourceError, ClipError, PackError, ValueError, FileNotFoundError, ImportError) as e:
+    except (SourceError, ClipError, PackError, TaskFailed, ValueError, FileNotFoundError, ImportError) as e:
         print(f"lerobot-wds {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0

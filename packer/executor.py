@@ -63,6 +63,10 @@ class LocalExecutor:
                 on_done(futures[fut], fut.result())
 
 
+class TaskFailed(RuntimeError):
+    """A shard task kept failing after its retries; the message names the shard and the last error."""
+
+
 @dataclass(frozen=True)
 class _DataError:
     """A task's non-retryable error, carried back to the driver as a value."""
@@ -111,7 +115,14 @@ class RayExecutor:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 task = pending.pop(done[0])
-                result = ray.get(done[0])
+                try:
+                    result = ray.get(done[0])
+                except ray.exceptions.RayError as e:
+                    eps = [ep.episode_index for ep in task.episodes]
+                    raise TaskFailed(
+                        f"{task.name} (episodes {eps[0]}–{eps[-1]}): failed {self.max_retries + 1} time(s), last with "
+                        f"{str(e).strip().splitlines()[-1]}; shards already written are kept: re-run to resume"
+                    ) from e
                 if isinstance(result, _DataError):
                     raise result.error
                 on_done(task, result)
@@ -120,10 +131,10 @@ class RayExecutor:
                 ray.cancel(ref)
 
 
-def make_executor(kind: str, workers: int = 1, address: str | None = None) -> LocalExecutor | RayExecutor:
-    """``"local"`` (process pool of ``workers``) or ``"ray"`` (cluster at ``address``)."""
+def make_executor(kind: str, workers: int = 1, address: str | None = None, retries: int = 3) -> LocalExecutor | RayExecutor:
+    """``"local"`` (process pool of ``workers``) or ``"ray"`` (cluster at ``address``, ``retries`` per task)."""
     if kind == "local":
         return LocalExecutor(workers)
     if kind == "ray":
-        return RayExecutor(address)
+        return RayExecutor(address, retries)
     raise ValueError(f"executor {kind!r}: choose 'local' or 'ray'")

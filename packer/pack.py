@@ -53,6 +53,8 @@ class PackOptions:
     progress: bool = True
     executor: str = "local"
     ray_address: str | None = None
+    #: Times Ray runs a failed shard task again (raised errors and lost workers; not data errors).
+    retries: int = 3
     append: bool = False
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class PackOptions:
             raise ValueError(f"workers={self.workers}, shard_size={self.shard_size}: both must be ≥ 1")
         if self.executor not in ("local", "ray"):
             raise ValueError(f"executor {self.executor!r}: choose 'local' or 'ray'")
+        if self.retries < 0:
+            raise ValueError(f"retries={self.retries}: must be ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
         progress.update(len(t.episodes) - reported[0], 0 if reported[0] else record["shard"]["bytes"])
         reported[0] = 0
 
-    make_executor(options.executor, options.workers, options.ray_address).run(source, todo, on_done, on_episode)
+    make_executor(options.executor, options.workers, options.ray_address, options.retries).run(source, todo, on_done, on_episode)
     progress.close()
     log.info("%s: packed %d shards in %.1f s", out, len(todo), time.perf_counter() - t0)
     if is_local(fs):
