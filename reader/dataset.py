@@ -41,6 +41,9 @@ from .world import World
 
 log = logging.getLogger(__name__)
 
+#: Stats counter: video frames torchcodec decoded and returned (÷ frames emitted per camera ≈ decode
+#: work per frame; GOP reuse brings it near 1).
+FRAMES_DECODED = "frames_decoded"
 STATE_VERSION = 1
 K_VERSION, K_EPOCH, K_YIELDED, K_SLOT = "version", "epoch", "yielded", "slot"
 
@@ -237,6 +240,7 @@ class LeRobotShardDataset(IterableDataset):
                     loader.drop(p)
                     v = videos.pop(p, None)
                     if v is not None:
+                        stats.add(FRAMES_DECODED, v.decoded)
                         v.close()
                 if self._yielded % 32 == 0:
                     stats.observe(S.POOL_EPISODES, len(loader.loaded))
