@@ -30,7 +30,7 @@ from .progress import Progress
 from .reencode import ReencodeSpec
 from .shards import sha256_file
 from .source import Source, open_source, parse_episodes
-from .task import STATE_DIR, ShardTask, fsync_path, is_local, write_atomic
+from .task import STATE_DIR, ShardTask, is_local, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +219,8 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
     make_executor(options.executor, options.workers, options.ray_address, options.retries).run(source, todo, on_done, on_episode)
     progress.close()
     log.info("%s: packed %d shards in %.1f s", out, len(todo), time.perf_counter() - t0)
-    if is_local(fs):
-        for t in todo:  # shards on disk before the manifest that names them
-            fsync_path(t.out_path(t.name))
+    # Each shard was fsynced by its task before its rename (packer.task.run_task), so the shards are
+    # on disk before the manifest that names them.
     manifest = _manifest(source, [records[t.index] for t in tasks])
     if plan.previous is not None:
         manifest = appending.merge(plan.previous, manifest, root)

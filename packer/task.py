@@ -2,7 +2,8 @@
 
 Runs in a worker process. The tar is written to a temporary file (``<name>.tmp-<pid>`` beside it
 when OUT is local, a local temp file when OUT is remote) and only renamed/uploaded once complete,
-so a killed run never leaves a file named ``shard-*.tar`` that is not whole. The completion record
+so a killed run never leaves a file named ``shard-*.tar`` that is not whole; a local tar is fsynced
+before its rename, so a published shard is also durable. The completion record
 (``.lerobot-wds/<name>.json``, written after the tar) is what a re-run trusts, after checking the
 tar's size and sha256 against it.
 """
@@ -139,14 +140,15 @@ def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] 
         with open(tmp, "wb") as f:
             record = write_shard(f, source, task, on_episode)
         if is_local(fs):
+            fsync_path(tmp)  # durable before it is published (and before the manifest names it);
+            # done here, in the worker, the flush overlaps the other workers' packing
             os.replace(tmp, final)
         else:
             fs.put_file(tmp, final)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    # No fsync here: a re-run trusts a record only after checking the tar's size and sha256, and
-    # pack() fsyncs the new shards once, before it writes the manifest.
+    # The record needs no fsync: a re-run trusts it only after checking the tar's size and sha256.
     write_atomic(fs, task.out_path(f"{STATE_DIR}/{task.name}.json"), json.dumps(record, sort_keys=True).encode(), durable=False)
     return record
 

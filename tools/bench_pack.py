@@ -10,10 +10,11 @@ per-episode and per-packet costs dominate), then times, ``--repeats`` times each
 * ``copy``: ``shutil.copy`` of ``data/``, ``videos/`` and ``meta/`` into a fresh directory;
 * ``copy+fsync``: the same, each copied file fsynced before the next;
 * ``pack wN``: ``lerobot-wds pack`` (remux, no re-encode) with N worker processes. Like
-  ``copy+fsync`` it leaves its output durable: pack fsyncs every shard (and the manifest) before
-  it returns, so ``× copy+fsync`` is the like-for-like ratio;
-* ``pack wN nofsync``: the same with pack's shard fsync patched out for this measurement only
-  (``packer.pack.fsync_path``), the like-for-like run against plain ``copy``.
+  ``copy+fsync`` it leaves its output durable: each shard is fsynced before its rename (and the
+  manifest before it returns), so ``× copy+fsync`` is the like-for-like ratio;
+* ``pack wN nofsync``: the same with the shards' fsync patched out for this measurement only
+  (``packer.task.fsync_path``; the two small state files keep theirs), the like-for-like run
+  against plain ``copy``.
 
 Every run reads the source from the page cache (copy and pack read the same bytes; one warm-up
 copy first) and writes a fresh directory on the same disk. Reported: median seconds, output MB/s
@@ -34,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import packer.pack  # noqa: E402
+import packer.task  # noqa: E402
 from packer.pack import PackOptions, pack  # noqa: E402
 from packer.plan import parse_size  # noqa: E402
 from packer.synthetic import write_dataset  # noqa: E402
@@ -75,13 +76,13 @@ def run_copy(src: Path, dst: Path, sync: bool = False) -> int:
 
 def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = True) -> int:
     """Pack; with ``sync=False`` the shards' fsync is patched out (this measurement only)."""
-    real = packer.pack.fsync_path
-    if not sync:
-        packer.pack.fsync_path = lambda path: None
+    real = packer.task.fsync_path
+    if not sync:  # workers are forked: they see the patch too
+        packer.task.fsync_path = lambda path: None
     try:
         m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False))
     finally:
-        packer.pack.fsync_path = real
+        packer.task.fsync_path = real
     return sum(s.bytes for s in m.shards)
 
 
@@ -105,6 +106,8 @@ def main() -> int:
     ap.add_argument("--shard-size", default="4MB")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cache", type=Path, default=REPO / "bench_out")
+    ap.add_argument("--ray", action="store_true", help="also time --executor ray (Ray local mode, 2 CPUs) and print "
+                    "the 1 TB / 50,000-episode estimate of tools/pack_estimate.py")
     args = ap.parse_args()
     h, w = (int(x) for x in args.size.split("x"))
     src = dataset(args.cache, args.episodes, (h, w), args.texture)
@@ -114,6 +117,13 @@ def main() -> int:
         kinds[f"pack w{n}"] = lambda d, n=n: run_pack(src, d, n, parse_size(args.shard_size))
     for n in (1, 2):
         kinds[f"pack w{n} nofsync"] = lambda d, n=n: run_pack(src, d, n, parse_size(args.shard_size), sync=False)
+    if args.ray:  # Ray started and its workers warmed once, before timing: a cluster is already up in use
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        kinds["pack ray"] = lambda d: sum(s.bytes for s in pack(str(src), str(d), PackOptions(
+            shard_size=parse_size(args.shard_size), executor="ray", progress=False)).shards)
+        kinds["pack ray"](work / "warm-ray")
     times: dict[str, list[float]] = {k: [] for k in kinds}
     nbytes: dict[str, int] = {}
     run_copy(src, work / "warm")  # page-cache the source for everyone
@@ -135,6 +145,12 @@ def main() -> int:
         t = statistics.median(times[kind])
         print(f"{kind:<17} {t:7.3f} {rate[kind]:8.1f} {args.episodes / t:8.1f} "
               f"{rate[kind] / rate['copy']:7.2f} {rate[kind] / rate['copy+fsync']:13.2f}")
+    if args.ray:
+        from tools.pack_estimate import Measured, Target, report
+
+        print(f"ray / local pool (w2): {rate['pack ray'] / rate['pack w2']:.2f}x (target ≥ 0.8)")
+        print(report(Measured(statistics.median(times["pack w1"]) / args.episodes, nbytes["pack w1"] / args.episodes,
+                              efficiency=rate["pack ray"] / (2 * rate["pack w1"])), Target()))
     return 0
 
 
