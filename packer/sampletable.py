@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import BinaryIO
 
 import numpy as np
@@ -32,6 +33,16 @@ class SampleTable:
     timescale: int
     stsd: bytes
     tkhd_tail: bytes
+
+    @cached_property
+    def seconds(self) -> np.ndarray:
+        """``dts`` in seconds (float64), computed once per table, not once per clip."""
+        return self.dts / self.timescale
+
+    @cached_property
+    def keyframes(self) -> np.ndarray:
+        """Sample numbers (decode order) of the keyframes, ascending."""
+        return np.flatnonzero(self.key)
 
 
 def _u32(b: bytes, n: int, at: int = 0) -> np.ndarray:
@@ -114,15 +125,15 @@ def read_sample_table(f: BinaryIO) -> SampleTable | None:
 def select_clip(table: SampleTable, from_s: float, length: int, fps: int) -> tuple[int, int, int] | None:
     """Samples ``[start, end)`` of the clip for frames at ``from_s + i / fps`` (i < length), and its
     lead_in; None when the file lacks some of those frames or a keyframe before them."""
-    t = table.dts / table.timescale
+    t = table.seconds
     half = 0.5 / fps
     lo = int(np.searchsorted(t, from_s - half, side="left"))
     hi = int(np.searchsorted(t, from_s + (length - 1) / fps + half, side="right"))
     frames = np.rint((t[lo:hi] - from_s) * fps).astype(np.int64)
     if hi - lo != length or not np.array_equal(frames, np.arange(length)):
         return None
-    keys = np.flatnonzero(table.key[: lo + 1])
-    if len(keys) == 0:
+    k = int(np.searchsorted(table.keyframes, lo, side="right")) - 1  # last keyframe at or before lo
+    if k < 0:
         return None
-    start = int(keys[-1])
+    start = int(table.keyframes[k])
     return start, hi, lo - start
