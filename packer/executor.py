@@ -16,13 +16,16 @@ them, and are raised at the driver with their message.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .clip import ClipError
 from .source import Source, SourceError
-from .task import ShardTask, run_task
+from .task import ShardTask, is_local, run_task
+
+log = logging.getLogger(__name__)
 
 #: Called once per finished task with its completion record.
 OnDone = Callable[[ShardTask, dict], None]
@@ -108,6 +111,10 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False)
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        if nodes > 1 and is_local(tasks[0].out_fs):
+            log.warning("OUT %s is a local path but the Ray cluster has %d nodes: each node writes its shards "
+                        "to its own disk; use storage all nodes reach (s3://…, a shared mount)", tasks[0].out_root, nodes)
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=True)(_ray_task)
         src = ray.put(source)
         pending = {remote.remote(src, t): t for t in tasks}

@@ -100,3 +100,13 @@ def test_ray_gives_up_after_its_retries_naming_the_shard(ray_local, tmp_path):
     finally:
         server.stop()
     assert not (tmp_path / "out/manifest.json").exists()
+
+
+def test_cli_executor_ray(ray_local, tmp_path, capsys):
+    from packer.cli import main
+
+    out = tmp_path / "out"
+    assert main(["pack", str(AV1), str(out), "--executor", "ray", "--shard-size", "150000", "--no-progress"]) == 0
+    assert "packed 6 episodes" in capsys.readouterr().out
+    assert main(["pack", str(AV1), str(tmp_path / "x"), "--ray-address", "auto"]) == 1
+    assert "--ray-address needs --executor ray" in capsys.readouterr().err

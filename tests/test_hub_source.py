@@ -60,13 +60,14 @@ def test_pack_fetches_only_the_files_its_episodes_need(av1_server, tmp_path):
     assert (tmp_path / "remote/shard-000000.tar").read_bytes() == (tmp_path / "local/shard-000000.tar").read_bytes()
 
 
-def test_pack_reads_part_of_a_file_many_episodes_share(many_per_file, tmp_path):
+def test_pack_reads_part_of_a_file_many_episodes_share(many_per_file, tmp_path, monkeypatch):
     root, server = many_per_file
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # a temp dir of our own to watch
     mp4 = "videos/observation.images.top/chunk-000/file-000.mp4"
     parquet = "data/chunk-000/file-000.parquet"
     assert len(tree(root / "videos")) == 1 and len(tree(root / "data")) == 1
     before = len(server.log)
-    tmp_before = set(os.listdir(tempfile.gettempdir()))
     out = tmp_path / "remote"
     m = pack(server.url, str(out), PackOptions(episodes="9", storage_options={"block_size": 16384}, **QUIET))
     fetched = {p: sum(r.end - r.start for r in server.log[before:] if r.path == p and r.method == "GET")
@@ -77,7 +78,7 @@ def test_pack_reads_part_of_a_file_many_episodes_share(many_per_file, tmp_path):
     assert any(r.path == mp4 and 1000 < r.start and r.end < (root / mp4).stat().st_size for r in server.log[before:])
     # nothing left behind: no temp files beside the shards or in the temp dir
     assert tree(out) == {"manifest.json", "shard-000000.tar", ".lerobot-wds/options.json", ".lerobot-wds/shard-000000.tar.json"}
-    assert set(os.listdir(tempfile.gettempdir())) - tmp_before == set()
+    assert os.listdir(tmp_path / "tmp") == []
     local = pack(str(root), str(tmp_path / "local"), PackOptions(episodes="9", **QUIET))
     assert m.shards == local.shards
     assert (out / "shard-000000.tar").read_bytes() == (tmp_path / "local/shard-000000.tar").read_bytes()
