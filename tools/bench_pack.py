@@ -1,6 +1,6 @@
 """Packing throughput against plainly copying the same source files, on the same disk, in one run.
 
-    python tools/bench_pack.py [--episodes 60] [--size 240x320] [--texture 10] [--shard-size 4MB] [--repeats 5]
+    python tools/bench_pack.py [--episodes 60] [--size 240x320] [--texture 10] [--shard-size 16MB] [--repeats 5]
 
 Generates (once, cached under ``bench_out/``) a synthetic LeRobot v3.0 dataset with two AV1
 cameras whose frames carry grain and sensor noise (``--texture``; ~8 KB per frame at 240x320, a
@@ -9,6 +9,8 @@ per-episode and per-packet costs dominate), then times, ``--repeats`` times each
 
 * ``copy``: ``shutil.copy`` of ``data/``, ``videos/`` and ``meta/`` into a fresh directory;
 * ``copy+fsync``: the same, each copied file fsynced before the next;
+* ``copy+sha256``: read, sha256 and write each file in Python (no fsync): the floor of any packer
+  that must checksum what it writes (the manifest's per-shard sha256), one process;
 * ``pack wN``: ``lerobot-wds pack`` (remux, no re-encode) with N worker processes. Like
   ``copy+fsync`` it leaves its output durable: each shard is fsynced before its rename (and the
   manifest before it returns), so ``× copy+fsync`` is the like-for-like ratio;
@@ -25,6 +27,7 @@ to copy+fsync's. Target: remux packing ≥ 0.5× copy.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -74,6 +77,22 @@ def run_copy(src: Path, dst: Path, sync: bool = False) -> int:
     return tree_bytes(dst)
 
 
+def run_copy_sha256(src: Path, dst: Path) -> int:
+    """The least a packer that checksums its output does: read, sha256 and write every byte (1 MiB
+    chunks, one process, no fsync). Its MB/s bounds single-process packing on this machine."""
+    for sub in ("data", "videos", "meta"):
+        for p in sorted((src / sub).rglob("*")):
+            if p.is_file():
+                q = dst / p.relative_to(src)
+                q.parent.mkdir(parents=True, exist_ok=True)
+                h = hashlib.sha256()
+                with open(p, "rb") as f, open(q, "wb") as g:
+                    while b := f.read(1 << 20):
+                        h.update(b)
+                        g.write(b)
+    return tree_bytes(dst)
+
+
 def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = True) -> int:
     """Pack; with ``sync=False`` the shards' fsync is patched out (this measurement only)."""
     real = packer.task.fsync_path
@@ -103,7 +122,9 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--size", default="240x320", help="camera HxW")
     ap.add_argument("--texture", type=float, default=10.0, help="frame grain/noise std (0: flat drawings)")
-    ap.add_argument("--shard-size", default="4MB")
+    ap.add_argument("--shard-size", default="16MB",
+                    help="16MB: 7 shards, enough for 2 workers; per-shard costs (create, fsync, rename) "
+                         "weigh more than with the default 512MB")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cache", type=Path, default=REPO / "bench_out")
     ap.add_argument("--ray", action="store_true", help="also time --executor ray (Ray local mode, 2 CPUs) and print "
@@ -112,7 +133,8 @@ def main() -> int:
     h, w = (int(x) for x in args.size.split("x"))
     src = dataset(args.cache, args.episodes, (h, w), args.texture)
     work = args.cache / "runs"
-    kinds = {"copy": lambda d: run_copy(src, d), "copy+fsync": lambda d: run_copy(src, d, sync=True)}
+    kinds = {"copy": lambda d: run_copy(src, d), "copy+fsync": lambda d: run_copy(src, d, sync=True),
+             "copy+sha256": lambda d: run_copy_sha256(src, d)}
     for n in (1, 2):
         kinds[f"pack w{n}"] = lambda d, n=n: run_pack(src, d, n, parse_size(args.shard_size))
     for n in (1, 2):
