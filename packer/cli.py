@@ -1,4 +1,7 @@
-"""``lerobot-wds`` command line: ``pack SRC OUT [--executor ray] [--append] [--dry-run]``, ``inspect OUT``, ``verify OUT``.
+"""``lerobot-wds`` command line: ``pack SRC OUT``, ``inspect OUT``, ``verify OUT``.
+
+``pack`` runs shard tasks locally or on Ray (``--executor ray``), adds episodes to a pack
+(``--append``) or only prints its plan (``--dry-run``).
 
 Errors the user can fix (a bad source, a damaged file, an OUT packed with other options) print one
 message naming the file and episode at fault and exit with status 1, without a traceback.
@@ -55,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--no-progress", action="store_true", help="no progress bar")
     pk.add_argument("--executor", choices=["local", "ray"], default="local",
                     help="run shard tasks in a local process pool (default) or as Ray tasks")
-    pk.add_argument("--ray-address", help="Ray cluster address for --executor ray (default: RAY_ADDRESS or a local Ray)")
+    pk.add_argument("--ray-address",
+                    help="Ray cluster address for --executor ray (default: RAY_ADDRESS, else a local Ray)")
     pk.add_argument("--append", action="store_true", help="pack episodes OUT does not hold yet as new shards")
     pk.add_argument("--dry-run", action="store_true", help="print the shards it would write; write nothing")
     for name in ("inspect", "verify"):

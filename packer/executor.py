@@ -113,8 +113,8 @@ class RayExecutor:
             ray.init(address=self.address, log_to_driver=False)
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         if nodes > 1 and is_local(tasks[0].out_fs):
-            log.warning("OUT %s is a local path but the Ray cluster has %d nodes: each node writes its shards "
-                        "to its own disk; use storage all nodes reach (s3://…, a shared mount)", tasks[0].out_root, nodes)
+            log.warning("OUT %s is a local path but the Ray cluster has %d nodes: each node writes its shards to "
+                        "its own disk; use storage all nodes reach (s3://…, a shared mount)", tasks[0].out_root, nodes)
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=True)(_ray_task)
         src = ray.put(source)
         pending = {remote.remote(src, t): t for t in tasks}
@@ -138,7 +138,9 @@ class RayExecutor:
                 ray.cancel(ref)
 
 
-def make_executor(kind: str, workers: int = 1, address: str | None = None, retries: int = 3) -> LocalExecutor | RayExecutor:
+def make_executor(
+    kind: str, workers: int = 1, address: str | None = None, retries: int = 3
+) -> LocalExecutor | RayExecutor:
     """``"local"`` (process pool of ``workers``) or ``"ray"`` (cluster at ``address``, ``retries`` per task)."""
     if kind == "local":
         return LocalExecutor(workers)

@@ -198,7 +198,8 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
         else:
             todo.append(t)
     if records:
-        log.info("%s: %d of %d shards already complete and verified; packing %d", out, len(records), len(tasks), len(todo))
+        log.info("%s: %d of %d shards already complete and verified; packing %d",
+                 out, len(records), len(tasks), len(todo))
     progress = Progress(sum(len(t.episodes) for t in tasks), enabled=options.progress)
     progress.skip(sum(len(t.episodes) for t in tasks if t.index in records))
     t0 = time.perf_counter()
@@ -216,7 +217,8 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
         progress.update(len(t.episodes) - reported[0], 0 if reported[0] else record["shard"]["bytes"])
         reported[0] = 0
 
-    make_executor(options.executor, options.workers, options.ray_address, options.retries).run(source, todo, on_done, on_episode)
+    executor = make_executor(options.executor, options.workers, options.ray_address, options.retries)
+    executor.run(source, todo, on_done, on_episode)
     progress.close()
     log.info("%s: packed %d shards in %.1f s", out, len(todo), time.perf_counter() - t0)
     # Each shard was fsynced by its task before its rename (packer.task.run_task), so the shards are

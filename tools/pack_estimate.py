@@ -63,7 +63,8 @@ def estimate(m: Measured, t: Target, machines: int) -> dict[str, float]:
 def report(m: Measured, t: Target, machines: Sequence[int] = (1, 4, 16, 64)) -> str:
     """A table of :func:`estimate` for each machine count, with the assumptions it used."""
     lines = [
-        f"estimate: {t.total_bytes / 1e12:g} TB, {t.episodes} episodes ({t.total_bytes / t.episodes / 1e6:.0f} MB/episode); "
+        f"estimate: {t.total_bytes / 1e12:g} TB, {t.episodes} episodes "
+        f"({t.total_bytes / t.episodes / 1e6:.0f} MB/episode); "
         f"{t.cores} cores and {t.gbps:g} Gbit/s per machine; ${t.price_core_hour:g}/core-hour; "
         f"startup {t.startup_s:.0f} s",
         f"  measured: {m.sec_per_episode * 1e3:.1f} ms per {m.bytes_per_episode / 1e6:.2f} MB episode on one core "
