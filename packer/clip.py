@@ -9,8 +9,8 @@ source's pixels bit for bit. ``lead_in`` counts the frames before the episode's 
 A :class:`ClipCutter` holds the file open for a whole shard task. When the mp4's index is exact
 (no B-frames; see ``sampletable.py``) it takes each clip's packets as one byte range of the file
 (a view of a read-only memory map for local files: no copy) and writes the clip with ``mp4.py``,
-with no per-packet FFmpeg work; FFmpeg then only probes the file (``videoprobe.py``, cached). Otherwise it demuxes forward through
-consecutive episodes (one seek to the keyframe before the first), never from the start for each
+with no per-packet FFmpeg work; FFmpeg only probes the file (``videoprobe.py``, cached).
+Otherwise it demuxes forward through consecutive episodes (one seek to the keyframe before the first), never from the start for each
 episode, and muxes with PyAV in bit-exact mode; its packet buffer holds about one episode.
 
 Assumes closed GOPs (what LeRobot's encoders write) and one packet per frame.
@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
 import av
-import numpy as np
 
 from reader.format import ClipInfo
 
-from .mp4 import clip_parts
-from .sampletable import select_clip
+from .sampletable import select_clip, table_clip_parts
 from .videoprobe import ClipError, open_video, probe, probe_path
 
 __all__ = ["ClipCutter", "ClipError", "ClipRequest", "MUX_OPTIONS", "Pkt", "open_video"]
@@ -232,12 +230,7 @@ class ClipCutter:
                 f"episode {req.episode_index}: video {self.where} is truncated or damaged: it ends at byte "
                 f"{first + len(span)}, its sample table lists data up to byte {stop}"
             )
-        if np.array_equal(off[1:], off[:-1] + size[:-1]):
-            payload = span  # samples back to back (one track): the span is the clip's mdat
-        else:
-            view = memoryview(span)
-            payload = b"".join(view[o - first : o - first + n] for o, n in zip(off.tolist(), size.tolist()))
-        parts = clip_parts(t.duration[start:end], size, t.key[start:end], payload, t.timescale, t.stsd, t.tkhd_tail)
+        parts = table_clip_parts(t, start, end, span)
         info = ClipInfo(lead_in=lead_in, num_frames=end - start, reencoded=False,
                         codec=self.codec, width=self.width, height=self.height)
         return parts, info

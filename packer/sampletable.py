@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .mp4 import box_children, read_moov
+from .mp4 import box_children, clip_parts, read_moov
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,16 @@ def select_clip(table: SampleTable, from_s: float, length: int, fps: int) -> tup
         return None
     start = int(table.keyframes[k])
     return start, hi, lo - start
+
+
+def table_clip_parts(table: SampleTable, start: int, end: int, span: bytes | memoryview) -> tuple:
+    """The clip of samples ``[start, end)`` as :func:`packer.mp4.clip_parts` buffers; ``span`` holds
+    the file's bytes from the first sample's offset to the last sample's end."""
+    off, size = table.offset[start:end], table.size[start:end]
+    if np.array_equal(off[1:], off[:-1] + size[:-1]):
+        payload = span  # samples back to back (one track): the span is the clip's mdat, uncopied
+    else:
+        view, first = memoryview(span), int(off[0])
+        payload = b"".join(view[o - first : o - first + n] for o, n in zip(off.tolist(), size.tolist()))
+    return clip_parts(table.duration[start:end], size, table.key[start:end], payload, table.timescale,
+                      table.stsd, table.tkhd_tail)
