@@ -5,18 +5,23 @@ one ``Range: bytes=a-b`` (206), a directory answers an HTML list of absolute lin
 HTTP filesystem globs). Every request is logged as ``Request(method, path, start, end)`` with the
 byte range actually sent (``end`` exclusive), so a test can assert which files and bytes a packer
 fetched. ``fail_ranged[path] = n`` answers the next ``n`` ranged GETs of ``path`` with 503.
+
+With ``repo_id``, it also answers the few Hub API routes huggingface_hub's ``HfFileSystem`` uses
+to read a dataset repo (``endpoint=url``): repo info, tree listing, paths-info, and
+``/datasets/<repo_id>/resolve/<rev>/<path>`` (served and logged like ``<path>``).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,8 @@ class Request:
 class HubServer:
     """Serve ``root`` on a free loopback port until ``stop()``; ``url`` is its base URL (no slash)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path, repo_id: str | None = None) -> None:
+        self.root, self.repo_id = Path(root), repo_id
         self.log: list[Request] = []
         self.fail_ranged: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -49,8 +54,29 @@ class HubServer:
             def do_GET(self) -> None:
                 self._serve(body=True)
 
+            def do_POST(self) -> None:  # paths-info: form field ``paths``, repeated
+                n = int(self.headers.get("Content-Length", 0))
+                form = parse_qs(self.rfile.read(n).decode())
+                entries = [server._entry(p.strip("/")) for p in form.get("paths", [])]
+                self._send(200, json.dumps([e for e in entries if e]).encode(), "application/json", True)
+
             def _serve(self, body: bool) -> None:
-                rel = unquote(self.path.split("?")[0]).lstrip("/")
+                url = urlsplit(self.path)
+                rel = unquote(url.path).lstrip("/")
+                if server.repo_id:
+                    api = f"api/datasets/{server.repo_id}"
+                    if rel == api or rel.startswith(f"{api}/revision/"):
+                        info = {"id": server.repo_id, "sha": "0" * 40, "private": False, "siblings": []}
+                        self._send(200, json.dumps(info).encode(), "application/json", body)
+                        return
+                    if rel.startswith(f"{api}/tree/"):
+                        sub = rel[len(f"{api}/tree/"):].partition("/")[2].strip("/")
+                        deep = parse_qs(url.query).get("recursive", ["false"])[0].lower() in ("1", "true")
+                        self._send(200, json.dumps(server._tree(sub, deep)).encode(), "application/json", body)
+                        return
+                    prefix = f"datasets/{server.repo_id}/resolve/"
+                    if rel.startswith(prefix):
+                        rel = rel[len(prefix):].partition("/")[2]
                 local = server.root / rel
                 if local.is_dir():
                     self._send(200, self._listing(rel).encode(), "text/html", body)
@@ -108,6 +134,18 @@ class HubServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
+
+    def _entry(self, rel: str) -> dict | None:
+        """A Hub tree entry for ``rel`` (relative to the root), None if it does not exist."""
+        p = self.root / rel
+        if p.is_file():
+            return {"type": "file", "path": rel, "size": p.stat().st_size, "oid": f"{p.stat().st_size:040x}"}
+        return {"type": "directory", "path": rel, "oid": "0" * 40} if p.is_dir() else None
+
+    def _tree(self, rel: str, recursive: bool) -> list[dict]:
+        base = self.root / rel
+        found = base.rglob("*") if recursive else base.iterdir()
+        return [self._entry(str(p.relative_to(self.root))) for p in sorted(found)]
 
     def fetched(self, path: str) -> int:
         """Body bytes served for ``path`` (relative to the root), over all GETs."""

@@ -110,3 +110,15 @@ def test_cli_executor_ray(ray_local, tmp_path, capsys):
     assert "packed 6 episodes" in capsys.readouterr().out
     assert main(["pack", str(AV1), str(tmp_path / "x"), "--ray-address", "auto"]) == 1
     assert "--ray-address needs --executor ray" in capsys.readouterr().err
+
+
+def test_ray_tasks_read_a_hub_repo(ray_local, tmp_path):
+    """Workers get the source's HfFileSystem by pickle and read the repo themselves."""
+    server = HubServer(AV1, repo_id="lerobot-wds/av1")
+    try:
+        m = pack("hf://datasets/lerobot-wds/av1", str(tmp_path / "hub"),
+                 PackOptions(executor="ray", storage_options={"endpoint": server.url}, **OPTS))
+    finally:
+        server.stop()
+    local = pack(str(AV1), str(tmp_path / "local"), PackOptions(**OPTS))
+    assert m.shards == local.shards and m.source["repo_id"] == "lerobot-wds/av1"

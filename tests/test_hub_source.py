@@ -103,3 +103,25 @@ def test_missing_remote_file_names_it(tmp_path):
             pack(server.url, str(tmp_path / "out"), PackOptions(episodes="5", **QUIET))
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def hub_repo():
+    """The AV1 fixture as Hub dataset repo ``lerobot-wds/av1`` behind the Hub API routes HfFileSystem uses."""
+    server = HubServer(DATA / "lerobot_v3_av1", repo_id="lerobot-wds/av1")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("src", ["hf://datasets/lerobot-wds/av1", "lerobot-wds/av1"])
+def test_hub_repo_through_hffilesystem(hub_repo, tmp_path, src):
+    """The real hf:// code path (huggingface_hub's HfFileSystem), pointed at the loopback server."""
+    before = len(hub_repo.log)
+    m = pack(src, str(tmp_path / "hub"), PackOptions(episodes="5", revision="main",
+                                                   storage_options={"endpoint": hub_repo.url}, **QUIET))
+    assert m.source == {"codebase_version": "v3.0", "repo_id": "lerobot-wds/av1", "revision": "main"}
+    media = {r.path for r in hub_repo.log[before:] if r.path.startswith(("data/", "videos/"))}
+    assert media == {"data/chunk-000/file-002.parquet", "videos/observation.images.top/chunk-000/file-004.mp4",
+                     "videos/observation.images.wrist/chunk-000/file-001.mp4"}
+    pack(str(DATA / "lerobot_v3_av1"), str(tmp_path / "local"), PackOptions(episodes="5", **QUIET))
+    assert (tmp_path / "hub/shard-000000.tar").read_bytes() == (tmp_path / "local/shard-000000.tar").read_bytes()
