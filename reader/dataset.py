@@ -60,6 +60,9 @@ class LeRobotShardDataset(IterableDataset):
     :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)); with
     ``persistent_workers=True`` the workers keep the epoch they started with, so leave it off.
     ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising.
+    ``rename`` maps stored feature names to the names samples (and ``meta``) carry, e.g.
+    ``{"observation.images.cam_high": "observation.images.top"}`` so datasets of different robots
+    share keys in a mixture (``reader.mix``); ``delta_timestamps`` uses the new names.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class LeRobotShardDataset(IterableDataset):
         storage_options: Mapping[str, Any] | None = None,
         on_error: str = "raise",
         frame_cache_mb: float = 512,
+        rename: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
@@ -92,18 +96,25 @@ class LeRobotShardDataset(IterableDataset):
             missing = sorted(set(episodes) - known)
             if missing:
                 raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
-        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None)
+        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url)
         sel = set(episodes) if episodes is not None else None
         # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.
         self._entries = [[e for e in s.episodes if sel is None or e.episode_index in sel] for s in manifest.shards]
         self._lengths = [[e.length for e in es] for es in self._entries]
         self._shard_names = [s.name for s in manifest.shards]
         self.delta_timestamps = dict(delta_timestamps) if delta_timestamps else None
+        # Frame offsets per key, in the names samples carry; the builder works in stored names.
         self.delta_indices = delta_indices(delta_timestamps, manifest.fps, tolerance_s, self.meta.features)
+        stored = {new: old for old, new in self.meta.rename.items()}
+        self._video_keys, self._image_keys = manifest.video_keys, manifest.image_keys
         self._builder = SampleBuilder(
-            self.meta.video_keys, self.meta.image_keys, self.meta.task_strings, self.delta_indices, image_transforms
+            self._video_keys, self._image_keys, self.meta.task_strings,
+            {stored.get(k, k): d for k, d in self.delta_indices.items()}, image_transforms,
         )
-        if self.meta.video_keys or self.meta.image_keys:
+        # Output renames, the padding masks of windowed keys included.
+        self._rename = dict(self.meta.rename)
+        self._rename.update({f"{old}_is_pad": f"{new}_is_pad" for old, new in self.meta.rename.items()})
+        if self._video_keys or self._image_keys:
             # Importing torchcodec takes ~1.5 s; do it once here so forked DataLoader workers
             # inherit it instead of each paying it before their first batch.
             import torchcodec.decoders  # noqa: F401
@@ -205,13 +216,13 @@ class LeRobotShardDataset(IterableDataset):
     def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.episode]) for s in spans]
-        loader = EpisodeLoader(self.store, where, todo, self.meta.video_keys, self.meta.image_keys, self.on_error)
+        loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
         cache = FrameCache(self.frame_cache_bytes)
         frame_bytes = sum(int(v.get("width", 0)) * int(v.get("height", 0)) * 3 for v in self.meta.manifest.videos.values())
         mean_length = sum(s.length for s in spans) / max(len(spans), 1)
         lookahead = 4 if lookahead_pays(self.frame_cache_bytes, self.episode_pool_size, mean_length, frame_bytes) else 0
         videos: dict[int, EpisodeVideo | None] = {}
-        timed = bool(self.meta.video_keys or self.meta.image_keys)  # decode seconds, when there is decoding
+        timed = bool(self._video_keys or self._image_keys)  # decode seconds, when there is decoding
         try:
             for p, f, done in order:
                 ep = loader.get(p)
@@ -222,7 +233,7 @@ class LeRobotShardDataset(IterableDataset):
                         loader.drop(p)
                     continue
                 video = videos.get(p)
-                if video is None and self.meta.video_keys:
+                if video is None and self._video_keys:
                     video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device, lookahead)
                 try:
                     if timed:
@@ -246,6 +257,8 @@ class LeRobotShardDataset(IterableDataset):
                     stats.observe(S.POOL_EPISODES, len(loader.loaded))
                 self._yielded += 1
                 if item is not None:
+                    if self._rename:
+                        item = {self._rename.get(k, k): v for k, v in item.items()}
                     yield item
         finally:
             try:
