@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .collate import numpy_collate
     from .dataset import LeRobotShardDataset
-    from .mix import MixedDataset, mix
+    from .mixture import MixedDataset, mix
     from .transitions import LeRobotTransitions
     from .world import World
 
@@ -18,7 +18,7 @@ __all__ = ["LeRobotShardDataset", "LeRobotTransitions", "MixedDataset", "World",
 
 # Lazy: ``reader.format`` (imported by the packer) must not pull in torch.
 _HOME = {
-    "LeRobotShardDataset": "dataset", "World": "world", "mix": "mix", "MixedDataset": "mix",
+    "LeRobotShardDataset": "dataset", "World": "world", "mix": "mixture", "MixedDataset": "mixture",
     "LeRobotTransitions": "transitions", "numpy_collate": "collate",
 }
 

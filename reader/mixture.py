@@ -83,6 +83,9 @@ class MixedDataset(IterableDataset):
         if not datasets:
             raise ValueError("mix: give at least one dataset")
         self.datasets = list(datasets)
+        if len({id(d) for d in self.datasets}) != len(self.datasets):
+            raise ValueError("mix: the same dataset object twice; each source iterates on its own, "
+                             "so construct it twice (e.g. with another seed or episodes=)")
         worlds = {(d.world.rank, d.world.world_size) for d in self.datasets}
         if len(worlds) != 1:
             raise ValueError(f"mix: datasets disagree on (rank, world_size): {sorted(worlds)}; build them with the same ranks")
