@@ -14,9 +14,10 @@ per-episode and per-packet costs dominate), then times, ``--repeats`` times each
 * ``pack wN``: ``lerobot-wds pack`` (remux, no re-encode) with N worker processes. Like
   ``copy+fsync`` it leaves its output durable: each shard is fsynced before its rename (and the
   manifest before it returns), so ``× copy+fsync`` is the like-for-like ratio;
-* ``pack wN nofsync``: the same with the shards' fsync patched out for this measurement only
-  (``packer.task.fsync_path``; the two small state files keep theirs), the like-for-like run
-  against plain ``copy``.
+* ``pack wN nofsync``: the same with the shards' flush to disk turned off for this measurement
+  only (``packer.task.DURABLE``; the two small state files keep their fsync), the like-for-like
+  run against plain ``copy``, which never waits for the disk (its files are deleted before the
+  kernel writes them out).
 
 Every run reads the source from the page cache (copy and pack read the same bytes; one warm-up
 copy first) and writes a fresh directory on the same disk. Reported: median seconds, output MB/s
@@ -94,14 +95,12 @@ def run_copy_sha256(src: Path, dst: Path) -> int:
 
 
 def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = True) -> int:
-    """Pack; with ``sync=False`` the shards' fsync is patched out (this measurement only)."""
-    real = packer.task.fsync_path
-    if not sync:  # workers are forked: they see the patch too
-        packer.task.fsync_path = lambda path: None
+    """Pack; with ``sync=False`` shards are not flushed to disk (``packer.task.DURABLE``; this measurement only)."""
+    packer.task.DURABLE = sync  # workers are forked: they see it too
     try:
         m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False))
     finally:
-        packer.task.fsync_path = real
+        packer.task.DURABLE = True
     return sum(s.bytes for s in m.shards)
 
 
