@@ -53,12 +53,13 @@ def check_compatible(datasets: Sequence[Any]) -> tuple[list[str], list[list[str]
             continue
         rows = "; ".join(f"{_where(i, d)}: {s[key]}" for i, (d, s) in enumerate(zip(datasets, specs)))
         windows = {s[key][2] for s in specs}
-        if len({s[key][:2] for s in specs}) == 1 and len(windows) > 1:
+        lengths = {None if w is None else len(w) for w in windows}
+        if len({s[key][:2] for s in specs}) == 1 and len(lengths) == 1 and None not in lengths:
             hint = ("its windows cover different seconds; give every dataset the same delta_timestamps "
                     "in seconds (each resolves them with its own fps)")
         else:
-            hint = ("kind, shape or window length differ; rename the key in one dataset (rename=...) "
-                    "or align the windows")
+            hint = ("kind, shape or window length differ (a window adds a leading axis); rename the key "
+                    "in one dataset (rename=...) or give every dataset the same delta_timestamps for it")
         raise ValueError(f"mix: key {key!r} differs between datasets ({hint}): {rows}")
     dropped = [[k for k in s if k not in common] for s in specs]
     return common, dropped
