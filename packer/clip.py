@@ -8,10 +8,10 @@ source's pixels bit for bit. ``lead_in`` counts the frames before the episode's 
 
 A :class:`ClipCutter` holds the file open for a whole shard task. When the mp4's index is exact
 (no B-frames; see ``sampletable.py``) it takes each clip's packets as one byte range of the file
-(a view of a read-only memory map for local files: no copy) and writes the clip with ``mp4.py``,
-with no per-packet FFmpeg work; FFmpeg only probes the file (``videoprobe.py``, cached).
-Otherwise it demuxes forward through consecutive episodes (one seek to the keyframe before the first), never from the start for each
-episode, and muxes with PyAV in bit-exact mode; its packet buffer holds about one episode.
+(read into one reused buffer for local files) and writes the clip with ``mp4.py``, with no
+per-packet FFmpeg work; FFmpeg only probes the file (``videoprobe.py``, cached). Otherwise it
+demuxes forward through consecutive episodes (one seek to the keyframe before the first), never
+from the start for each episode, and muxes with PyAV in bit-exact mode; its packet buffer holds about one episode.
 
 Assumes closed GOPs (what LeRobot's encoders write) and one packet per frame.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import io
-import mmap
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
@@ -129,13 +128,12 @@ class ClipCutter:
         self._pkts: list[Pkt] = []
         self._dts: list[float] = []
         self._it: Any = None
-        self._map: mmap.mmap | None = None
+        #: Every table-path clip's packets are read into this one buffer (no fresh pages per clip).
+        self._buf = bytearray()
         self._container: Any = None
         if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__"):
             facts = probe_path(os.fsdecode(src), where)  # cached per file: no FFmpeg open per shard
-            raw = raw if raw is not None else open(src, "rb")
-            if facts.table is not None and hasattr(raw, "fileno"):
-                self._map = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+            raw = raw if raw is not None else open(src, "rb", buffering=0)
         else:
             self._container = open_video(src, where)
             facts = probe(self._container, raw)
@@ -183,8 +181,8 @@ class ClipCutter:
         return b"".join(parts), info
 
     def cut_parts(self, req: ClipRequest) -> tuple[Sequence[bytes | memoryview], ClipInfo]:
-        """As :meth:`cut`, the clip as consecutive buffers (one may view the source file's memory map:
-        use them before :meth:`close`), so that the packets are never copied in Python."""
+        """As :meth:`cut`, the clip as consecutive buffers, so that the packets are not copied again in
+        Python. One may view the cutter's read buffer: use them before the next cut on this cutter."""
         end = req.from_timestamp + (req.length - 0.5) / self.fps
         if self._table is not None:
             chosen = select_clip(self._table, req.from_timestamp, req.length, self.fps)
@@ -220,10 +218,16 @@ class ClipCutter:
         t = self._table
         off, size = t.offset[start:end], t.size[start:end]
         first, stop = int(off[0]), int(off[-1] + size[-1])
-        if self._map is not None:
-            span: bytes | memoryview = memoryview(self._map)[first:stop]
+        self._file.seek(first)
+        if hasattr(self._file, "readinto"):
+            if len(self._buf) < stop - first:  # a new buffer: views of the old one stay valid
+                self._buf = bytearray(max(stop - first, 2 * len(self._buf)))
+            span: bytes | memoryview = memoryview(self._buf)[: stop - first]
+            got = 0
+            while got < len(span) and (k := self._file.readinto(span[got:])):
+                got += k
+            span = span[:got]
         else:
-            self._file.seek(first)
             span = self._file.read(stop - first)
         if len(span) < stop - first:
             raise ClipError(
@@ -236,14 +240,9 @@ class ClipCutter:
         return parts, info
 
     def close(self) -> None:
-        """Close the container, the map and the file: a file object passed in is owned by the cutter."""
+        """Close the container and the file: a file object passed in is owned by the cutter."""
         if self._container is not None:
             self._container.close()
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:  # a clip's view is still referenced: the map closes when it goes
-                pass
         for f in (self._file, self._src):
             if hasattr(f, "close"):
                 f.close()

@@ -100,8 +100,12 @@ def _episode_members(
 ) -> tuple[dict[str, Data], dict[str, dict]]:
     members: dict[str, Data] = {FRAMES_MEMBER: to_ipc_bytes(table)}
     clips, videos = {}, {}
+    used: dict[str, str] = {}  # mp4 path -> member cut from it: its buffers last until the next cut
     for key in source.video_keys:
         ref = ep.videos[key]
+        if ref.path in used:  # two cameras in one file (not LeRobot's layout): keep the first clip
+            members[used[ref.path]] = b"".join(members[used[ref.path]])
+        used[ref.path] = clip_member(key)
         if ref.path not in cutters:
             where = source.path(ref.path)
             if is_local(source.fs):

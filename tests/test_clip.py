@@ -100,9 +100,9 @@ def test_truncated_mp4_names_the_file(tmp_path):
     shutil.rmtree(tmp_path)
 
 
-def test_local_clip_views_the_file_and_equals_the_file_object_path(tmp_path):
-    """Local files: the clip's packets are a view of the mapped file, byte-equal to reading through
-    a file object (the remote path); a file rewritten in place is probed again, not served stale."""
+def test_local_clip_parts_equal_the_file_object_path(tmp_path):
+    """Local files: the clip's packets come as a view of the cutter's read buffer, byte-equal to
+    reading through a file object (the remote path); a file rewritten in place is probed again."""
     src = DATA / "lerobot_v3_av1/videos/observation.images.top/chunk-000"
     path = tmp_path / "file.mp4"
     path.write_bytes((src / "file-000.mp4").read_bytes())
