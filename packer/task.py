@@ -171,6 +171,7 @@ def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] 
         if durable:
             fsync_path(tmp)  # durable before it is published (and before the manifest names it);
             # done here, in the worker, the flush overlaps the other workers' packing
+        if is_local(fs):
             os.replace(tmp, final)
         else:
             fs.put_file(tmp, final)
