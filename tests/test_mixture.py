@@ -162,3 +162,20 @@ def test_default_weights_and_epoch_length(packed):
     assert len(m) == 40 and m.num_samples == 80
     item = next(iter(m))
     assert item["dataset_index"].dtype == torch.int64 and item["dataset_index"].ndim == 0
+
+
+def test_shares_count_samples_drawn_in_workers(packed):
+    from torch.utils.data import DataLoader
+
+    m = mix(sources(packed("lerobot_v3_images")), [0.5, 0.5], seed=9, num_samples=40)
+    drawn = torch.cat([b["dataset_index"] for b in DataLoader(m, batch_size=8, num_workers=2)])
+    assert len(drawn) == 40
+    assert m.shares() == pytest.approx([float((drawn == 0).float().mean()), float((drawn == 1).float().mean())])
+
+
+def test_a_source_with_no_frames_for_a_slot_is_named(packed):
+    path = packed("lerobot_v3_images")
+    # 8 ranks: episode 1 (7 frames) gives rank 0 nothing (7 // 8 = 0 frames per rank).
+    m = mix(sources(path, 0, 8, groups=([1], [0, 2, 3])), [0.5, 0.5], num_samples=80)
+    with pytest.raises(ValueError, match=r"dataset 0 \(.*lerobot_v3_images.*\) has no samples for rank 0 worker 0 of 1"):
+        list(m)
