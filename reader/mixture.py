@@ -13,6 +13,9 @@ What an epoch of a mixture is:
   repeat only across passes: a heavily weighted small dataset is replayed, a lightly weighted
   large one is only partly seen in an epoch (which part changes with the epoch).
 
+Memory: each source keeps its own episode pool and frame cache per worker, so they add up over
+sources (lower ``episode_pool_size``/``frame_cache_mb`` per source when mixing many).
+
 Resume: the state is the epoch, the samples this slot yielded, and each source's own (small,
 exact) resume state with its pass number. On load the choices are re-simulated (no reads) and
 every source resumes where it stopped, so the rest of the epoch comes out exactly as uninterrupted.
