@@ -147,6 +147,7 @@ def write_shard(f: Any, source: Source, task: ShardTask, on_episode: Callable[[i
                 entries.append({"episode_index": ep.episode_index, "length": ep.length,
                                 "dataset_from_index": ep.dataset_from_index,
                                 "members": {k: [r.offset, r.size] for k, r in refs.items()}})
+                members.clear()  # drop views of the cutters' buffers: closed cutters hand them on
                 if on_episode:
                     on_episode(sum(r.size for r in refs.values()))
     finally:

@@ -119,3 +119,22 @@ def test_local_clip_parts_equal_the_file_object_path(tmp_path):
     with open(path, "rb") as f:
         assert len(again._table.dts) == len(read_sample_table(f).dts) != len(local._table.dts)
     again.close()
+
+
+def test_read_buffer_is_handed_on_only_when_no_clip_views_it():
+    """A closed cutter's buffer goes to the next cutter, unless clip parts still view it."""
+    src = DATA / "lerobot_v3_av1/videos/observation.images.top/chunk-000"
+    a = ClipCutter(str(src / "file-000.mp4"), "file-000.mp4", 30)
+    parts, _ = a.cut_parts(ClipRequest(0, 0.0, 45))
+    kept = b"".join(parts)
+    buf = a._buf
+    a.close()  # parts still view buf: it must not be reused
+    b = ClipCutter(str(src / "file-001.mp4"), "file-001.mp4", 30)
+    assert b._buf is not buf
+    b.cut_parts(ClipRequest(1, 0.0, 80))
+    assert b"".join(parts) == kept
+    del parts
+    b.close()  # no views left: the next cutter gets b's buffer
+    c = ClipCutter(str(src / "file-000.mp4"), "file-000.mp4", 30)
+    assert len(c._buf) > 0
+    c.close()
