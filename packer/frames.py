@@ -3,8 +3,9 @@
 Each data parquet is opened once per shard task and only the row groups that may hold that task's
 episodes are read (parquet statistics on ``episode_index``; LeRobot writes one group per episode),
 and only the columns ``meta/info.json`` declares. A local file's footer is parsed once per process
-(cached by path, inode, size and mtime), not once per shard task. The rows are then sliced per episode and checked against ``meta/episodes`` (row count and a contiguous
-``frame_index`` from 0), since a disagreement would silently shift every frame downstream.
+(cached by path, inode, size and mtime), not once per shard task. The rows are then taken per
+episode and checked against ``meta/episodes`` (row count and a contiguous ``frame_index`` from 0),
+since a disagreement would silently shift every frame downstream.
 
 Arrow IPC rather than Parquet: an episode's table is small (hundreds of rows), the reader opens it
 with zero copies and no decompression, and the member stays a single flat buffer that a ranged read
@@ -99,11 +100,10 @@ def read_episode_tables(source: Source, data_path: str, episodes: Sequence[Episo
     out = {}
     for ep in episodes:
         idx = np.flatnonzero(owner == ep.episode_index)
-        contiguous = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
-        rows = table.slice(int(idx[0]), len(idx)) if contiguous else table.take(idx)  # slice: no copy
-        order = rows["frame_index"].to_numpy()
+        order = table["frame_index"].to_numpy()[idx]
         if len(order) > 1 and (np.diff(order) < 0).any():
-            rows = rows.take(np.argsort(order, kind="stable"))
+            idx = idx[np.argsort(order, kind="stable")]
+        rows = table.take(idx)  # a copy, not a slice: the member's bytes then do not depend on its offset
         if rows.num_rows != ep.length:
             raise SourceError(
                 f"episode {ep.episode_index}: data file {path} has {rows.num_rows} rows, "
