@@ -69,3 +69,16 @@ def test_row_groups_are_pruned_by_episode_statistics():
     # (so the parquet leaf index of episode_index differs from its arrow field index).
     pf = pq.ParquetFile(DATA / "lerobot_v3_images/data/chunk-000/file-000.parquet")
     assert (_row_groups(pf, {0}), _row_groups(pf, {1}), _row_groups(pf, {0, 1}), _row_groups(pf, {5})) == ([0], [1], [0, 1], [])
+
+
+@pytest.mark.parametrize("fixture", ["lerobot_v3_av1", "lerobot_v3_images"])
+def test_member_bytes_do_not_depend_on_the_other_episodes_read(fixture):
+    """An episode's frames.arrow is the same bytes whether its shard task read it alone or with its
+    file's other episodes (the shard plan must not change a member's bytes)."""
+    s = open_source(str(DATA / fixture))
+    for path in sorted({e.data_path for e in s.episodes}):
+        eps = [e for e in s.episodes if e.data_path == path]
+        together = read_episode_tables(s, path, eps)
+        for e in eps:
+            alone = read_episode_tables(s, path, [e])[e.episode_index]
+            assert to_ipc_bytes(alone) == to_ipc_bytes(together[e.episode_index]), (path, e.episode_index)
