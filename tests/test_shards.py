@@ -80,3 +80,25 @@ def test_member_given_as_buffers_is_written_as_their_concatenation():
     assert (w.size, w.sha256) == (len(as_parts), hashlib.sha256(as_parts).hexdigest())
     ref = refs["episode_000000"]["top.mp4"]
     assert as_parts[ref.offset : ref.offset + ref.size] == joined
+
+
+def test_large_members_hashed_beside_the_write_give_the_file_sha256(tmp_path):
+    """Members above the parallel-hash threshold (hashed on a helper thread) and small ones between
+    them: the recorded sha256 is the file's, and the tar reads back member for member."""
+    import os
+
+    big = os.urandom(3 << 20)
+    members = {"meta.msgpack": b"m" * 100, "frames.arrow": os.urandom(300_000),
+               "a.mp4": (b"head", memoryview(big)[7:], b"tail"), "b.mp4": bytearray(os.urandom(1 << 18))}
+    path = tmp_path / "shard.tar"
+    with open(path, "wb") as f, ShardWriter(f) as w:
+        refs = w.add_sample("episode_000000", members)
+        w.add_sample("episode_000001", {"meta.msgpack": b"x"})
+    data = path.read_bytes()
+    assert (w.size, w.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    with tarfile.open(path) as tar:
+        for suffix, want in members.items():
+            want = b"".join(want) if isinstance(want, tuple) else bytes(want)
+            assert tar.extractfile(f"episode_000000.{suffix}").read() == want
+            ref = refs[suffix]
+            assert data[ref.offset : ref.offset + ref.size] == want
