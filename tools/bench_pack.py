@@ -10,9 +10,9 @@ per-episode and per-packet costs dominate), then times, ``--repeats`` times each
 * ``copy``: ``shutil.copy`` of ``data/``, ``videos/`` and ``meta/`` into a fresh directory;
 * ``copy+fsync``: the same, each copied file fsynced before the next;
 * ``copy+sha256``: read, sha256 and write each file in Python, one thread, no fsync: the byte work
-  any packer that checksums its output (the manifest's per-shard sha256) must do. sha256 runs at
-  ~1.5 GB/s here, slower than the kernel's copy, so it bounds every pack/copy ratio; pack overlaps
-  hashing with writing on a second thread, so it can beat this row;
+  any packer that checksums its output (the manifest's per-shard sha256) must do. sha256 alone runs
+  at ~1.5 GB/s on one core here, slower than the kernel's copy (~2.3 GB/s); pack hashes on a
+  second thread while it writes, so it can beat this row, but only with cores to spare;
 * ``pack wN``: ``lerobot-wds pack`` (remux, no re-encode) with N worker processes. Like
   ``copy+fsync`` it leaves its output durable: each shard is fsynced before its rename (and the
   manifest before it returns), so ``× copy+fsync`` is the like-for-like ratio;
