@@ -22,7 +22,9 @@ from .reencode import ReencodeSpec
 from .source import SourceError
 
 
-def _storage_options(items: Sequence[str]) -> dict:
+def parse_storage_options(items: Sequence[str]) -> dict:
+    """``["KEY=VALUE", ...]`` from ``--storage-option`` flags → fsspec storage options
+    (``true``/``false`` become booleans)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    opts = _storage_options(args.storage_option)
+    opts = parse_storage_options(args.storage_option)
     try:
         if args.command == "pack":
             wants = (args.codec, args.gop, args.crf, args.size)

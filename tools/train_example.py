@@ -48,16 +48,6 @@ class TinyPolicy(nn.Module):
         return self.head(z).view(-1, CHUNK, self.action_dim)
 
 
-def _storage_options(pairs: list[str]) -> dict:
-    out = {}
-    for kv in pairs:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise SystemExit(f"--storage-option {kv!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="packed dataset dir or URL (default: pack the shipped fixture)")
@@ -73,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from torchdata.stateful_dataloader import StatefulDataLoader
 
+    from packer.cli import parse_storage_options
     from reader import LeRobotShardDataset
     from reader.stats import format_stats
     from reader.storage import Store
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
         data = os.path.join(tempfile.mkdtemp(prefix=f"train-example-{rank}-"), "packed")
         pack(str(REPO / "tests/data/lerobot_v3_av1"), data, PackOptions(shard_size=150_000, progress=False))
-    options = _storage_options(args.storage_option)
+    options = parse_storage_options(args.storage_option)
     meta = Store(data, options).read_manifest()
     camera = args.camera or meta.video_keys[0]
     ds = LeRobotShardDataset(
