@@ -59,7 +59,9 @@ class LeRobotShardDataset(IterableDataset):
     torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. Call
     :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)); with
     ``persistent_workers=True`` the workers keep the epoch they started with, so leave it off.
-    ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising.
+    ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising (see
+    :meth:`stats`); a rank that skips yields fewer than ``len(self)`` samples, so under DDP keep
+    the default ``"raise"`` or let the training loop tolerate uneven ranks.
     ``rename`` maps stored feature names to the names samples (and ``meta``) carry, e.g.
     ``{"observation.images.cam_high": "observation.images.top"}`` so datasets of different robots
     share keys in a mixture (``reader.mix``); ``delta_timestamps`` uses the new names.
