@@ -3,7 +3,8 @@
 Same keys, dtypes and shapes as lerobot 0.6.1: every column of the frame table (scalar columns as
 0-d tensors, vectors as ``(*shape)``, windowed keys as ``(len(deltas), *shape)`` with a
 ``<key>_is_pad`` bool mask), camera keys as float32 ``(C, H, W)`` (or ``(len(deltas), C, H, W)``)
-in [0, 1] (``image_transforms`` applied), and ``task`` as the task string. Windows are exact slices
+in [0, 1] (uint8 in [0, 255] with ``return_uint8``, as lerobot's flag of that name;
+``image_transforms`` applied), and ``task`` as the task string. Windows are exact slices
 of the episode in memory; padded positions hold the clamped edge frame's value, as in lerobot.
 Tensors handed out own their storage (no views of a whole episode column), so sending a sample
 between processes never drags the episode along.
@@ -31,12 +32,14 @@ class SampleBuilder:
         task_strings: Mapping[int, str],
         deltas: Mapping[str, np.ndarray],
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        return_uint8: bool = False,
     ) -> None:
         self.video_keys = list(video_keys)
         self.image_keys = set(image_keys)
         self.task_strings = dict(task_strings)
         self.deltas = dict(deltas)
         self.image_transforms = image_transforms
+        self.return_uint8 = return_uint8
 
     def build(self, episode: Episode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
         """The sample at episode-local ``frame`` (0 ≤ frame < episode.length)."""
@@ -53,16 +56,17 @@ class SampleBuilder:
             elif kind == _WINDOW:
                 item[key] = a.index_select(0, b[frame])
             elif kind == _IMAGE:
-                item[key] = _decode_image(a[frame], episode, key, frame)
+                item[key] = self._image(a[frame], episode, key, frame)
             elif kind == _IMAGE_WINDOW:
-                item[key] = torch.stack([_decode_image(a[int(i)], episode, key, int(i)) for i in b[frame]])
+                item[key] = torch.stack([self._image(a[int(i)], episode, key, int(i)) for i in b[frame]])
             elif kind == _VIDEO or kind == _VIDEO_WINDOW:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
+                frames_of = video.frames if self.return_uint8 else video.frames_float
                 if kind == _VIDEO:
-                    item[key] = video.frames_float(key, a[frame : frame + 1])[0]
+                    item[key] = frames_of(key, a[frame : frame + 1])[0]
                 else:
-                    item[key] = video.frames_float(key, b[frame].numpy())
+                    item[key] = frames_of(key, b[frame].numpy())
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]
             if pad_key is not None:
@@ -73,6 +77,10 @@ class SampleBuilder:
                     item[key] = self.image_transforms(item[key])
         item["task"] = tasks[frame]
         return item
+
+    def _image(self, data: bytes, episode: Episode, key: str, frame: int) -> torch.Tensor:
+        u8 = _decode_image(data, episode, key, frame)
+        return u8 if self.return_uint8 else to_float(u8)
 
     def _prepare(self, episode: Episode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
         """Per-episode lookup tables, so a sample costs a few index operations: scalar columns as
@@ -117,11 +125,11 @@ _SCALAR, _ROW, _WINDOW, _IMAGE, _IMAGE_WINDOW, _VIDEO, _VIDEO_WINDOW, _OTHER = r
 
 
 def _decode_image(data: bytes, episode: Episode, key: str, frame: int) -> torch.Tensor:
-    """Encoded image bytes (PNG/JPEG, from the frame table) → float32 (C, H, W) in [0, 1]."""
+    """Encoded image bytes (PNG/JPEG, from the frame table) → uint8 (C, H, W)."""
     from torchcodec.decoders import decode_image
 
     try:
         u8 = decode_image(bytes(data), mode="RGB")
     except (RuntimeError, ValueError) as e:
         raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} does not decode ({e})") from e
-    return to_float(u8)
+    return u8

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from torch.utils.data import DataLoader
 
 from reader import LeRobotShardDataset
@@ -142,3 +143,20 @@ def test_each_video_frame_decoded_once_per_epoch(packed):
     ds = LeRobotShardDataset(packed("lerobot_v3_av1"), seed=5)
     assert len(indices_of(ds)) == 320
     assert ds.stats()["frames_decoded"] == 2 * 320
+
+
+def test_return_uint8_gives_the_same_frames_as_uint8(packed):
+    """lerobot's ``return_uint8``: camera keys (video and image dtype) as uint8, everything else as
+    before; ``u8 / 255`` in float32 is bit for bit the float sample."""
+    for name in FIXTURES:
+        js, npz = expected(name, "windows")
+        ds = LeRobotShardDataset(packed(name), delta_timestamps=js["delta_timestamps"], return_uint8=True)
+        items = epoch_by_index(ds)
+        for i in js["indices"][::4]:
+            item = items[i]
+            cameras = [k for k in item if k.startswith("observation.images.") and not k.endswith("_is_pad")]
+            assert cameras, name
+            for key in cameras:
+                assert item[key].dtype == torch.uint8, f"{name} {key}: {item[key].dtype}"
+                item[key] = (item[key] / 255.0).to(torch.float32)
+            assert_sample_equal(item, i, js, npz)

@@ -61,12 +61,12 @@ def windows(fps: int) -> dict[str, list[float]]:
     return {"action": [k / fps for k in range(16)], CAMS[0]: [-1 / fps, 0.0]}
 
 
-def run_ours(path: str, nw: int, deltas, samples: int, pool: int) -> dict:
+def run_ours(path: str, nw: int, deltas, samples: int, pool: int, uint8: bool = False) -> dict:
     from torch.utils.data import DataLoader
 
     from reader import LeRobotShardDataset
 
-    ds = LeRobotShardDataset(path, delta_timestamps=deltas, episode_pool_size=pool, seed=0)
+    ds = LeRobotShardDataset(path, delta_timestamps=deltas, episode_pool_size=pool, seed=0, return_uint8=uint8)
     loader = DataLoader(ds, batch_size=32, num_workers=nw)
     batches: list[list[int]] = []
     with PeakRSS() as rss:
@@ -193,6 +193,14 @@ def main(argv=None) -> int:
             print(f"windows={row['windows']:3} workers={nw}: {row['samples_s']:7.1f} samples/s, "
                   f"first batch {row['first_batch_s']:.2f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
                   f"a={row['a']:.2f} a*={row['a_star']:.2f} b={row['b']:.2f} c={row['c']:.2f}", flush=True)
+    # lerobot's return_uint8: the same frames as uint8, a quarter of the bytes through the DataLoader.
+    for row in (r for r in rows if r["workers"] > 0):
+        deltas = windows(fps) if row["windows"] == "yes" else None
+        u8 = max((run_ours(packed, row["workers"], deltas, a.samples, a.pool, uint8=True) for _ in range(a.repeat)),
+                 key=lambda x: x["samples_s"])
+        row["uint8_samples_s"], row["uint8_a"] = u8["samples_s"], u8["samples_s"] / row["bare_s"]
+        print(f"return_uint8 windows={row['windows']:3} workers={row['workers']}: {u8['samples_s']:7.1f} samples/s, "
+              f"a={row['uint8_a']:.2f}", flush=True)
     tab_s = run_tabular(tab, fps)
     print()
     print(f"{'windows':>7} {'workers':>7} {'samples/s':>10} {'1st batch s':>11} {'peak RSS MB':>11} "
