@@ -61,7 +61,7 @@ class LeRobotShardDataset(IterableDataset):
     ``persistent_workers=True`` the workers keep the epoch they started with, so leave it off.
     ``return_uint8=True`` (lerobot's flag of that name) gives camera frames as uint8 in [0, 255]
     instead of float32 in [0, 1]: a quarter of the bytes through DataLoader workers; convert on
-    the GPU (``frames.float() / 255``, the same values).
+    the GPU (``frames / 255.0``: the float32 values, bit for bit on the CPU).
     ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising (see
     :meth:`stats`); a rank that skips yields fewer than ``len(self)`` samples, so under DDP keep
     the default ``"raise"`` or let the training loop tolerate uneven ranks.
