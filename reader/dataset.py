@@ -34,6 +34,7 @@ from .meta import DatasetMeta
 from .plan import Span, plan_spans, samples_per_rank
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
+from .shared import MainSetting
 from .storage import Store
 from .video import EpisodeVideo, FrameCache, lookahead_pays, recycle_frame_memory
 from .window import delta_indices
@@ -57,8 +58,9 @@ class LeRobotShardDataset(IterableDataset):
     ``episode_pool_size`` whole episodes are shuffled together per worker; ``frame_cache_mb``
     bounds decoded frames kept for reuse per worker. ``rank``/``world_size`` default to
     torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. Call
-    :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)); with
-    ``persistent_workers=True`` the workers keep the epoch they started with, so leave it off.
+    :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)); it reaches
+    DataLoader workers at their next epoch, ``persistent_workers=True`` included (shared memory,
+    see reader/shared.py).
     ``return_uint8=True`` (lerobot's flag of that name) gives camera frames as uint8 in [0, 255]
     instead of float32 in [0, 1]: a quarter of the bytes through DataLoader workers; convert on
     the GPU (``frames / 255.0``: the float32 values, bit for bit on the CPU).
@@ -131,7 +133,10 @@ class LeRobotShardDataset(IterableDataset):
         self.video_decode_device = video_decode_device
         self.on_error = on_error
         self.frame_cache_bytes = int(frame_cache_mb * (1 << 20))
+        #: Epoch of the iteration in progress (or of the loaded state); what state_dict() reports.
         self.epoch = 0
+        # Epoch the next iteration follows, set from the main process or inside a worker.
+        self._next_epoch = MainSetting(0, torch.int64)
         self._resume: dict[str, Any] | None = None
         self._yielded = 0
         self._slot: tuple[int, int, int, int] | None = None
@@ -143,12 +148,14 @@ class LeRobotShardDataset(IterableDataset):
         return samples_per_rank(self.meta.total_frames, self.world.world_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration follows. A loaded resume state is kept
-        when it is for this epoch (so ``set_epoch(e)`` at the top of a resumed epoch loop is safe)
-        and forgotten otherwise."""
+        """Select the epoch whose order the next iteration follows. Called in the main process, it
+        reaches DataLoader workers, persistent ones too; called in a worker, only that worker.
+        A loaded resume state is kept when it is for this epoch (so ``set_epoch(e)`` at the top of
+        a resumed epoch loop is safe) and forgotten otherwise."""
         if self._resume is not None and int(self._resume[K_EPOCH]) != int(epoch):
             self._resume = None
         self.epoch = int(epoch)
+        self._next_epoch.set(self.epoch)
 
     # --- resume -----------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -175,6 +182,7 @@ class LeRobotShardDataset(IterableDataset):
                 + "; construct the dataset with the saved settings to resume exactly"
             )
         self.epoch = int(state[K_EPOCH])
+        self._next_epoch.set(self.epoch)  # later iterations follow this epoch until set_epoch
         self._resume = dict(state)
         # Until the next iteration starts, state_dict() must report this state unchanged
         # (StatefulDataLoader snapshots workers right after loading).
@@ -183,23 +191,29 @@ class LeRobotShardDataset(IterableDataset):
 
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Start an iteration. The epoch, slot and resume point are taken now, not at the first
+        ``next``: StatefulDataLoader snapshots ``state_dict()`` right after ``iter()``, and a
+        persistent worker's snapshot must already be the new epoch's."""
         world = World.detect(self.world.rank, self.world.world_size)
-        if world.num_workers > 1 or torch.utils.data.get_worker_info() is not None:
-            recycle_frame_memory()  # a DataLoader worker: see reader/video.py
-        epoch = self.epoch
+        epoch = int(self._next_epoch.take())
         slot = (world.rank, world.world_size, world.worker, world.num_workers)
         skip = 0
-        if self._resume is not None:
-            saved = self._resume.get(K_SLOT)
+        resume = self._resume
+        if resume is not None:
+            saved = resume.get(K_SLOT)
             if saved is not None and tuple(saved) != slot:
                 raise ValueError(
                     f"resume state belongs to (rank, world_size, worker, num_workers)={tuple(saved)}, "
                     f"this iterator is {slot}; resume with the same ranks and num_workers"
                 )
-            skip = int(self._resume[K_YIELDED])
-            self._resume = None
-        self._slot = slot
-        self._yielded = skip
+            epoch, skip = int(resume[K_EPOCH]), int(resume[K_YIELDED])
+        self._resume = None
+        self.epoch, self._slot, self._yielded = epoch, slot, skip
+        return self._run(world, epoch, skip)
+
+    def _run(self, world: World, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
+        if world.num_workers > 1 or torch.utils.data.get_worker_info() is not None:
+            recycle_frame_memory()  # a DataLoader worker: see reader/video.py
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle)
         if not spans and self.meta.total_frames:
             log.warning(

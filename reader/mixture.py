@@ -20,7 +20,8 @@ Resume: the state is the epoch, the samples this slot yielded, and each source's
 exact) resume state with its pass number. On load the choices are re-simulated (no reads) and
 every source resumes where it stopped, so the rest of the epoch comes out exactly as uninterrupted.
 Weights may change between epochs (:meth:`MixedDataset.set_weights`, a curriculum); a state taken
-under other weights is refused.
+under other weights is refused. ``set_epoch`` and ``set_weights`` called in the main process reach
+DataLoader workers at their next epoch, ``persistent_workers=True`` included (reader/shared.py).
 
 Keys: a mixture yields the keys every source has (after each source's ``rename``), plus
 ``dataset_index`` (int64, the source's position). A shared key must have the same dtype, shape and
@@ -40,6 +41,7 @@ from torch.utils.data import IterableDataset
 
 from .mixspec import check_compatible
 from .plan import samples_per_rank, slot_range
+from .shared import MainSetting
 from .pool import stable_seed
 from .stats import Stats
 from .world import World
@@ -101,7 +103,11 @@ class MixedDataset(IterableDataset):
         self.num_samples = int(num_samples) if num_samples is not None else sum(d.meta.total_frames for d in self.datasets)
         if self.num_samples < 0:
             raise ValueError(f"mix: num_samples={num_samples} must be >= 0")
+        #: Epoch and weights of the iteration in progress (or of the loaded state): what
+        #: state_dict() reports. The next iteration's are the _next_* settings.
         self.epoch = 0
+        self._next_epoch = MainSetting(0, torch.int64)
+        self._next_weights = MainSetting(self.weights, torch.float64)
         self._stats = Stats()
         self._resume: dict[str, Any] | None = None
         self._yielded = 0
@@ -114,15 +120,19 @@ class MixedDataset(IterableDataset):
         return samples_per_rank(self.num_samples, self.world.world_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch the next iteration follows (keeps a loaded state of this epoch)."""
+        """Select the epoch the next iteration follows (keeps a loaded state of this epoch). From
+        the main process it reaches DataLoader workers, persistent ones too."""
         if self._resume is not None and int(self._resume["epoch"]) != int(epoch):
             self._resume = None
         self.epoch = int(epoch)
+        self._next_epoch.set(self.epoch)
 
     def set_weights(self, weights: Sequence[float]) -> None:
-        """New weights from the next iteration on (between epochs: a curriculum). With DataLoader
-        workers, call it in the main process before the epoch starts (workers copy the dataset)."""
+        """New weights from the next iteration on (between epochs: a curriculum). Call it in the
+        main process before the epoch starts: DataLoader workers, persistent ones too, take the new
+        weights when they start their next epoch, not in the middle of one."""
         self.weights = normalize_weights(weights, len(self.datasets))
+        self._next_weights.set(self.weights)
 
     def shares(self) -> list[float]:
         """Realised share of each source among the samples drawn so far (this process and its
@@ -159,6 +169,7 @@ class MixedDataset(IterableDataset):
                 + "; build the mixture with the saved datasets, weights and seed to resume exactly"
             )
         self.epoch = int(state["epoch"])
+        self._next_epoch.set(self.epoch)  # later iterations follow this epoch until set_epoch
         self._resume = dict(state)
         self._yielded = int(state["yielded"])
         self._slot = tuple(state["slot"]) if state.get("slot") else None
@@ -168,11 +179,12 @@ class MixedDataset(IterableDataset):
 
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Start an iteration; epoch, weights and resume point are taken now, not at the first
+        ``next`` (StatefulDataLoader snapshots ``state_dict()`` right after ``iter()``)."""
         world = World.detect(self.world.rank, self.world.world_size)
         slot = (world.rank, world.world_size, world.worker, world.num_workers)
-        lo, hi = slot_range(self.num_samples, world)
-        epoch, resume, self._resume = self.epoch, self._resume, None
-        choices = source_choices(self.weights, self.seed, epoch, world)
+        epoch, weights = int(self._next_epoch.take()), self._next_weights.take()
+        resume = self._resume
         n = len(self.datasets)
         iters: list[Iterator[dict[str, Any]] | None] = [None] * n
         skip = 0
@@ -182,16 +194,24 @@ class MixedDataset(IterableDataset):
                     f"mixture resume state belongs to (rank, world_size, worker, num_workers)="
                     f"{tuple(resume['slot'])}, this iterator is {slot}; resume with the same ranks and num_workers"
                 )
-            skip = int(resume["yielded"])
-            for _ in range(skip):
-                next(choices)
+            self._resume = None
+            # The weights load_state_dict checked the state against; _passes/_started are loaded.
+            epoch, skip = int(resume["epoch"]), int(resume["yielded"])
             for i, saved in enumerate(resume["sources"]):
                 if saved is not None:
                     self.datasets[i].load_state_dict(saved["state"])
                     iters[i] = iter(self.datasets[i])
         else:
+            self.weights = [float(w) for w in weights]
             self._passes, self._started = [0] * n, [False] * n
-        self._slot, self._yielded = slot, skip
+        self.epoch, self._slot, self._yielded = epoch, slot, skip
+        return self._run(world, epoch, list(self.weights), skip, iters)
+
+    def _run(self, world: World, epoch: int, weights: list[float], skip: int, iters: list) -> Iterator[dict[str, Any]]:
+        lo, hi = slot_range(self.num_samples, world)
+        choices = source_choices(weights, self.seed, epoch, world)
+        for _ in range(skip):
+            next(choices)
         keys = self.keys
         try:
             for _ in range(hi - lo - skip):

@@ -106,8 +106,8 @@ class LeRobotTransitions(IterableDataset):
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for item in self.dataset:
-            yield to_transition(item, self.obs_keys, self.action_key, self.reward_key)
+        # iter(self.dataset) runs now, not at the first next: see LeRobotShardDataset.__iter__.
+        return (to_transition(item, self.obs_keys, self.action_key, self.reward_key) for item in self.dataset)
 
 
 def to_transition(item: dict[str, Any], obs_keys: Sequence[str], action_key: str = "action",

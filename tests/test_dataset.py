@@ -160,3 +160,42 @@ def test_return_uint8_gives_the_same_frames_as_uint8(packed):
                 assert item[key].dtype == torch.uint8, f"{name} {key}: {item[key].dtype}"
                 item[key] = (item[key] / 255.0).to(torch.float32)
             assert_sample_equal(item, i, js, npz)
+
+
+def test_set_epoch_reaches_persistent_workers(packed):
+    path = packed("lerobot_v3_images")
+    ds = LeRobotShardDataset(path, seed=0, episode_pool_size=2)
+    loader = DataLoader(ds, batch_size=5, num_workers=2, persistent_workers=True)
+    got = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        got.append(indices_of(loader))
+    assert got == [collect(path, 2, epoch=e)[0] for e in range(3)]  # what fresh workers give
+    assert len({tuple(g) for g in got}) == 3
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_persistent_stateful_loader_resumes_mid_epoch(packed, k):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    path = packed("lerobot_v3_images")
+
+    def make(epoch, persistent=True):
+        ds = LeRobotShardDataset(path, seed=7, episode_pool_size=2)
+        ds.set_epoch(epoch)
+        return ds, StatefulDataLoader(ds, batch_size=4, num_workers=2, persistent_workers=persistent)
+
+    fresh = [indices_of(make(e, persistent=False)[1]) for e in (1, 2)]
+
+    ds, loader = make(0)
+    indices_of(loader)  # epoch 0 runs on the workers that epoch 1 reuses
+    ds.set_epoch(1)
+    it = iter(loader)
+    head = indices_of(next(it) for _ in range(k))  # k=1: worker 1 has delivered nothing of epoch 1
+    state = loader.state_dict()
+    del it
+    ds2, resumed = make(1)
+    resumed.load_state_dict(state)
+    assert head + indices_of(resumed) == fresh[0]
+    ds2.set_epoch(2)  # the resumed loader's persistent workers then run epoch 2 from its start
+    assert indices_of(resumed) == fresh[1]

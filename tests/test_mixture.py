@@ -179,3 +179,23 @@ def test_a_source_with_no_frames_for_a_slot_is_named(packed):
     m = mix(sources(path, 0, 8, groups=([1], [0, 2, 3])), [0.5, 0.5], num_samples=80)
     with pytest.raises(ValueError, match=r"dataset 0 \(.*lerobot_v3_images.*\) has no samples for rank 0 worker 0 of 1"):
         list(m)
+
+
+def test_weights_and_epoch_reach_persistent_workers(packed):
+    from torch.utils.data import DataLoader
+
+    path = packed("lerobot_v3_images")
+    m = mix(sources(path), [1.0, 0.0], num_samples=40)
+    loader = DataLoader(m, batch_size=4, num_workers=2, persistent_workers=True)
+    drawn = lambda: torch.cat([b["dataset_index"] for b in loader]).tolist()
+    assert drawn() == [0] * 40
+    m.set_weights([0.0, 1.0])
+    m.set_epoch(1)
+    assert drawn() == [1] * 40
+    m.set_weights([0.5, 0.5])
+    m.set_epoch(2)
+    got = [int(x) for b in loader for x in uid(b)]
+    fresh = mix(sources(path), [0.5, 0.5], num_samples=40)  # the same epoch through fresh workers
+    fresh.set_epoch(2)
+    assert got == [int(x) for b in DataLoader(fresh, batch_size=4, num_workers=2) for x in uid(b)]
+    assert len(set(got)) > 2  # both sources drawn, not a degenerate order
