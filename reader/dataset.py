@@ -23,6 +23,7 @@ repeated, nothing dropped, provided seed, shuffle, pool size, episodes, rank/wor
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -256,10 +257,7 @@ class LeRobotShardDataset(IterableDataset):
                 if video is None and self._video_keys:
                     video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device, lookahead)
                 try:
-                    if timed:
-                        with stats.timer(S.DECODE_S):
-                            item = self._builder.build(ep, video, spans[p].start + f)
-                    else:
+                    with stats.timer(S.DECODE_S) if timed else nullcontext():
                         item = self._builder.build(ep, video, spans[p].start + f)
                 except EpisodeError as e:
                     if self.on_error == "raise":

@@ -230,24 +230,23 @@ class MixedDataset(IterableDataset):
 
     def _next_of(self, i: int, iters: list, epoch: int, world: World) -> dict[str, Any]:
         """Next sample of source ``i``, starting its next pass when the current one has run out."""
-        for fresh in (False, True):
-            if iters[i] is None or fresh:
-                if self._started[i]:
-                    self._passes[i] += 1
-                self._started[i] = True
-                self.datasets[i].set_epoch(epoch * PASS_STRIDE + self._passes[i])
-                iters[i] = iter(self.datasets[i])
-                fresh = True
+        if iters[i] is not None:
             try:
                 return next(iters[i])
             except StopIteration:
-                if fresh:
-                    break
-        raise ValueError(
-            f"mix: dataset {i} ({_name(self.datasets[i])}) has no samples for rank {world.rank} worker "
-            f"{world.worker} of {world.num_workers}; use fewer DataLoader workers or ranks"
-        )
-
+                pass
+        if self._started[i]:
+            self._passes[i] += 1
+        self._started[i] = True
+        self.datasets[i].set_epoch(epoch * PASS_STRIDE + self._passes[i])
+        iters[i] = iter(self.datasets[i])
+        try:
+            return next(iters[i])
+        except StopIteration:
+            raise ValueError(
+                f"mix: dataset {i} ({_name(self.datasets[i])}) has no samples for rank {world.rank} worker "
+                f"{world.worker} of {world.num_workers}; use fewer DataLoader workers or ranks"
+            ) from None
 
 def _name(ds: Any) -> str:
     store = getattr(ds, "store", None)
