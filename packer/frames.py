@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .source import EpisodeRecord, Source, SourceError
+from .source import EpisodeRecord, Source, SourceError, is_local
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ _FOOTERS_SIZE = 256  # files
 def _open(path: str, fs: Any) -> tuple[pq.ParquetFile, _Ranges]:
     """The parquet file and its row groups' episode ranges; for a local file unchanged since it was
     last read, footer and ranges come from the cache (parsing them cost ~1 ms per shard task)."""
-    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if "file" not in protocol and "local" not in protocol:
+    if not is_local(fs):
         pf = pq.ParquetFile(fs.open(path, "rb"))  # not filesystem=fs: its isfile() is a whole-file GET on HTTP
         return pf, _ranges(pf)
     st = os.stat(path)
@@ -60,14 +59,10 @@ def _ranges(pf: pq.ParquetFile) -> _Ranges:
 
 
 def _pick(ranges: _Ranges, wanted: set[int]) -> list[int]:
+    """Row groups whose ``episode_index`` range may hold one of ``wanted`` (all when unknown)."""
     lo_all, hi_all = min(wanted), max(wanted)
     return [i for i, r in enumerate(ranges)
             if r is None or (r[0] <= hi_all and r[1] >= lo_all and any(r[0] <= w <= r[1] for w in wanted))]
-
-
-def _row_groups(pf: pq.ParquetFile, wanted: set[int]) -> list[int]:
-    """Row groups whose ``episode_index`` statistics may hold one of ``wanted`` (all when unknown)."""
-    return _pick(_ranges(pf), wanted)
 
 
 def read_episode_tables(source: Source, data_path: str, episodes: Sequence[EpisodeRecord]) -> dict[int, pa.Table]:

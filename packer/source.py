@@ -95,6 +95,12 @@ class Source:
         return d
 
 
+def is_local(fs: Any) -> bool:
+    """True for fsspec's local filesystem (paths that ``open``/``os`` functions take as they are)."""
+    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
 def resolve_url(src: str, revision: str | None) -> tuple[str, str | None]:
     """Map ``src`` to an fsspec URL; returns (url, repo_id or None)."""
     src = str(src)

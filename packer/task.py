@@ -24,7 +24,7 @@ from .clip import ClipCutter, ClipRequest
 from .frames import read_episode_tables, to_ipc_bytes
 from .reencode import ReencodeSpec, reencode_clip
 from .shards import Data, ShardWriter
-from .source import EpisodeRecord, Source
+from .source import EpisodeRecord, Source, is_local
 
 STATE_DIR = ".lerobot-wds"
 #: Local shards are flushed to disk (early writeback, fsync) before they are published. Only
@@ -88,11 +88,6 @@ class EarlyWriteback:
             os.posix_fadvise(self.f.fileno(), self.mark, self.pos - self.mark, os.POSIX_FADV_DONTNEED)
             self.mark = self.pos
         return n
-
-
-def is_local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return "file" in protocol or "local" in protocol
 
 
 def _episode_members(
