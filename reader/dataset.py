@@ -127,6 +127,7 @@ class LeRobotShardDataset(IterableDataset):
             # Importing torchcodec takes ~1.5 s; do it once here so forked DataLoader workers
             # inherit it instead of each paying it before their first batch.
             import torchcodec.decoders  # noqa: F401
+        self.return_uint8 = return_uint8
         self.episode_pool_size = episode_pool_size
         self.shuffle = shuffle
         self.seed = seed

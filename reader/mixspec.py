@@ -1,7 +1,8 @@
 """What a source's samples hold, key by key, and whether the sources of a mixture agree on it.
 
 A spec maps each key a source yields to ``(kind, shape, window)``: ``kind`` is the feature dtype
-(cameras, video or image, both ``"camera"``: they decode to the same float32 ``(C, H, W)``),
+(cameras, video or image, both ``"camera"``: they decode to the same float32 ``(C, H, W)``;
+``"camera_uint8"`` with ``return_uint8``),
 ``shape`` the stored feature shape, ``window`` the key's ``delta_timestamps`` in seconds (each
 source's frame offsets divided by its own fps, rounded to µs) or None. Keys in a mixture must
 agree on all three: a batch stacks them, and a window that covers other times in another source
@@ -23,7 +24,8 @@ def sample_spec(ds: Any) -> Spec:
     meta, fps = ds.meta, ds.meta.fps
     out: Spec = {}
     for key, feat in meta.features.items():
-        kind = "camera" if feat.get("dtype") in ("video", "image") else str(feat.get("dtype"))
+        camera = "camera_uint8" if getattr(ds, "return_uint8", False) else "camera"
+        kind = camera if feat.get("dtype") in ("video", "image") else str(feat.get("dtype"))
         d = ds.delta_indices.get(key)
         window = None if d is None else tuple(round(int(k) / fps, 6) for k in d)
         out[key] = (kind, tuple(feat.get("shape", ())), window)

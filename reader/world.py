@@ -29,11 +29,6 @@ class World:
         if self.num_workers < 1 or not 0 <= self.worker < self.num_workers:
             raise ValueError(f"World: worker={self.worker} must be in [0, num_workers={self.num_workers})")
 
-    @property
-    def slot(self) -> int:
-        """Global index of this (rank, worker) among ``world_size * num_workers`` slots."""
-        return self.rank * self.num_workers + self.worker
-
     @classmethod
     def detect(cls, rank: int | None = None, world_size: int | None = None) -> "World":
         """Resolve rank/world size and the current DataLoader worker.

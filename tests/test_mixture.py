@@ -153,6 +153,9 @@ def test_config_errors(packed):
     ds = LeRobotShardDataset(path)
     with pytest.raises(ValueError, match="same dataset object twice"):
         mix([ds, ds], [1, 1])
+    # uint8 and float32 frames of one camera cannot share a batch
+    with pytest.raises(ValueError, match=r"key 'observation.images.front' differs.*camera_uint8"):
+        mix([LeRobotShardDataset(path), LeRobotShardDataset(path, return_uint8=True)], [1, 1])
 
 
 def test_default_weights_and_epoch_length(packed):
