@@ -21,6 +21,7 @@ parallel, which is what hides per-request latency of object stores.
 from __future__ import annotations
 
 from collections import deque
+from contextlib import nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -127,9 +128,7 @@ class Prefetcher:
                 head = entries.popleft()
                 if self.stats is not None:
                     self.stats.observe(PREFETCH_BYTES, self.bytes_in_flight)
-                    with self.stats.timer(WAIT_S):
-                        parts = [f.result() for f in head.futures]
-                else:
+                with self.stats.timer(WAIT_S) if self.stats is not None else nullcontext():
                     parts = [f.result() for f in head.futures]
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 self.bytes_in_flight -= head.size
