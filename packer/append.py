@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any, Sequence
 
-from reader.format import MANIFEST_NAME, FormatError, Manifest
+from ..format import MANIFEST_NAME, FormatError, Manifest
 
 from .source import Source
 

@@ -17,7 +17,7 @@ from typing import Sequence
 from .clip import ClipError
 from .executor import TaskFailed
 from .pack import PackError, PackOptions, dry_run, pack
-from .plan import parse_size
+from .shard_plan import parse_size
 from .reencode import ReencodeSpec
 from .source import SourceError
 

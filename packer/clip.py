@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import av
 
-from reader.format import ClipInfo
+from ..format import ClipInfo
 
 from .demux import MUX_OPTIONS, Pkt
 from .demux import mux_packets as _mux

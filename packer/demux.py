@@ -1,6 +1,6 @@
 """The demux path's packet-level steps: choose an episode's packets, and mux them into a clip (PyAV).
 
-Used by :class:`packer.clip.ClipCutter` when an mp4's sample table cannot stand in for demuxing
+Used by :class:`lerobot_wds.packer.clip.ClipCutter` when an mp4's sample table cannot stand in for demuxing
 (B-frames, edit lists, fragments). ``select_packets`` words every error with the episode and the file.
 """
 

@@ -1,8 +1,8 @@
 """Where shard tasks run: ``local`` (this process or a process pool) or ``ray`` (tasks on a Ray cluster).
 
-An executor only runs :func:`packer.task.run_task` for each task it is given and hands each
+An executor only runs :func:`lerobot_wds.packer.task.run_task` for each task it is given and hands each
 completion record back to the driver as it arrives; planning, resuming (skipping shards whose
-record and tar check out) and writing the manifest stay in :func:`packer.pack.pack`, one code path
+record and tar check out) and writing the manifest stay in :func:`lerobot_wds.packer.pack.pack`, one code path
 for both. A task writes its tar and completion record to OUT itself, so on Ray, OUT must be
 storage every node reaches (s3://, a shared mount), and a driver restarted after a crash finds
 what finished tasks left there.

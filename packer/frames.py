@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .source import EpisodeRecord, Source, SourceError, is_local
+from .source import SourceEpisode, Source, SourceError, is_local
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _pick(ranges: _Ranges, wanted: set[int]) -> list[int]:
             if r is None or (r[0] <= hi_all and r[1] >= lo_all and any(r[0] <= w <= r[1] for w in wanted))]
 
 
-def read_episode_tables(source: Source, data_path: str, episodes: Sequence[EpisodeRecord]) -> dict[int, pa.Table]:
+def read_episode_tables(source: Source, data_path: str, episodes: Sequence[SourceEpisode]) -> dict[int, pa.Table]:
     """Rows of each of ``episodes`` (all stored in ``data_path``), in frame_index order, declared columns only."""
     path = source.path(data_path)
     wanted = [e.episode_index for e in episodes]

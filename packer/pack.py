@@ -20,12 +20,12 @@ from typing import Any, Mapping
 
 import fsspec
 
-from reader.format import FORMAT_VERSION, MANIFEST_NAME, EpisodeEntry, Manifest, MemberRef, ShardEntry, shard_name
+from ..format import FORMAT_VERSION, MANIFEST_NAME, ManifestEpisode, Manifest, MemberRef, ManifestShard, shard_name
 
 from . import append as appending
 from .dry_run import describe_plan
 from .executor import make_executor
-from .plan import estimate_episode_bytes, plan_shards
+from .shard_plan import estimate_episode_bytes, plan_shards
 from .progress import Progress
 from .reencode import ReencodeSpec
 from .shards import sha256_file
@@ -236,8 +236,8 @@ def _manifest(source: Source, records: list[dict]) -> Manifest:
         for k, v in r.get("videos", {}).items():
             videos.setdefault(k, v)
     shards = tuple(
-        ShardEntry(name=r["shard"]["name"], bytes=r["shard"]["bytes"], sha256=r["shard"]["sha256"], episodes=tuple(
-            EpisodeEntry(episode_index=e["episode_index"], length=e["length"], dataset_from_index=e["dataset_from_index"],
+        ManifestShard(name=r["shard"]["name"], bytes=r["shard"]["bytes"], sha256=r["shard"]["sha256"], episodes=tuple(
+            ManifestEpisode(episode_index=e["episode_index"], length=e["length"], dataset_from_index=e["dataset_from_index"],
                          members={k: MemberRef(o, n) for k, (o, n) in e["members"].items()})
             for e in r["shard"]["episodes"]))
         for r in records

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 from fractions import Fraction
 
-from reader.format import ClipInfo
+from ..format import ClipInfo
 
 from .clip import MUX_OPTIONS, ClipError
 

@@ -140,7 +140,7 @@ def select_clip(table: SampleTable, from_s: float, length: int, fps: int) -> tup
 
 
 def table_clip_parts(table: SampleTable, start: int, end: int, span: bytes | memoryview) -> tuple:
-    """The clip of samples ``[start, end)`` as :func:`packer.mp4.clip_parts` buffers; ``span`` holds
+    """The clip of samples ``[start, end)`` as :func:`lerobot_wds.packer.mp4.clip_parts` buffers; ``span`` holds
     the file's bytes from the first sample's offset to the last sample's end."""
     off, size = table.offset[start:end], table.size[start:end]
     if np.array_equal(off[1:], off[:-1] + size[:-1]):

@@ -14,7 +14,7 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Mapping, Sequence, Union
 
-from reader.format import FRAMES_MEMBER, META_MEMBER, MemberRef
+from ..format import FRAMES_MEMBER, META_MEMBER, MemberRef
 
 _BLOCK = tarfile.BLOCKSIZE
 _Buffer = Union[bytes, bytearray, memoryview]

@@ -1,7 +1,7 @@
 """LeRobot v3.0 metadata → episode records, from a local root or any fsspec URL.
 
 A source is opened once (``open_source``) and gives everything the packer plans with: the declared
-features, tasks, stats and one :class:`EpisodeRecord` per episode saying which data parquet holds
+features, tasks, stats and one :class:`SourceEpisode` per episode saying which data parquet holds
 its rows and, per camera, which mp4 holds its frames from which timestamp (seconds). Only
 ``meta/`` is read here; data and video files are fetched later, and only for selected episodes.
 
@@ -42,7 +42,7 @@ class VideoRef:
 
 
 @dataclass(frozen=True)
-class EpisodeRecord:
+class SourceEpisode:
     """One episode as ``meta/episodes`` describes it; ``data_path`` and video paths are root-relative."""
 
     episode_index: int
@@ -63,7 +63,7 @@ class Source:
     info: Mapping[str, Any]
     tasks: Mapping[int, str]
     stats: Mapping[str, Any]
-    episodes: tuple[EpisodeRecord, ...]
+    episodes: tuple[SourceEpisode, ...]
     repo_id: str | None = None
     revision: str | None = None
 
@@ -170,7 +170,7 @@ def open_source(src: str, revision: str | None = None, storage_options: Mapping[
                   episodes=episodes, repo_id=repo_id, revision=revision)
 
 
-def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[EpisodeRecord, ...]:
+def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[SourceEpisode, ...]:
     ep_dir = f"{root}/meta/episodes" if root else "meta/episodes"
     files = sorted(fs.glob(f"{ep_dir}/chunk-*/file-*.parquet"))
     if not files:
@@ -196,7 +196,7 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[Episode
                     )
                     for k in video_keys
                 }
-                records.append(EpisodeRecord(
+                records.append(SourceEpisode(
                     episode_index=int(ep), length=int(row["length"]),
                     dataset_from_index=int(row["dataset_from_index"]), tasks=tuple(row["tasks"]),
                     data_path=data_tpl.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import msgpack
 
-from reader.format import FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, EpisodeMeta, clip_member, episode_key
+from ..format import FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, ShardEpisodeMeta, clip_member, episode_key
 
 from .clip import ClipCutter, ClipRequest
 from .frames import read_episode_tables, to_ipc_bytes
 from .reencode import ReencodeSpec, reencode_clip
 from .shards import Data, ShardWriter
-from .source import EpisodeRecord, Source, is_local
+from .source import SourceEpisode, Source, is_local
 
 STATE_DIR = ".lerobot-wds"
 #: Local shards are flushed to disk (early writeback, fsync) before they are published. Only
@@ -38,7 +38,7 @@ class ShardTask:
 
     index: int
     name: str
-    episodes: tuple[EpisodeRecord, ...]
+    episodes: tuple[SourceEpisode, ...]
     out_fs: Any
     out_root: str
     fingerprint: str
@@ -91,7 +91,7 @@ class EarlyWriteback:
 
 
 def _episode_members(
-    source: Source, ep: EpisodeRecord, table: Any, cutters: dict[str, ClipCutter], spec: ReencodeSpec | None
+    source: Source, ep: SourceEpisode, table: Any, cutters: dict[str, ClipCutter], spec: ReencodeSpec | None
 ) -> tuple[dict[str, Data], dict[str, dict]]:
     members: dict[str, Data] = {FRAMES_MEMBER: to_ipc_bytes(table)}
     clips, videos = {}, {}
@@ -115,7 +115,7 @@ def _episode_members(
         members[clip_member(key)], clips[key] = data, info
         videos[key] = {"codec": info.codec, "pix_fmt": "yuv420p" if spec else cutter.pix_fmt,
                        "width": info.width, "height": info.height, "reencoded": info.reencoded}
-    meta = EpisodeMeta(
+    meta = ShardEpisodeMeta(
         format_version=FORMAT_VERSION, episode_index=ep.episode_index, length=ep.length,
         dataset_from_index=ep.dataset_from_index, tasks=ep.tasks, clips=clips,
         source_from_timestamp={k: ep.videos[k].from_timestamp for k in source.video_keys},

@@ -18,7 +18,7 @@ import fsspec
 import msgpack
 import pyarrow as pa
 
-from reader.format import MANIFEST_NAME, CLIP_SUFFIX, EpisodeMeta, Manifest, episode_key
+from ..format import MANIFEST_NAME, CLIP_SUFFIX, ShardEpisodeMeta, Manifest, episode_key
 
 
 def _open(out: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, Manifest]:
@@ -92,7 +92,7 @@ def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: b
             blob = {k: data[r.offset : r.offset + r.size] for k, r in e.members.items()}
             where = f"{s.name}: {key}"
             try:
-                meta = EpisodeMeta.from_dict(msgpack.unpackb(blob["meta.msgpack"], raw=False), where)
+                meta = ShardEpisodeMeta.from_dict(msgpack.unpackb(blob["meta.msgpack"], raw=False), where)
                 table = pa.ipc.open_file(blob["frames.arrow"]).read_all()
             except Exception as exc:  # any decoding failure is a finding, not a crash
                 problems.append(f"{where}: meta/frames unreadable ({exc})")

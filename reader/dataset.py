@@ -29,10 +29,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import IterableDataset
 
-from . import stats as S
+from . import io_stats as S
 from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
-from .plan import Span, plan_spans, samples_per_rank
+from .epoch_plan import Span, plan_spans, samples_per_rank
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .shared import MainSetting
@@ -70,7 +70,7 @@ class LeRobotShardDataset(IterableDataset):
     the default ``"raise"`` or let the training loop tolerate uneven ranks.
     ``rename`` maps stored feature names to the names samples (and ``meta``) carry, e.g.
     ``{"observation.images.cam_high": "observation.images.top"}`` so datasets of different robots
-    share keys in a mixture (``reader.mix``); ``delta_timestamps`` uses the new names.
+    share keys in a mixture (``lerobot_wds.reader.mix``); ``delta_timestamps`` uses the new names.
     """
 
     def __init__(
@@ -237,7 +237,7 @@ class LeRobotShardDataset(IterableDataset):
 
     def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
         stats = self.store.stats
-        where = [(self._shard_names[s.shard], self._entries[s.shard][s.episode]) for s in spans]
+        where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
         cache = FrameCache(self.frame_cache_bytes)
         frame_bytes = sum(int(v.get("width", 0)) * int(v.get("height", 0)) * 3 for v in self.meta.manifest.videos.values())
@@ -289,7 +289,7 @@ class LeRobotShardDataset(IterableDataset):
         self.skipped += 1
         stats.add(S.SKIPPED)
 
-    def stats(self) -> dict[str, float]:
+    def io_stats(self) -> dict[str, float]:
         """Fetch/decode/wait seconds, bytes, pool occupancy, retries and skips, summed over this
         process and its DataLoader workers (see reader/stats.py)."""
         return self.store.stats.snapshot()

@@ -1,4 +1,4 @@
-"""Member bytes of one episode → an in-memory :class:`Episode` (metadata, columns, clip bytes).
+"""Member bytes of one episode → an in-memory :class:`LoadedEpisode` (metadata, columns, clip bytes).
 
 An episode arrives as one ranged read covering all its members (offsets from the manifest), so a
 reader never scans a tar to find it. Parsing validates what later stages rely on (episode index,
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .format import FRAMES_MEMBER, META_MEMBER, EpisodeEntry, EpisodeMeta, FormatError, clip_member, episode_key
+from ..format import FRAMES_MEMBER, META_MEMBER, ManifestEpisode, ShardEpisodeMeta, FormatError, clip_member, episode_key
 from .storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class EpisodeError(FormatError):
 
 
 @dataclass
-class Episode:
+class LoadedEpisode:
     """One episode in memory.
 
     ``columns`` maps each non-video feature to either a tensor of shape ``(length, *shape)``
@@ -38,7 +38,7 @@ class Episode:
     """
 
     shard: str
-    meta: EpisodeMeta
+    meta: ShardEpisodeMeta
     columns: dict[str, Any]
     clips: dict[str, bytes]
     #: Derived per-episode tables (e.g. the sample builder's window lookups), dropped with the episode.
@@ -57,13 +57,13 @@ class Episode:
         return f"{self.shard}, episode {self.meta.episode_index}"
 
 
-def request_for(shard: str, entry: EpisodeEntry) -> tuple[str, int, int]:
+def request_for(shard: str, entry: ManifestEpisode) -> tuple[str, int, int]:
     """The ``(shard name, start, end)`` byte range holding all of ``entry``'s members."""
     start, end = entry.span
     return shard, start, end
 
 
-def split_members(blob: bytes, entry: EpisodeEntry, shard: str) -> dict[str, memoryview]:
+def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, memoryview]:
     """Slice the bytes of :func:`request_for`'s range into members (suffix → bytes, zero-copy)."""
     start, end = entry.span
     if len(blob) != end - start:
@@ -77,12 +77,12 @@ def split_members(blob: bytes, entry: EpisodeEntry, shard: str) -> dict[str, mem
 
 def parse_episode(
     members: Mapping[str, bytes | memoryview],
-    entry: EpisodeEntry,
+    entry: ManifestEpisode,
     shard: str,
     video_keys: Sequence[str],
     image_keys: Sequence[str] = (),
-) -> Episode:
-    """Build an :class:`Episode` from its members, checking them against the manifest ``entry``."""
+) -> LoadedEpisode:
+    """Build an :class:`LoadedEpisode` from its members, checking them against the manifest ``entry``."""
     key = episode_key(entry.episode_index)
     where = f"{shard}, episode {entry.episode_index}"
 
@@ -97,7 +97,7 @@ def parse_episode(
         raise EpisodeError(f"{where}: {key}.{META_MEMBER} is not valid msgpack ({e})") from e
     if not isinstance(raw, dict):
         raise EpisodeError(f"{where}: {key}.{META_MEMBER} holds {type(raw).__name__}, expected a map")
-    meta = EpisodeMeta.from_dict(raw, where=f"{where} ({key}.{META_MEMBER})")
+    meta = ShardEpisodeMeta.from_dict(raw, where=f"{where} ({key}.{META_MEMBER})")
     if meta.episode_index != entry.episode_index or meta.length != entry.length:
         raise EpisodeError(
             f"{where}: {key}.{META_MEMBER} describes episode {meta.episode_index} of length "
@@ -119,7 +119,7 @@ def parse_episode(
         info = meta.clips.get(vk)
         if info is None:
             raise EpisodeError(f"{where}: {key}.{META_MEMBER} has no clip info for camera {vk!r}")
-    return Episode(shard=shard, meta=meta, columns=columns, clips=clips)
+    return LoadedEpisode(shard=shard, meta=meta, columns=columns, clips=clips)
 
 
 def _column(col: pa.ChunkedArray, is_image: bool, where: str, key: str) -> Any:
@@ -156,15 +156,15 @@ class EpisodeLoader:
     cannot be read or parsed becomes ``None`` (logged) and the stream reopens at the next one.
     """
 
-    def __init__(self, store: Store, where: Sequence[tuple[str, EpisodeEntry]], todo: Sequence[int],
+    def __init__(self, store: Store, where: Sequence[tuple[str, ManifestEpisode]], todo: Sequence[int],
                  video_keys: Sequence[str], image_keys: Sequence[str], on_error: str = "raise") -> None:
         self.store, self.where, self.todo = store, where, list(todo)
         self.video_keys, self.image_keys, self.on_error = video_keys, image_keys, on_error
-        self.loaded: dict[int, Episode | None] = {}
+        self.loaded: dict[int, LoadedEpisode | None] = {}
         self._next = 0
         self._stream: Iterator[bytes] | None = None
 
-    def get(self, p: int) -> Episode | None:
+    def get(self, p: int) -> LoadedEpisode | None:
         while p not in self.loaded:
             if self._next >= len(self.todo):
                 raise RuntimeError(f"internal: span {p} drawn but not planned")
@@ -175,7 +175,7 @@ class EpisodeLoader:
             self._next += 1
             try:
                 blob = next(self._stream)
-                ep: Episode | None = parse_episode(split_members(blob, entry, shard), entry, shard,
+                ep: LoadedEpisode | None = parse_episode(split_members(blob, entry, shard), entry, shard,
                                                    self.video_keys, self.image_keys)
             except (StorageError, FormatError, OSError) as e:
                 self._stream = None  # a failed stream is dead; the next span opens a new one

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .format import Manifest
+from ..format import Manifest
 
 
 def _stats_to_numpy(stats: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:

@@ -40,10 +40,10 @@ import torch
 from torch.utils.data import IterableDataset
 
 from .mixspec import check_compatible
-from .plan import samples_per_rank, slot_range
+from .epoch_plan import samples_per_rank, slot_range
 from .shared import MainSetting
 from .pool import stable_seed
-from .stats import Stats
+from .io_stats import Stats
 from .world import World
 
 log = logging.getLogger(__name__)

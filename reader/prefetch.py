@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from .stats import PREFETCH_BYTES, WAIT_S, Stats
+from .io_stats import PREFETCH_BYTES, WAIT_S, Stats
 
 Request = tuple[str, int, int]
 

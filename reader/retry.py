@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .stats import BYTES_FETCHED, BYTES_REQUESTED, FETCH_S, REQUESTS, RETRIES, Stats
+from .io_stats import BYTES_FETCHED, BYTES_REQUESTED, FETCH_S, REQUESTS, RETRIES, Stats
 
 
 class StorageError(OSError):

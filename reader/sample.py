@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .episodes import Episode, EpisodeError
+from .episodes import LoadedEpisode, EpisodeError
 from .video import EpisodeVideo, to_float
 from .window import window_indices
 
@@ -41,7 +41,7 @@ class SampleBuilder:
         self.image_transforms = image_transforms
         self.return_uint8 = return_uint8
 
-    def build(self, episode: Episode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
+    def build(self, episode: LoadedEpisode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
         """The sample at episode-local ``frame`` (0 ≤ frame < episode.length)."""
         prepared = episode.cache.get("sample")
         if prepared is None:
@@ -78,11 +78,11 @@ class SampleBuilder:
         item["task"] = tasks[frame]
         return item
 
-    def _image(self, data: bytes, episode: Episode, key: str, frame: int) -> torch.Tensor:
+    def _image(self, data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
         u8 = _decode_image(data, episode, key, frame)
         return u8 if self.return_uint8 else to_float(u8)
 
-    def _prepare(self, episode: Episode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
+    def _prepare(self, episode: LoadedEpisode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
         """Per-episode lookup tables, so a sample costs a few index operations: scalar columns as
         Python values, and for every windowed key the (length, window) tables of clamped frames
         and padding (exactly :func:`window_indices` at every frame)."""
@@ -124,7 +124,7 @@ class SampleBuilder:
 _SCALAR, _ROW, _WINDOW, _IMAGE, _IMAGE_WINDOW, _VIDEO, _VIDEO_WINDOW, _OTHER = range(8)
 
 
-def _decode_image(data: bytes, episode: Episode, key: str, frame: int) -> torch.Tensor:
+def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
     """Encoded image bytes (PNG/JPEG, from the frame table) → uint8 (C, H, W)."""
     from torchcodec.decoders import decode_image
 

@@ -23,10 +23,10 @@ from typing import Any, Iterable, Iterator, Mapping
 import fsspec
 
 from .cache import RangeCache
-from .format import MANIFEST_NAME, Manifest
+from ..format import MANIFEST_NAME, Manifest
 from .prefetch import Prefetcher
 from .retry import RetryPolicy, StorageError, is_transient, read_range_retrying
-from .stats import BYTES_FROM_CACHE, RETRIES, Stats
+from .io_stats import BYTES_FROM_CACHE, RETRIES, Stats
 
 __all__ = ["Store", "StorageError", "RetryPolicy"]
 

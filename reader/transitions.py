@@ -10,7 +10,7 @@ end of the recorded episode; whether that is a true terminal or a time-limit tru
 LeRobot's format (a ``next.done`` column, when present, passes through unchanged).
 
 Order, epochs, ranks, workers and exact resume are the wrapped dataset's: this view only reshapes
-samples, so a transition view can also be a source of ``reader.mix``.
+samples, so a transition view can also be a source of ``lerobot_wds.reader.mix``.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ class LeRobotTransitions(IterableDataset):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.dataset.load_state_dict(state)
 
-    def stats(self) -> dict[str, float]:
-        return self.dataset.stats()
+    def io_stats(self) -> dict[str, float]:
+        return self.dataset.io_stats()
 
     def spec(self) -> Spec:
         """What samples hold (see ``mixspec.py``); obs/next_obs are one step, whatever the fps."""

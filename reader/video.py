@@ -23,7 +23,7 @@ from typing import Hashable
 import numpy as np
 import torch
 
-from .episodes import Episode, EpisodeError
+from .episodes import LoadedEpisode, EpisodeError
 
 
 def recycle_frame_memory() -> bool:
@@ -108,7 +108,7 @@ class EpisodeVideo:
     """Frames of one in-memory episode's cameras, by episode-local frame index."""
 
     def __init__(
-        self, episode: Episode, cache: FrameCache, device: str = "cpu", lookahead_gop: int = 4
+        self, episode: LoadedEpisode, cache: FrameCache, device: str = "cpu", lookahead_gop: int = 4
     ) -> None:
         self.episode = episode
         self.cache = cache

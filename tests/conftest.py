@@ -5,7 +5,7 @@ from __future__ import annotations
 # --- object storage on loopback (engineer C; fixtures in tests/servers.py) -----------------------
 import pytest
 
-from servers import FaultProxy, Faults, S3Server
+from testkit.servers import FaultProxy, Faults, S3Server
 
 
 @pytest.fixture(scope="session")

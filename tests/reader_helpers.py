@@ -15,7 +15,7 @@ SHARD_SIZE = 150_000
 
 
 def pack_fixture(name: str, out: Path, shard_size: int = SHARD_SIZE) -> str:
-    from packer.pack import PackOptions, pack
+    from lerobot_wds.packer.pack import PackOptions, pack
 
     pack(str(DATA / name), str(out), PackOptions(shard_size=shard_size, progress=False))
     return str(out)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import tree
-from packer.append import AppendError, check_fingerprint, next_shard_index, to_append
-from packer.cli import main
-from packer.pack import PackError, PackOptions, pack
-from reader import LeRobotShardDataset
-from reader.format import Manifest
+from testkit.hub_server import tree
+from lerobot_wds.packer.append import AppendError, check_fingerprint, next_shard_index, to_append
+from lerobot_wds.packer.cli import main
+from lerobot_wds.packer.pack import PackError, PackOptions, pack
+from lerobot_wds.reader import LeRobotShardDataset
+from lerobot_wds.format import Manifest
 
 AV1 = Path(__file__).parent / "data" / "lerobot_v3_av1"
 OPTS = dict(shard_size=150_000, progress=False)

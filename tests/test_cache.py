@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from reader.cache import RangeCache
-from reader.storage import Store
+from lerobot_wds.reader.cache import RangeCache
+from lerobot_wds.reader.storage import Store
 
 
 def test_get_put_and_versioned_keys(tmp_path):

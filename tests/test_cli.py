@@ -8,8 +8,8 @@ from pathlib import Path
 import msgpack
 from torchcodec.decoders import VideoDecoder
 
-from packer.cli import main
-from reader.format import Manifest
+from lerobot_wds.packer.cli import main
+from lerobot_wds.format import Manifest
 
 DATA = Path(__file__).parent / "data"
 
@@ -72,7 +72,7 @@ def test_user_errors_print_one_line_and_exit_1(tmp_path, capsys):
 
 def test_pack_to_s3_then_verify_there(s3_server, tmp_path, capsys):
     """`pack SRC s3://…` with --storage-option uploads whole shards; verify reads them back over S3."""
-    from servers import s3_options
+    from testkit.servers import s3_options
 
     opts = s3_options(s3_server.endpoint_url)
     flags = [x for k, v in opts.items() if isinstance(v, str) for x in ("--storage-option", f"{k}={v}")]

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torchcodec.decoders import VideoDecoder
 
-from packer.clip import ClipCutter, ClipError, ClipRequest
-from packer.sampletable import read_sample_table
-from packer.source import open_source
-from packer.synthetic import write_dataset
+from lerobot_wds.packer.clip import ClipCutter, ClipError, ClipRequest
+from lerobot_wds.packer.sampletable import read_sample_table
+from lerobot_wds.packer.source import open_source
+from testkit.synthetic import write_dataset
 
 DATA = Path(__file__).parent / "data"
 

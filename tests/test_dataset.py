@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from reader import LeRobotShardDataset
-from reader.episodes import EpisodeError
+from lerobot_wds.reader import LeRobotShardDataset
+from lerobot_wds.reader.episodes import EpisodeError
 from reader_helpers import assert_sample_equal, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
@@ -135,14 +135,14 @@ def test_on_error_skip_counts(packed, tmp_path):
     ds = LeRobotShardDataset(path, shuffle=False, on_error="skip")
     got = indices_of(ds)
     assert 0 < len(got) < 320 and ds.skipped == 320 - len(got)
-    assert ds.stats()["skipped"] == ds.skipped
+    assert ds.io_stats()["skipped"] == ds.skipped
 
 
 def test_each_video_frame_decoded_once_per_epoch(packed):
     # GOP 2, random order: without reuse a frame costs ~1.5 decodes; the frame cache makes it 1.
     ds = LeRobotShardDataset(packed("lerobot_v3_av1"), seed=5)
     assert len(indices_of(ds)) == 320
-    assert ds.stats()["frames_decoded"] == 2 * 320
+    assert ds.io_stats()["frames_decoded"] == 2 * 320
 
 
 def test_return_uint8_gives_the_same_frames_as_uint8(packed):

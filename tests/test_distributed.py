@@ -24,7 +24,7 @@ EPOCHS, BATCH, WORLD = 2, 4, 2
 def _rank_main(rank: int, root: str, port: int, out_dir: str) -> None:
     from torch.utils.data import DataLoader
 
-    from reader import LeRobotShardDataset
+    from lerobot_wds.reader import LeRobotShardDataset
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=120))  # a batch-count mismatch fails, not hangs
@@ -42,14 +42,14 @@ def _rank_main(rank: int, root: str, port: int, out_dir: str) -> None:
                 indices += batch["index"].tolist()
             epochs.append({"indices": indices, "batches": batches, "len": len(ds)})
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump({"epochs": epochs, "stats": ds.stats()}, f)
+            json.dump({"epochs": epochs, "stats": ds.io_stats()}, f)
         dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
 def test_two_ranks_two_workers(tmp_path):
-    from servers import free_port
+    from testkit.servers import free_port
 
     root = pack_fixture(NAME, tmp_path / "packed")
     mp.spawn(_rank_main, args=(root, free_port(), str(tmp_path)), nprocs=WORLD, join=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hub_server import tree
-from packer.cli import main
-from packer.dry_run import describe_plan, episode_ranges
-from packer.pack import PackOptions, dry_run, pack
+from testkit.hub_server import tree
+from lerobot_wds.packer.cli import main
+from lerobot_wds.packer.dry_run import describe_plan, episode_ranges
+from lerobot_wds.packer.pack import PackOptions, dry_run, pack
 
 AV1 = Path(__file__).parent / "data" / "lerobot_v3_av1"
 OPTS = dict(shard_size=150_000, progress=False)

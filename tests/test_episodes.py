@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from reader.episodes import EpisodeError, parse_episode, request_for, split_members
-from reader.format import ClipInfo, EpisodeEntry, EpisodeMeta, MemberRef
+from lerobot_wds.reader.episodes import EpisodeError, parse_episode, request_for, split_members
+from lerobot_wds.format import ClipInfo, ManifestEpisode, ShardEpisodeMeta, MemberRef
 
 DATA = "tests/data/lerobot_v3_images/data/chunk-000/file-000.parquet"
 
@@ -20,7 +20,7 @@ def episode_members(episode_index=1):
     sink = io.BytesIO()
     with pa.ipc.new_file(sink, table.schema) as w:
         w.write_table(table)
-    meta = EpisodeMeta(1, episode_index, table.num_rows, int(table["index"][0].as_py()), ("open the top drawer",),
+    meta = ShardEpisodeMeta(1, episode_index, table.num_rows, int(table["index"][0].as_py()), ("open the top drawer",),
                        {"cam": ClipInfo(0, table.num_rows, False, "av1", 96, 72)})
     return table, {"meta.msgpack": msgpack.packb(meta.to_dict()), "frames.arrow": sink.getvalue(), "cam.mp4": b"clip"}
 
@@ -30,7 +30,7 @@ def entry_for(members, episode_index=1, length=7):
     for k, v in members.items():
         refs[k] = MemberRef(off, len(v))
         off += 512 + -(-len(v) // 512) * 512
-    return EpisodeEntry(episode_index, length, 20, refs)
+    return ManifestEpisode(episode_index, length, 20, refs)
 
 
 def test_parse_columns_and_clips():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import HubServer, tree
-from packer.clip import ClipError
-from packer.executor import LocalExecutor, RayExecutor, TaskFailed, make_executor
-from packer.pack import PackOptions, pack
+from testkit.hub_server import HubServer, tree
+from lerobot_wds.packer.clip import ClipError
+from lerobot_wds.packer.executor import LocalExecutor, RayExecutor, TaskFailed, make_executor
+from lerobot_wds.packer.pack import PackOptions, pack
 
 ray = pytest.importorskip("ray", reason="pip install 'lerobot-wds[ray]'")
 
@@ -103,7 +103,7 @@ def test_ray_gives_up_after_its_retries_naming_the_shard(ray_local, tmp_path):
 
 
 def test_cli_executor_ray(ray_local, tmp_path, capsys):
-    from packer.cli import main
+    from lerobot_wds.packer.cli import main
 
     out = tmp_path / "out"
     assert main(["pack", str(AV1), str(out), "--executor", "ray", "--shard-size", "150000", "--no-progress"]) == 0

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from packer.frames import read_episode_tables, to_ipc_bytes
-from packer.source import SourceError, open_source
+from lerobot_wds.packer.frames import read_episode_tables, to_ipc_bytes
+from lerobot_wds.packer.source import SourceError, open_source
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,7 +38,7 @@ def test_undeclared_columns_are_left_out_with_a_note(tmp_path, caplog):
     t = pq.read_table(p)
     pq.write_table(t.append_column("annotation", pa.array([[1] * (i % 3) for i in range(t.num_rows)])), p)
     s = open_source(str(root))
-    with caplog.at_level(logging.INFO, logger="packer.frames"):
+    with caplog.at_level(logging.INFO, logger="lerobot_wds.packer.frames"):
         tables = read_episode_tables(s, "data/chunk-000/file-002.parquet", [s.episodes[5]])
     assert "annotation" not in tables[5].column_names
     assert "annotation" in caplog.text and "file-002.parquet" in caplog.text
@@ -63,7 +63,7 @@ def test_missing_data_file_names_episode_and_file(tmp_path):
 
 
 def test_row_groups_are_pruned_by_episode_statistics():
-    from packer.frames import _pick, _ranges
+    from lerobot_wds.packer.frames import _pick, _ranges
 
     # images fixture, file-000: episodes 0 and 1, one row group each, an image struct column first
     # (so the parquet leaf index of episode_index differs from its arrow field index).

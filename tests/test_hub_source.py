@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import HubServer, tree
-from packer.hub import READ_BLOCK_BYTES, source_storage_options
-from packer.pack import PackOptions, pack
-from packer.source import open_source
-from packer.synthetic import write_dataset
+from testkit.hub_server import HubServer, tree
+from lerobot_wds.packer.hub import READ_BLOCK_BYTES, source_storage_options
+from lerobot_wds.packer.pack import PackOptions, pack
+from lerobot_wds.packer.source import open_source
+from testkit.synthetic import write_dataset
 
 DATA = Path(__file__).parent / "data"
 QUIET = dict(progress=False)

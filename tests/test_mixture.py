@@ -7,9 +7,9 @@ import pytest
 import torch
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from reader import LeRobotShardDataset, mix
-from reader.mixture import source_choices
-from reader.world import World
+from lerobot_wds.reader import LeRobotShardDataset, mix
+from lerobot_wds.reader.mixture import source_choices
+from lerobot_wds.reader.world import World
 from reader_helpers import assert_resumes
 
 

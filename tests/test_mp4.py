@@ -9,9 +9,9 @@ import av
 import torch
 from torchcodec.decoders import VideoDecoder
 
-from packer.clip import Pkt, _mux
-from packer.mp4 import box_children, read_moov, write_clip
-from packer.sampletable import read_sample_table, select_clip
+from lerobot_wds.packer.clip import Pkt, _mux
+from lerobot_wds.packer.mp4 import box_children, read_moov, write_clip
+from lerobot_wds.packer.sampletable import read_sample_table, select_clip
 
 DATA = Path(__file__).parent / "data"
 WRIST = DATA / "lerobot_v3_av1/videos/observation.images.wrist/chunk-000/file-000.mp4"

@@ -21,10 +21,10 @@ import torch
 import webdataset as wds
 from torchcodec.decoders import VideoDecoder
 
-from packer.clip import ClipCutter, ClipError, ClipRequest
-from packer.pack import PackError, PackOptions, pack
-from packer.source import SourceError, open_source
-from reader.format import Manifest
+from lerobot_wds.packer.clip import ClipCutter, ClipError, ClipRequest
+from lerobot_wds.packer.pack import PackError, PackOptions, pack
+from lerobot_wds.packer.source import SourceError, open_source
+from lerobot_wds.format import Manifest
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -109,7 +109,7 @@ def test_rerun_skips_verified_shards_repacks_damaged_and_refuses_other_options(t
     before = _tree(out)
     damaged = out / "shard-000001.tar"
     damaged.write_bytes(damaged.read_bytes()[:-1024])
-    with caplog.at_level(logging.INFO, logger="packer.pack"):
+    with caplog.at_level(logging.INFO, logger="lerobot_wds.packer.pack"):
         pack(src, str(out), opts)
     assert "4 of 5 shards already complete" in caplog.text
     assert _tree(out) == before
@@ -173,7 +173,7 @@ def test_bad_inputs_name_episode_and_file_and_mark_nothing_complete(tmp_path, da
 
 
 def _cli(src: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "packer.cli", "pack", str(src), str(out), "--shard-size", "1", "--no-progress"]
+    return [sys.executable, "-m", "lerobot_wds.packer.cli", "pack", str(src), str(out), "--shard-size", "1", "--no-progress"]
 
 
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_result(tmp_path):

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from reader.pool import pool_order, stable_seed
+from lerobot_wds.reader.pool import pool_order, stable_seed
 
 LENGTHS = [45, 80, 12, 60, 90, 33, 1, 7]
 

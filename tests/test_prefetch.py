@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from reader.prefetch import Prefetcher
-from reader.stats import Stats
+from lerobot_wds.reader.prefetch import Prefetcher
+from lerobot_wds.reader.io_stats import Stats
 
 DATA = bytes(range(256)) * 400  # 102,400 bytes
 

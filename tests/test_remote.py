@@ -8,11 +8,11 @@ import s3fs
 import torch
 from torch.utils.data import DataLoader
 
-from reader import LeRobotShardDataset
-from reader.retry import RetryPolicy
-from reader.storage import Store
+from lerobot_wds.reader import LeRobotShardDataset
+from lerobot_wds.reader.retry import RetryPolicy
+from lerobot_wds.reader.storage import Store
 from reader_helpers import DATA, SHARD_SIZE, assert_sample_equal, expected, pack_fixture
-from servers import Faults, s3_options
+from testkit.servers import Faults, s3_options
 
 NAME = "lerobot_v3_av1"
 URL = f"s3://lerobot-wds-test/packed/{NAME}"
@@ -21,7 +21,7 @@ URL = f"s3://lerobot-wds-test/packed/{NAME}"
 @pytest.fixture(scope="module")
 def packed_both(s3_server, tmp_path_factory):
     """(local dir, s3 url, storage_options): the same fixture packed to disk and to S3 by ``pack``."""
-    from packer.pack import PackOptions, pack
+    from lerobot_wds.packer.pack import PackOptions, pack
 
     local = pack_fixture(NAME, tmp_path_factory.mktemp("remote") / NAME)
     opts = s3_options(s3_server.endpoint_url)
@@ -53,7 +53,7 @@ def test_packing_to_s3_writes_the_same_bytes(packed_both):
 def local_run(packed_both):
     """Samples (in DataLoader order) and stats of the local copy, 2 workers, seed 1."""
     ds = LeRobotShardDataset(packed_both[0], seed=1)
-    return _all(ds, num_workers=2), ds.stats()
+    return _all(ds, num_workers=2), ds.io_stats()
 
 
 def test_stream_from_s3_equals_local_and_lerobot(packed_both, local_run):
@@ -67,7 +67,7 @@ def test_stream_from_s3_equals_local_and_lerobot(packed_both, local_run):
     by_index = {int(s["index"]): s for s in got}
     for i in js["indices"][::4]:
         assert_sample_equal(by_index[i], i, js, npz)
-    stats = remote_ds.stats()
+    stats = remote_ds.io_stats()
     # The same requests as from disk, each answered once: nothing fetched twice by the S3 path.
     assert stats["bytes_fetched"] == stats["bytes_requested"] == local_stats["bytes_fetched"]
     assert stats["requests"] == local_stats["requests"]
@@ -86,7 +86,7 @@ def test_every_sample_once_through_faults(packed_both, local_run, fault_proxy, m
     want = {int(s["index"]): s for s in local_run[0]}
     assert all(_equal(s, want[int(s["index"])]) for s in got)
     assert proxy.counts["reset"] + proxy.counts["slowdown"] >= 5
-    assert ds.stats()["retries"] >= proxy.counts["reset"] + proxy.counts["slowdown"]
+    assert ds.io_stats()["retries"] >= proxy.counts["reset"] + proxy.counts["slowdown"]
 
 
 def test_second_epoch_comes_from_the_local_cache(packed_both, local_run, tmp_path):
@@ -94,10 +94,10 @@ def test_second_epoch_comes_from_the_local_cache(packed_both, local_run, tmp_pat
     store = Store(url, opts, cache_dir=tmp_path / "cache", cache_max_bytes=10_000_000)
     ds = LeRobotShardDataset(store, episodes=[2, 5], seed=1)
     first = _all(ds)
-    fetched = ds.stats()["bytes_fetched"]
+    fetched = ds.io_stats()["bytes_fetched"]
     ds.set_epoch(1)
     second = _all(ds)
-    stats = ds.stats()
+    stats = ds.io_stats()
     assert sorted(int(s["index"]) for s in first) == sorted(int(s["index"]) for s in second)
     assert len(first) == 12 + 33
     assert stats["bytes_fetched"] == fetched and stats["bytes_from_cache"] == fetched  # nothing fetched again

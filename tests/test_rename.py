@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from reader import LeRobotShardDataset, mix
+from lerobot_wds.reader import LeRobotShardDataset, mix
 
 LENGTHS = {"lerobot_v3_av1": [45, 80, 12, 60, 90, 33], "lerobot_v3_images": [20, 7, 35, 18]}
 FPS = {"lerobot_v3_av1": 30, "lerobot_v3_images": 10}

@@ -3,7 +3,7 @@
 import pytest
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from reader import LeRobotShardDataset
+from lerobot_wds.reader import LeRobotShardDataset
 from reader_helpers import assert_resumes
 
 WINDOWS = {"action": [k / 10 for k in range(16)], "observation.images.front": [-0.1, 0.0]}
@@ -41,7 +41,7 @@ def test_resume_does_not_reread(packed):
     resumed = make_dataset(path, shuffle=False)
     resumed.load_state_dict(first.state_dict())
     assert len(list(resumed)) == 120
-    read_full, read_resumed = full.stats()["bytes_fetched"], resumed.stats()["bytes_fetched"]
+    read_full, read_resumed = full.io_stats()["bytes_fetched"], resumed.io_stats()["bytes_fetched"]
     assert read_resumed < 0.8 * read_full
 
 

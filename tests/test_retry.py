@@ -8,10 +8,10 @@ import os
 import pytest
 import s3fs
 
-from reader.retry import RetryPolicy, StorageError, is_transient, read_range_retrying
-from reader.stats import Stats
-from reader.storage import Store
-from servers import Faults, s3_options
+from lerobot_wds.reader.retry import RetryPolicy, StorageError, is_transient, read_range_retrying
+from lerobot_wds.reader.io_stats import Stats
+from lerobot_wds.reader.storage import Store
+from testkit.servers import Faults, s3_options
 
 FAST = RetryPolicy(max_attempts=6, base_delay_s=0.001, max_delay_s=0.01)
 

@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from packer.sampletable import read_sample_table, select_clip
-from packer.synthetic import write_dataset
+from lerobot_wds.packer.sampletable import read_sample_table, select_clip
+from testkit.synthetic import write_dataset
 
 DATA = Path(__file__).parent / "data"
 MP4S = sorted((DATA / "lerobot_v3_av1/videos").rglob("*.mp4")) + sorted((DATA / "lerobot_v3_images/videos").rglob("*.mp4"))

@@ -6,7 +6,7 @@ import hashlib
 import io
 import tarfile
 
-from packer.shards import ShardWriter, member_order, sha256_file
+from lerobot_wds.packer.shards import ShardWriter, member_order, sha256_file
 
 
 def _write(samples):
@@ -61,7 +61,7 @@ def test_sha256_file_matches_hashlib():
 
 
 def test_fast_header_is_byte_identical_to_tarfile():
-    from packer.shards import _tarfile_header, header
+    from lerobot_wds.packer.shards import _tarfile_header, header
 
     names = ["episode_000001.meta.msgpack", "episode_123456.observation.images.top.mp4", "a" * 99, "a" * 150, "épisode"]
     for name in names:

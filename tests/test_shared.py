@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from reader.shared import MainSetting
+from lerobot_wds.reader.shared import MainSetting
 
 
 class Probe(IterableDataset):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.source import SourceError, open_source, parse_episodes, resolve_url
+from lerobot_wds.packer.source import SourceError, open_source, parse_episodes, resolve_url
 
 DATA = Path(__file__).parent / "data"
 

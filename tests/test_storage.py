@@ -9,9 +9,9 @@ import shutil
 import pytest
 import s3fs
 
-from reader.format import MANIFEST_NAME
-from reader.storage import Store, StorageError
-from servers import s3_options
+from lerobot_wds.format import MANIFEST_NAME
+from lerobot_wds.reader.storage import Store, StorageError
+from testkit.servers import s3_options
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "lerobot_v3_av1")
 NAMES = ["data/chunk-000/file-000.parquet", "videos/observation.images.top/chunk-000/file-001.mp4"]

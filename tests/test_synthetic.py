@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from packer.synthetic import main, read_code, render_frames, write_dataset
+from testkit.synthetic import main, read_code, render_frames, write_dataset
 
 DATA = Path(__file__).parent / "data"
 TOP, WRIST, GRIP = "observation.images.top", "observation.images.wrist", "observation.images.gripper"
@@ -222,7 +222,7 @@ def test_texture_raises_bitrate_and_keeps_the_code(tmp_path):
     """Grain + sensor noise: frames differ from the flat drawing, codes still read after AV1, packets grow."""
     import av
 
-    from packer.synthetic_video import encode_episode
+    from testkit.synthetic_video import encode_episode
 
     flat, rough = render_frames(2, 12, (96, 128), seed=1), render_frames(2, 12, (96, 128), seed=1, texture=10)
     assert np.abs(flat.astype(int) - rough).mean() > 4  # changed everywhere, not only around the code
@@ -278,7 +278,7 @@ def test_packs_and_clips_decode_bit_identical(ds, request, tmp_path):
     import torch
     from torchcodec.decoders import VideoDecoder
 
-    from packer.pack import PackOptions, pack
+    from lerobot_wds.packer.pack import PackOptions, pack
 
     root = request.getfixturevalue(ds)
     m = pack(str(root), str(tmp_path / "packed"), PackOptions(shard_size=20_000, progress=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from packer.task import EarlyWriteback
+from lerobot_wds.packer.task import EarlyWriteback
 
 
 def test_early_writeback_writes_everything_in_order_and_marks_flushed_ranges(tmp_path):
@@ -20,9 +20,9 @@ def test_early_writeback_writes_everything_in_order_and_marks_flushed_ranges(tmp
 
 def test_shard_is_renamed_into_place_with_or_without_the_flush(tmp_path, monkeypatch):
     """Local OUT: the finished tar is moved (same inode), never copied, whether or not it is flushed."""
-    import packer.task as task
-    from packer.pack import PackOptions, pack
-    from packer.synthetic import write_dataset
+    import lerobot_wds.packer.task as task
+    from lerobot_wds.packer.pack import PackOptions, pack
+    from testkit.synthetic import write_dataset
 
     src = write_dataset(tmp_path / "src", episodes=[5, 4], cameras={"cam": (32, 48)})
     renamed = []

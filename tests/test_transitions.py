@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from reader import LeRobotTransitions, mix, numpy_collate
+from lerobot_wds.reader import LeRobotTransitions, mix, numpy_collate
 from reader_helpers import DATA, assert_resumes, expected
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from packer.clip import ClipCutter, ClipRequest
-from reader.episodes import Episode, EpisodeError
-from reader.format import EpisodeMeta
-from reader.video import EpisodeVideo, FrameCache, lookahead_pays, to_float
+from lerobot_wds.packer.clip import ClipCutter, ClipRequest
+from lerobot_wds.reader.episodes import LoadedEpisode, EpisodeError
+from lerobot_wds.format import ShardEpisodeMeta
+from lerobot_wds.reader.video import EpisodeVideo, FrameCache, lookahead_pays, to_float
 
 ROOT = "tests/data/lerobot_v3_av1"
 TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes 2 (12 frames) and 3 (60)
@@ -19,8 +19,8 @@ def episode3():
     cutter = ClipCutter(TOP, TOP, 30)
     clip, info = cutter.cut(ClipRequest(3, 0.4, 60))
     cutter.close()
-    meta = EpisodeMeta(1, 3, 60, 137, ("t",), {"observation.images.top": info})
-    return Episode("shard-000001.tar", meta, {}, {"observation.images.top": clip})
+    meta = ShardEpisodeMeta(1, 3, 60, 137, ("t",), {"observation.images.top": info})
+    return LoadedEpisode("shard-000001.tar", meta, {}, {"observation.images.top": clip})
 
 
 def test_frames_bit_identical_to_lerobot(episode3):
@@ -61,7 +61,7 @@ def test_to_float_matches_numpy():
 
 
 def test_undecodable_clip_names_episode(episode3):
-    bad = Episode("shard-000004.tar", episode3.meta, {}, {"observation.images.top": b"not an mp4" * 10})
+    bad = LoadedEpisode("shard-000004.tar", episode3.meta, {}, {"observation.images.top": b"not an mp4" * 10})
     with pytest.raises(EpisodeError, match=r"shard-000004.tar, episode 3: clip of camera 'observation.images.top'"):
         EpisodeVideo(bad, FrameCache(0)).frames("observation.images.top", np.array([0]))
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reader.window import delta_indices, window_indices
+from lerobot_wds.reader.window import delta_indices, window_indices
 
 FEATURES = ["action", "observation.state", "observation.images.top", "timestamp"]
 

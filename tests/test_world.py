@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from reader.world import World
+from lerobot_wds.reader.world import World
 
 
 def test_explicit_and_env(monkeypatch):

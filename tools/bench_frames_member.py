@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
         for path in argv:
             measure(Path(path))
         return 0
-    from packer.pack import PackOptions, pack
+    from lerobot_wds.packer.pack import PackOptions, pack
 
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("lerobot_v3_av1", "lerobot_v3_images"):

@@ -17,7 +17,7 @@ per-episode and per-packet costs dominate), then times, ``--repeats`` times each
   ``copy+fsync`` it leaves its output durable: each shard is fsynced before its rename (and the
   manifest before it returns), so ``× copy+fsync`` is the like-for-like ratio;
 * ``pack wN nofsync``: the same with the shards' flush to disk turned off for this measurement
-  only (``packer.task.DURABLE``; the two small state files keep their fsync), the like-for-like
+  only (``lerobot_wds.packer.task.DURABLE``; the two small state files keep their fsync), the like-for-like
   run against plain ``copy``, which never waits for the disk (its files are deleted before the
   kernel writes them out).
 
@@ -41,10 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import packer.task  # noqa: E402
-from packer.pack import PackOptions, pack  # noqa: E402
-from packer.plan import parse_size  # noqa: E402
-from packer.synthetic import write_dataset  # noqa: E402
+import lerobot_wds.packer.task  # noqa: E402
+from lerobot_wds.packer.pack import PackOptions, pack  # noqa: E402
+from lerobot_wds.packer.shard_plan import parse_size  # noqa: E402
+from testkit.synthetic import write_dataset  # noqa: E402
 
 
 def dataset(cache: Path, episodes: int, size: tuple[int, int], texture: float) -> Path:
@@ -97,7 +97,7 @@ def run_copy_sha256(src: Path, dst: Path) -> int:
 
 
 def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = True) -> int:
-    """Pack; with ``sync=False`` shards are not flushed to disk (``packer.task.DURABLE``; this measurement only)."""
+    """Pack; with ``sync=False`` shards are not flushed to disk (``lerobot_wds.packer.task.DURABLE``; this measurement only)."""
     packer.task.DURABLE = sync  # workers are forked: they see it too
     try:
         m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False))
@@ -108,7 +108,7 @@ def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = T
 
 def video_stats(src: Path) -> tuple[int, int]:
     """(bytes, frames) of all source mp4s, frames counted from their sample tables."""
-    from packer.sampletable import read_sample_table
+    from lerobot_wds.packer.sampletable import read_sample_table
 
     nbytes = frames = 0
     for p in sorted((src / "videos").rglob("*.mp4")):

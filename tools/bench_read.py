@@ -1,7 +1,7 @@
 """Reader benchmark: samples/s of LeRobotShardDataset against the decode cost of the same work.
 
 One run, on a generated LeRobot v3 dataset (default 50 episodes × 60 frames, 2 cameras 240×320,
-AV1 GOP 2, camera-like grain, via ``packer.synthetic``), packed once into ``bench_out/``. For DataLoader
+AV1 GOP 2, camera-like grain, via ``testkit.synthetic``), packed once into ``bench_out/``. For DataLoader
 ``num_workers`` 0/1/2, without and with delta windows (16-step ``action`` + 2-frame camera window):
 
 - samples/s (= frames/s of the sample stream) in steady state (after the first batch), time to
@@ -34,8 +34,8 @@ from bench_refs import CAMS, PeakRSS, mixing, run_bare, transport_only  # noqa: 
 
 def make_datasets(out: Path, episodes: int, length: int, hw: tuple[int, int], texture: float) -> tuple[str, str]:
     """Generate (once) the source dataset, pack it, and a tabular-only view of the same shards."""
-    from packer.pack import PackOptions, pack
-    from packer.synthetic import write_dataset
+    from lerobot_wds.packer.pack import PackOptions, pack
+    from testkit.synthetic import write_dataset
 
     tag = f"{episodes}x{length}_{hw[0]}x{hw[1]}_t{texture:g}"
     src, packed, tab = out / f"read_src_{tag}", out / f"read_packed_{tag}", out / f"read_tabular_{tag}"
@@ -64,7 +64,7 @@ def windows(fps: int) -> dict[str, list[float]]:
 def run_ours(path: str, nw: int, deltas, samples: int, pool: int, uint8: bool = False) -> dict:
     from torch.utils.data import DataLoader
 
-    from reader import LeRobotShardDataset
+    from lerobot_wds import LeRobotShardDataset
 
     ds = LeRobotShardDataset(path, delta_timestamps=deltas, episode_pool_size=pool, seed=0, return_uint8=uint8)
     loader = DataLoader(ds, batch_size=32, num_workers=nw)
@@ -88,10 +88,10 @@ def run_ours(path: str, nw: int, deltas, samples: int, pool: int, uint8: bool = 
 
 def slot_samples(path: str, nw: int, deltas, samples: int, pool: int):
     """Per worker: its first samples as (span, episode-local frame) and the spans, as ours yields them."""
-    from reader import LeRobotShardDataset
-    from reader.plan import plan_spans
-    from reader.pool import pool_order, stable_seed
-    from reader.world import World
+    from lerobot_wds import LeRobotShardDataset
+    from lerobot_wds.reader.epoch_plan import plan_spans
+    from lerobot_wds.reader.pool import pool_order, stable_seed
+    from lerobot_wds.reader.world import World
 
     ds = LeRobotShardDataset(path, delta_timestamps=deltas, episode_pool_size=pool, seed=0)
     out = []
@@ -106,13 +106,13 @@ def slot_samples(path: str, nw: int, deltas, samples: int, pool: int):
 
 def _warm_up(path: str) -> None:
     """Load torchcodec's libraries once in this process (DataLoader workers inherit them by fork)."""
-    from reader import LeRobotShardDataset
+    from lerobot_wds import LeRobotShardDataset
 
     next(iter(LeRobotShardDataset(path, episode_pool_size=1, shuffle=False)))
 
 
 def run_tabular(path: str, fps: int) -> float:
-    from reader import LeRobotShardDataset
+    from lerobot_wds import LeRobotShardDataset
 
     ds = LeRobotShardDataset(path, delta_timestamps={"action": [k / fps for k in range(16)]})
     sum(1 for _ in ds)  # warm-up epoch (first reads, page cache)

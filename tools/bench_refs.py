@@ -64,8 +64,8 @@ class PeakRSS:
 
 
 def _load_clips(path: str, spans, used):
-    from reader.episodes import parse_episode, request_for, split_members
-    from reader.storage import Store
+    from lerobot_wds.reader.episodes import parse_episode, request_for, split_members
+    from lerobot_wds.reader.storage import Store
 
     store = Store(path)
     m = store.read_manifest()
@@ -73,7 +73,7 @@ def _load_clips(path: str, spans, used):
     eps = {}
     for p in sorted(used):
         s = spans[p]
-        entry = m.shards[s.shard].episodes[s.episode]
+        entry = m.shards[s.shard].episodes[s.position]
         blob = store.read_range(*request_for(names[s.shard], entry))
         eps[p] = parse_episode(split_members(blob, entry, names[s.shard]), entry, names[s.shard], m.video_keys)
     return eps

@@ -13,7 +13,7 @@ and remote epochs alternate so that load drifts on a shared machine hit both); a
 from storage ÷ bytes of the shards consumed (1.0: every byte once; tar headers are never read;
 an episode on a worker boundary is read by both workers; the proxy's own count of response body
 bytes is printed beside it). Targets (issue 4): remote ÷
-local frames/s ≥ 0.9, bytes ratio ≤ 1.05. Prints ``dataset.stats()`` for both runs.
+local frames/s ≥ 0.9, bytes ratio ≤ 1.05. Prints ``dataset.io_stats()`` for both runs.
 
     python tools/bench_remote.py                    # the shipped fixture (320 frames, 2 cameras)
     python tools/bench_remote.py --synthetic 60     # 60 generated episodes (2 AV1 cameras)
@@ -30,7 +30,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # servers.py: moto server + proxy
 
 
 def epoch(ds, e: int, workers: int, batch_size: int) -> tuple[int, float, float, int]:
@@ -60,16 +59,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import s3fs
 
-    from packer.pack import PackOptions, pack
-    from reader import LeRobotShardDataset
-    from reader.stats import format_stats
-    from reader.storage import Store
-    from servers import FaultProxy, Faults, S3Server, s3_options
+    from lerobot_wds.packer.pack import PackOptions, pack
+    from lerobot_wds import LeRobotShardDataset
+    from lerobot_wds.reader.io_stats import format_stats
+    from lerobot_wds.reader.storage import Store
+    from testkit.servers import FaultProxy, Faults, S3Server, s3_options
 
     work = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     src = REPO / "tests/data/lerobot_v3_av1"
     if a.synthetic:
-        from packer.synthetic import write_dataset
+        from testkit.synthetic import write_dataset
 
         src = write_dataset(work / "src", episodes=[40 + 7 * (i % 9) for i in range(a.synthetic)],
                             cameras={"observation.images.top": (240, 320), "observation.images.wrist": (96, 128)})
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             r = results[name]
             r["frames_per_s"] = r["steady_frames"] / r["steady_seconds"]
             r["epoch_frames_per_s"] = r["frames"] / r["seconds"]
-            r["stats"] = ds.stats()
+            r["stats"] = ds.io_stats()
             r["bytes_ratio"] = r["stats"].get("bytes_requested", 0) / consumed
             print(f"\n== {name}: first batch {r['first_batch_s']:.3f} s, steady {r['frames_per_s']:.1f} frames/s "
                   f"(whole epochs, worker start-up included: {r['epoch_frames_per_s']:.1f}), "

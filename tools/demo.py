@@ -3,8 +3,8 @@
 By default the shipped fixture ``tests/data/lerobot_v3_av1`` (6 episodes, 2 AV1 cameras, written
 by lerobot 0.6.1) is packed into ``demo_out/`` with a small shard size so that it spans several
 shards; ``--src`` packs another local root / fsspec URL / Hub repo id, and ``--synthetic N``
-generates an N-episode dataset first (``packer.synthetic``). The batches come from a plain
-``torch.utils.data.DataLoader`` over ``reader.LeRobotShardDataset`` with a small delta window,
+generates an N-episode dataset first (``testkit.synthetic``). The batches come from a plain
+``torch.utils.data.DataLoader`` over ``lerobot_wds.reader.LeRobotShardDataset`` with a small delta window,
 exactly as a training script would use it. Takes well under a minute on the fixture.
 """
 
@@ -56,15 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from packer.pack import PackOptions, pack
-    from packer.plan import parse_size
-    from packer.verify import inspect
-    from reader import LeRobotShardDataset
+    from lerobot_wds.packer.pack import PackOptions, pack
+    from lerobot_wds.packer.shard_plan import parse_size
+    from lerobot_wds.packer.verify import inspect
+    from lerobot_wds import LeRobotShardDataset
 
     _clear(a.out)
     src = a.src
     if a.synthetic:
-        from packer.synthetic import write_dataset
+        from testkit.synthetic import write_dataset
 
         t = time.perf_counter()
         src = str(write_dataset(a.out / "synthetic_src", episodes=[40 + 7 * (i % 9) for i in range(a.synthetic)],

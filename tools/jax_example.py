@@ -3,8 +3,8 @@
     python tools/jax_example.py                      # packs the shipped fixture into a temp dir
     python tools/jax_example.py --data A/ --data B/  # packed datasets with the same keys
 
-Two sources are mixed 30/70 (``reader.mix``), each read as ``(obs, action, reward, next_obs,
-done)`` transitions (``reader.LeRobotTransitions``); a DataLoader with ``reader.numpy_collate``
+Two sources are mixed 30/70 (``lerobot_wds.reader.mix``), each read as ``(obs, action, reward, next_obs,
+done)`` transitions (``lerobot_wds.reader.LeRobotTransitions``); a DataLoader with ``lerobot_wds.reader.numpy_collate``
 hands the step plain numpy arrays, so the jitted step sees no torch tensor
 (``jax.device_put`` moves the batch to the accelerator). The model is a linear behaviour-cloning
 policy on ``observation.state`` plus a one-step consistency term between ``obs`` and
@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))
 
 
 def _sources(args: argparse.Namespace, tmp: str) -> list:
-    from reader import LeRobotTransitions
+    from lerobot_wds import LeRobotTransitions
 
     if args.data:
         return [LeRobotTransitions(p, seed=i, obs_keys=["observation.state"]) for i, p in enumerate(args.data)]
-    from packer.pack import PackOptions, pack
+    from lerobot_wds.packer.pack import PackOptions, pack
 
     out = Path(tmp) / "packed"
     pack(str(REPO / "tests" / "data" / "lerobot_v3_images"), str(out), PackOptions(progress=False))
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from torch.utils.data import DataLoader
 
-    from reader import mix, numpy_collate
+    from lerobot_wds import mix, numpy_collate
 
     with tempfile.TemporaryDirectory() as tmp:
         sources = _sources(args, tmp)

@@ -79,7 +79,7 @@ def report(m: Measured, t: Target, machines: Sequence[int] = (1, 4, 16, 64)) -> 
 
 
 def main() -> int:
-    from packer.plan import parse_size
+    from lerobot_wds.packer.shard_plan import parse_size
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sec-per-episode", type=float, required=True, help="one core's seconds per episode (measured)")

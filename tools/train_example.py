@@ -5,7 +5,7 @@
 
 A tiny policy (a conv net on one camera + ``observation.state``) predicts a 16-step ``action``
 chunk; the loss ignores padded steps (``action_is_pad``). Data come from
-``reader.LeRobotShardDataset`` through ``torchdata``'s ``StatefulDataLoader``; every
+``lerobot_wds.reader.LeRobotShardDataset`` through ``torchdata``'s ``StatefulDataLoader``; every
 ``--save-every`` steps each rank writes ``<ckpt>/rank<r>.pt`` with the model, optimizer, step,
 epoch and the loader's ``state_dict()`` (per rank: each rank's loader holds its own workers'
 positions). A re-run with the same ``--ckpt`` loads it and continues mid-epoch where it stopped.
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from torchdata.stateful_dataloader import StatefulDataLoader
 
-    from packer.cli import parse_storage_options
-    from reader import LeRobotShardDataset
-    from reader.stats import format_stats
-    from reader.storage import Store
+    from lerobot_wds.packer.cli import parse_storage_options
+    from lerobot_wds import LeRobotShardDataset
+    from lerobot_wds.reader.io_stats import format_stats
+    from lerobot_wds.reader.storage import Store
 
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if distributed:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = dist.get_rank() if distributed else 0
     data = args.data
     if data is None:  # every rank packs its own copy: packing is deterministic, so they are equal
-        from packer.pack import PackOptions, pack
+        from lerobot_wds.packer.pack import PackOptions, pack
 
         data = os.path.join(tempfile.mkdtemp(prefix=f"train-example-{rank}-"), "packed")
         pack(str(REPO / "tests/data/lerobot_v3_av1"), data, PackOptions(shard_size=150_000, progress=False))
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             epoch += 1
             ds.set_epoch(epoch)
     if rank == 0:
-        print("data stats (rank 0, all its workers):\n" + format_stats(ds.stats()), flush=True)
+        print("data stats (rank 0, all its workers):\n" + format_stats(ds.io_stats()), flush=True)
     if distributed:
         dist.destroy_process_group()
     return 0

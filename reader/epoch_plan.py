@@ -11,7 +11,7 @@ no coordination between processes. The plan:
    ones rotates with the epoch when shuffling.
 4. A rank's range is split into ``num_workers`` contiguous parts (sizes differ by at most 1).
 
-A slot's range maps to *spans* ``(shard, episode, start, stop)`` of episode-local frames. An
+A slot's range maps to *spans* ``(shard, position, start, stop)`` of episode-local frames. An
 episode on a boundary is shared by two slots: each loads it whole (windows need the whole episode)
 and emits only its own frames. Splitting at frame level (with ranged reads of single episodes)
 means fewer shards than ranks × workers still works and nothing idles; the cost is that boundary
@@ -30,11 +30,12 @@ from .world import World
 
 @dataclass(frozen=True)
 class Span:
-    """Frames ``[start, stop)`` (episode-local) of episode ``episode`` (position in its shard's
-    episode list) of shard ``shard`` (position in the manifest's shard list)."""
+    """Frames ``[start, stop)`` (episode-local) of one episode: ``shard`` is a position in the
+    manifest's shard list, ``position`` the episode's position in that shard's episode list (not
+    its ``episode_index``)."""
 
     shard: int
-    episode: int
+    position: int
     start: int
     stop: int
 

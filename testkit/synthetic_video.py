@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from packer.synthetic_meta import image_stats, next_file
+from .synthetic_meta import image_stats, next_file
 
 #: codec name -> (FFmpeg encoder, options). libsvtav1 as lerobot's default encoder; libx264 with
 #: B-frames (frame reordering: pts != dts) and no scene-cut keyframes, so keyframes are periodic.

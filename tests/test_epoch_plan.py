@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from reader.plan import Span, plan_spans, samples_per_rank, shard_order
-from reader.world import World
+from lerobot_wds.reader.epoch_plan import Span, plan_spans, samples_per_rank, shard_order
+from lerobot_wds.reader.world import World
 
 # 3 shards of uneven episodes (like the fixture), and 1 shard (fewer shards than slots).
 LAYOUTS = {
@@ -17,7 +17,7 @@ LAYOUTS = {
 
 
 def frames_of(spans: list[Span], layout) -> list[tuple[int, int, int]]:
-    return [(s.shard, s.episode, f) for s in spans for f in range(s.start, s.stop)]
+    return [(s.shard, s.position, f) for s in spans for f in range(s.start, s.stop)]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -32,7 +32,7 @@ def test_exactly_once_and_equal_ranks(layout, world_size, num_workers, seed, epo
         per_rank = []
         for w in range(num_workers):
             spans = plan_spans(lengths, seed, epoch, World(rank, world_size, w, num_workers))
-            assert all(0 <= s.start < s.stop <= lengths[s.shard][s.episode] for s in spans)
+            assert all(0 <= s.start < s.stop <= lengths[s.shard][s.position] for s in spans)
             per_rank += frames_of(spans, lengths)
         assert len(per_rank) == n  # every rank yields the same number of samples
         seen += per_rank

@@ -86,7 +86,7 @@ class ClipInfo:
 
 
 @dataclass(frozen=True)
-class EpisodeMeta:
+class ShardEpisodeMeta:
     """Contents of ``<key>.meta.msgpack``: what the reader needs about one episode beyond its frames."""
 
     format_version: int
@@ -104,7 +104,7 @@ class EpisodeMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str) -> "EpisodeMeta":
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> "ShardEpisodeMeta":
         check_version(d.get("format_version"), where)
         try:
             return cls(
@@ -129,7 +129,7 @@ class MemberRef:
 
 
 @dataclass(frozen=True)
-class EpisodeEntry:
+class ManifestEpisode:
     """One episode of a shard, as listed in the manifest."""
 
     episode_index: int
@@ -147,11 +147,11 @@ class EpisodeEntry:
 
 
 @dataclass(frozen=True)
-class ShardEntry:
+class ManifestShard:
     name: str
     bytes: int
     sha256: str
-    episodes: tuple[EpisodeEntry, ...]
+    episodes: tuple[ManifestEpisode, ...]
 
     @property
     def frames(self) -> int:
@@ -173,7 +173,7 @@ class Manifest:
     robot_type: str | None
     #: Per camera: codec, pix_fmt, width, height, and whether clips were re-encoded.
     videos: Mapping[str, Any]
-    shards: tuple[ShardEntry, ...]
+    shards: tuple[ManifestShard, ...]
     format: str = FORMAT_NAME
 
     @property
@@ -240,12 +240,12 @@ class Manifest:
         check_version(d.get("format_version"), where)
         try:
             shards = tuple(
-                ShardEntry(
+                ManifestShard(
                     name=s["name"],
                     bytes=int(s["bytes"]),
                     sha256=s["sha256"],
                     episodes=tuple(
-                        EpisodeEntry(
+                        ManifestEpisode(
                             episode_index=int(e["episode_index"]),
                             length=int(e["length"]),
                             dataset_from_index=int(e["dataset_from_index"]),

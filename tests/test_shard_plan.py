@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from packer.plan import estimate_episode_bytes, parse_size, plan_shards
+from lerobot_wds.packer.shard_plan import estimate_episode_bytes, parse_size, plan_shards
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -6,8 +6,8 @@ The layout follows the real fixtures in ``tests/data`` (written by lerobot's own
 per-camera file indices and timestamps and per-episode ``stats/…`` columns), ``meta/stats.json``,
 ``data/chunk-*/file-*.parquet`` (several episodes per file, one row group each, rollover by size)
 and ``videos/<key>/chunk-*/file-*.mp4`` (several episodes per file, cameras rolling over
-independently). The parts live in ``packer.synthetic_frames`` (frames), ``packer.synthetic_video`` (mp4 files),
-``packer.synthetic_data`` (data parquet) and ``packer.synthetic_meta`` (meta files, stats).
+independently). The parts live in ``testkit.synthetic_frames`` (frames), ``testkit.synthetic_video`` (mp4 files),
+``testkit.synthetic_data`` (data parquet) and ``testkit.synthetic_meta`` (meta files, stats).
 
 Frames are cheap numpy drawings (optionally with grain and sensor noise for a camera-like bitrate)
 carrying the episode and frame index as a block code, readable back with :func:`read_code` after
@@ -26,10 +26,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from packer import synthetic_data as data
-from packer import synthetic_meta as meta
-from packer import synthetic_video as video
-from packer.synthetic_frames import check_shape, read_code, render_frames
+from . import synthetic_data as data
+from . import synthetic_meta as meta
+from . import synthetic_video as video
+from .synthetic_frames import check_shape, read_code, render_frames
 
 __all__ = ["write_dataset", "render_frames", "read_code", "main"]
 
@@ -134,8 +134,8 @@ def _shape(text: str) -> tuple[str, tuple[int, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m packer.synthetic OUT --episodes 50 --length 80-120 --camera KEY=HxW ...``."""
-    p = argparse.ArgumentParser(prog="python -m packer.synthetic", description=__doc__.splitlines()[0])
+    """``python -m testkit.synthetic OUT --episodes 50 --length 80-120 --camera KEY=HxW ...``."""
+    p = argparse.ArgumentParser(prog="python -m testkit.synthetic", description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--length", default="80-120", help="frames per episode, N or LO-HI (uniform)")

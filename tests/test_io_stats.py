@@ -6,7 +6,7 @@ import pickle
 
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from reader.stats import DECODE_S, POOL_EPISODES, SKIPPED, Stats, format_stats, merge_states
+from lerobot_wds.reader.io_stats import DECODE_S, POOL_EPISODES, SKIPPED, Stats, format_stats, merge_states
 
 
 class Counting(IterableDataset):

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from packer.synthetic_meta import array_stats, image_stats, next_file
+from .synthetic_meta import array_stats, image_stats, next_file
 
 
 def png(rgb: np.ndarray) -> bytes:
