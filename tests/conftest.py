@@ -1,8 +1,7 @@
-"""Shared pytest fixtures. Each engineer's fixtures live in their own block or module."""
+"""Shared pytest fixtures: a real S3 API on loopback, and the shipped fixtures packed once per session."""
 
 from __future__ import annotations
 
-# --- object storage on loopback (engineer C; fixtures in tests/servers.py) -----------------------
 import pytest
 
 from testkit.servers import FaultProxy, Faults, S3Server
@@ -29,10 +28,8 @@ def fault_proxy(s3_server):
     yield make
     for p in proxies:
         p.stop()
-# --- end of object storage block ------------------------------------------------------------------
 
 
-# --- packed fixtures for the reader (engineer B; helpers in tests/reader_helpers.py) -------------
 @pytest.fixture(scope="session")
 def packed(tmp_path_factory):
     """Factory: ``packed("lerobot_v3_av1")`` -> path of that fixture packed once per session."""
@@ -46,4 +43,3 @@ def packed(tmp_path_factory):
         return cache[name]
 
     return get
-# --- end of reader block --------------------------------------------------------------------------

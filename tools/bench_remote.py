@@ -12,7 +12,7 @@ without ``persistent_workers``; whole-epoch rates, start-up included, are printe
 and remote epochs alternate so that load drifts on a shared machine hit both); and bytes asked
 from storage ÷ bytes of the shards consumed (1.0: every byte once; tar headers are never read;
 an episode on a worker boundary is read by both workers; the proxy's own count of response body
-bytes is printed beside it). Targets (issue 4): remote ÷
+bytes is printed beside it). Targets: remote ÷
 local frames/s ≥ 0.9, bytes ratio ≤ 1.05. Prints ``dataset.io_stats()`` for both runs.
 
     python tools/bench_remote.py                    # the shipped fixture (320 frames, 2 cameras)
