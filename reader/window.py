@@ -1,9 +1,9 @@
 """Delta windows: LeRobot's ``delta_timestamps`` (seconds) → frame offsets, and per-frame windows.
 
 Exactly LeRobot 0.6.1's rules (its ``get_delta_indices`` and ``DatasetReader._get_query_indices``):
-each delta ``d`` (seconds) becomes the frame offset ``round(d * fps)`` and must be a multiple of ``1 / fps`` within ``tolerance_s``; the frame
-queried for offset ``k`` at episode frame ``i`` is ``clamp(i + k, 0, length - 1)`` and it is padding
-when ``i + k`` falls outside the episode. Offsets are episode-local frames here; the episode is in
+each delta ``d`` (seconds) becomes the frame offset ``round(d * fps)`` and must be a multiple of
+``1 / fps`` within ``tolerance_s``; the frame queried for offset ``k`` at episode frame ``i`` is
+``clamp(i + k, 0, length - 1)`` and it is padding when ``i + k`` falls outside the episode. Offsets are episode-local frames here; the episode is in
 memory, so a window is a slice of arrays, never a lookup across episodes.
 """
 
