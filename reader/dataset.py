@@ -26,9 +26,11 @@ import logging
 from contextlib import nullcontext
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import msgpack
 import torch
 from torch.utils.data import IterableDataset
 
+from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta
 from . import io_stats as S
 from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
@@ -108,7 +110,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             missing = sorted(set(episodes) - known)
             if missing:
                 raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
-        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url)
+        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url,
+                                read_tasks=self._read_tasks)
         sel = set(episodes) if episodes is not None else None
         # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.
         self._entries = [[e for e in s.episodes if sel is None or e.episode_index in sel] for s in manifest.shards]
@@ -162,6 +165,21 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     def num_episodes(self) -> int:
         """Selected episodes (``LeRobotDataset.num_episodes``)."""
         return self.meta.total_episodes
+
+    def _read_tasks(self, rows: Sequence[ManifestEpisode]) -> list[list[str]]:
+        """Each episode's task strings, from its ``meta.msgpack`` member (one small ranged read each)."""
+        shard_of = {e.episode_index: s for s, es in zip(self._shard_names, self.meta.manifest.shards) for e in es.episodes}
+        out = []
+        for e in rows:
+            shard, m = shard_of[e.episode_index], e.members[META_MEMBER]
+            where = f"{shard}, episode {e.episode_index} ({META_MEMBER})"
+            try:
+                raw = msgpack.unpackb(self.store.read_range(shard, m.offset, m.offset + m.size), raw=False,
+                                      strict_map_key=False)
+            except (ValueError, msgpack.UnpackException) as err:
+                raise EpisodeError(f"{where}: not valid msgpack ({err}); repack the dataset") from err
+            out.append(list(ShardEpisodeMeta.from_dict(raw, where=where).tasks))
+        return out
 
     # --- sizes and epochs -------------------------------------------------------------------
     def __len__(self) -> int:
