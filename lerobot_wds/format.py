@@ -201,6 +201,8 @@ class Manifest:
             "fps": self.fps,
             "robot_type": self.robot_type,
             "features": self.features,
+            # JSON objects are written with sorted keys; this keeps info.json's feature order.
+            "feature_order": list(self.features),
             "tasks": {str(k): v for k, v in sorted(self.tasks.items())},
             "stats": self.stats,
             "videos": self.videos,
@@ -260,7 +262,7 @@ class Manifest:
                 format_version=int(d["format_version"]),
                 source=d["source"],
                 fps=int(d["fps"]),
-                features=d["features"],
+                features=_in_order(d["features"], d.get("feature_order")),
                 tasks={int(k): v for k, v in d["tasks"].items()},
                 stats=d.get("stats", {}),
                 robot_type=d.get("robot_type"),
@@ -269,3 +271,10 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{where}: malformed manifest ({e!r})") from e
+
+
+def _in_order(features: Mapping[str, Any], order: Any) -> dict[str, Any]:
+    """``features`` in ``feature_order`` (info.json's order); sorted names in manifests without it."""
+    if not order:
+        return dict(features)
+    return {k: features[k] for k in order if k in features} | {k: v for k, v in features.items() if k not in order}

@@ -68,10 +68,17 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=f"{name} a packed dataset")
         s.add_argument("out")
         s.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    sub.add_parser("train", add_help=False, help="lerobot-train on a packed dataset: lerobot-wds train "
+                   "--dataset.root=<packed dir or URL> --dataset.repo_id=<label> <lerobot-train arguments>")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # lerobot's own train: every other argument goes to it unchanged
+        from ..reader.lerobot_train import main as train
+
+        return train(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     opts = parse_storage_options(args.storage_option)

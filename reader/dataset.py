@@ -2,7 +2,7 @@
 
 Data flow, one stage per module::
 
-    manifest (storage.py) → plan_spans (plan.py) → pool_order (pool.py)
+    manifest (storage.py) → plan_spans (epoch_plan.py) → pool_order (pool.py)
       → ranged reads in span order (storage.py) → parse_episode (episodes.py)
       → SampleBuilder.build (sample.py: window.py, video.py)
 
@@ -13,8 +13,8 @@ idles), and resume refills the pool without reading the epoch so far. The order 
 samples is a pure function of (manifest, seed, epoch, rank, worker): workers never list storage
 and share no state.
 
-Resume (``state_dict``/``load_state_dict``): the state is the epoch and the number of samples this
-slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
+Epochs and resume (``set_epoch``, ``state_dict``/``load_state_dict``): reader/epochs.py, shared
+with the mixture. The state is the epoch and the number of samples this slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
 before the stop are never read again, and the rest of the epoch comes out exactly: nothing
 repeated, nothing dropped, provided seed, shuffle, pool size, episodes, rank/world size and
 ``num_workers`` are the same as when the state was taken (checked; a mismatch raises).
@@ -26,16 +26,18 @@ import logging
 from contextlib import nullcontext
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import msgpack
 import torch
 from torch.utils.data import IterableDataset
 
+from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta
 from . import io_stats as S
 from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
+from .epochs import Resumable
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
-from .shared import MainSetting
 from .storage import Store
 from .video import EpisodeVideo, FrameCache, lookahead_pays, recycle_frame_memory
 from .window import delta_indices
@@ -46,11 +48,9 @@ log = logging.getLogger(__name__)
 #: Stats counter: video frames torchcodec decoded and returned (÷ frames emitted per camera ≈ decode
 #: work per frame; GOP reuse brings it near 1).
 FRAMES_DECODED = "frames_decoded"
-STATE_VERSION = 1
-K_VERSION, K_EPOCH, K_YIELDED, K_SLOT = "version", "epoch", "yielded", "slot"
 
 
-class LeRobotShardDataset(IterableDataset):
+class LeRobotShardDataset(Resumable, IterableDataset):
     """Streams a packed LeRobot dataset (``lerobot-wds pack`` output) as LeRobot sample dicts.
 
     ``url``: the packed directory or its ``manifest.json`` (local path or fsspec URL), or a
@@ -58,10 +58,12 @@ class LeRobotShardDataset(IterableDataset):
     (seconds per key), ``tolerance_s`` (seconds), ``episodes`` (episode indices to keep).
     ``episode_pool_size`` whole episodes are shuffled together per worker; ``frame_cache_mb``
     bounds decoded frames kept for reuse per worker. ``rank``/``world_size`` default to
-    torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. Call
-    :meth:`set_epoch` before each epoch (the order depends on (seed, epoch)); it reaches
-    DataLoader workers at their next epoch, ``persistent_workers=True`` included (shared memory,
-    see reader/shared.py).
+    torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. The order depends on
+    (seed, epoch): each new iteration is the next epoch, and :meth:`set_epoch` picks one; both
+    reach DataLoader workers, ``persistent_workers=True`` included (reader/epochs.py).
+    ``drop_n_last_frames`` (lerobot's policy setting of that name) leaves the last frames of each
+    episode out of every epoch (exactly the frames lerobot's ``EpisodeAwareSampler`` never samples;
+    windows still see them), and ``len`` counts without them.
     ``return_uint8=True`` (lerobot's flag of that name) gives camera frames as uint8 in [0, 255]
     instead of float32 in [0, 1]: a quarter of the bytes through DataLoader workers; convert on
     the GPU (``frames / 255.0``: the float32 values, bit for bit on the CPU).
@@ -92,10 +94,13 @@ class LeRobotShardDataset(IterableDataset):
         frame_cache_mb: float = 512,
         rename: Mapping[str, str] | None = None,
         return_uint8: bool = False,
+        drop_n_last_frames: int = 0,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r}; choose 'raise' or 'skip'")
+        if drop_n_last_frames < 0:
+            raise ValueError(f"drop_n_last_frames={drop_n_last_frames} must be >= 0")
         if episode_pool_size < 1:
             raise ValueError(f"episode_pool_size={episode_pool_size} must be >= 1")
         self.store = url if isinstance(url, Store) else Store(url, storage_options)
@@ -105,11 +110,23 @@ class LeRobotShardDataset(IterableDataset):
             missing = sorted(set(episodes) - known)
             if missing:
                 raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
-        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url)
+        self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url,
+                                read_tasks=self._read_tasks)
         sel = set(episodes) if episodes is not None else None
         # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.
         self._entries = [[e for e in s.episodes if sel is None or e.episode_index in sel] for s in manifest.shards]
-        self._lengths = [[e.length for e in es] for es in self._entries]
+        #: The selected episode indices, None for all (``LeRobotDataset.episodes``).
+        self.episodes: list[int] | None = list(episodes) if episodes is not None else None
+        self.drop_n_last_frames = int(drop_n_last_frames)
+        # Frames an epoch draws from, per episode: all but the last drop_n_last_frames (the frames
+        # lerobot's EpisodeAwareSampler never samples); windows still see the whole episode.
+        self._lengths = [[max(e.length - self.drop_n_last_frames, 0) for e in es] for es in self._entries]
+        self._epoch_frames = sum(map(sum, self._lengths))
+        if self.meta.total_frames and not self._epoch_frames:
+            raise ValueError(
+                f"{self.store.url}: drop_n_last_frames={drop_n_last_frames} leaves no frames (the longest "
+                f"selected episode has {max(e.length for es in self._entries for e in es)}); lower it"
+            )
         self._shard_names = [s.name for s in manifest.shards]
         self.delta_timestamps = dict(delta_timestamps) if delta_timestamps else None
         # Frame offsets per key, in the names samples carry; the builder works in stored names.
@@ -135,93 +152,64 @@ class LeRobotShardDataset(IterableDataset):
         self.video_decode_device = video_decode_device
         self.on_error = on_error
         self.frame_cache_bytes = int(frame_cache_mb * (1 << 20))
-        #: Epoch of the iteration in progress (or of the loaded state); what state_dict() reports.
-        self.epoch = 0
-        # Epoch the next iteration follows, set from the main process or inside a worker.
-        self._next_epoch = MainSetting(0, torch.int64)
-        self._resume: dict[str, Any] | None = None
-        self._yielded = 0
-        self._slot: tuple[int, int, int, int] | None = None
+        self._init_epochs()
         self.skipped = 0
+
+    # --- lerobot's dataset contract -----------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        """Frames of the selected episodes (``LeRobotDataset.num_frames``)."""
+        return self.meta.total_frames
+
+    @property
+    def num_episodes(self) -> int:
+        """Selected episodes (``LeRobotDataset.num_episodes``)."""
+        return self.meta.total_episodes
+
+    def _read_tasks(self, rows: Sequence[ManifestEpisode]) -> list[list[str]]:
+        """Each episode's task strings, from its ``meta.msgpack`` member (one small ranged read each)."""
+        shard_of = {e.episode_index: s for s, es in zip(self._shard_names, self.meta.manifest.shards) for e in es.episodes}
+        out = []
+        for e in rows:
+            shard, m = shard_of[e.episode_index], e.members[META_MEMBER]
+            where = f"{shard}, episode {e.episode_index} ({META_MEMBER})"
+            try:
+                raw = msgpack.unpackb(self.store.read_range(shard, m.offset, m.offset + m.size), raw=False,
+                                      strict_map_key=False)
+            except (ValueError, msgpack.UnpackException) as err:
+                raise EpisodeError(f"{where}: not valid msgpack ({err}); repack the dataset") from err
+            out.append(list(ShardEpisodeMeta.from_dict(raw, where=where).tasks))
+        return out
 
     # --- sizes and epochs -------------------------------------------------------------------
     def __len__(self) -> int:
-        """Samples this rank yields per epoch: total frames // world_size (the same on every rank)."""
-        return samples_per_rank(self.meta.total_frames, self.world.world_size)
+        """Samples this rank yields per epoch: the frames an epoch draws from (all frames but the
+        last ``drop_n_last_frames`` of each episode) // world_size, the same on every rank."""
+        return samples_per_rank(self._epoch_frames, self.world.world_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration follows. Called in the main process, it
-        reaches DataLoader workers, persistent ones too; called in a worker, only that worker.
-        A loaded resume state is kept when it is for this epoch (so ``set_epoch(e)`` at the top of
-        a resumed epoch loop is safe) and forgotten otherwise."""
-        if self._resume is not None and int(self._resume[K_EPOCH]) != int(epoch):
-            self._resume = None
-        self.epoch = int(epoch)
-        self._next_epoch.set(self.epoch)
-
-    # --- resume -----------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         return {
             "seed": self.seed, "shuffle": self.shuffle, "episode_pool_size": self.episode_pool_size,
             "world_size": self.world.world_size, "total_frames": self.meta.total_frames,
+            "drop_n_last_frames": self.drop_n_last_frames,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Epoch and samples yielded so far by this slot (rank, worker), plus the settings the
-        order depends on. Small and exact; see the module docstring for what resume guarantees."""
-        return {K_VERSION: STATE_VERSION, K_EPOCH: self.epoch, K_YIELDED: self._yielded,
-                K_SLOT: list(self._slot) if self._slot else None, "config": self._config()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Make the next iteration continue the epoch recorded in ``state`` where it stopped."""
-        if state.get(K_VERSION) != STATE_VERSION:
-            raise ValueError(f"resume state version {state.get(K_VERSION)!r}; this reader reads {STATE_VERSION}")
-        diff = {k: (v, self._config()[k]) for k, v in state.get("config", {}).items() if self._config().get(k) != v}
-        if diff:
-            raise ValueError(
-                "resume state was taken with other settings (saved, now): "
-                + ", ".join(f"{k}={a!r}, {b!r}" for k, (a, b) in diff.items())
-                + "; construct the dataset with the saved settings to resume exactly"
-            )
-        self.epoch = int(state[K_EPOCH])
-        self._next_epoch.set(self.epoch)  # later iterations follow this epoch until set_epoch
-        self._resume = dict(state)
-        # Until the next iteration starts, state_dict() must report this state unchanged
-        # (StatefulDataLoader snapshots workers right after loading).
-        self._yielded = int(state[K_YIELDED])
-        self._slot = tuple(state[K_SLOT]) if state.get(K_SLOT) else None
 
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Start an iteration. The epoch, slot and resume point are taken now, not at the first
-        ``next``: StatefulDataLoader snapshots ``state_dict()`` right after ``iter()``, and a
-        persistent worker's snapshot must already be the new epoch's."""
+        """Start an iteration of the next epoch (see reader/epochs.py)."""
         world = World.detect(self.world.rank, self.world.world_size)
-        epoch = int(self._next_epoch.take())
-        slot = (world.rank, world.world_size, world.worker, world.num_workers)
-        skip = 0
-        resume = self._resume
-        if resume is not None:
-            saved = resume.get(K_SLOT)
-            if saved is not None and tuple(saved) != slot:
-                raise ValueError(
-                    f"resume state belongs to (rank, world_size, worker, num_workers)={tuple(saved)}, "
-                    f"this iterator is {slot}; resume with the same ranks and num_workers"
-                )
-            epoch, skip = int(resume[K_EPOCH]), int(resume[K_YIELDED])
-        self._resume = None
-        self.epoch, self._slot, self._yielded = epoch, slot, skip
+        epoch, skip, _ = self._begin(world)
         return self._run(world, epoch, skip)
 
     def _run(self, world: World, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
         if world.num_workers > 1 or torch.utils.data.get_worker_info() is not None:
             recycle_frame_memory()  # a DataLoader worker: see reader/video.py
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle)
-        if not spans and self.meta.total_frames:
+        if not spans and self._epoch_frames:
             log.warning(
                 "rank %d worker %d of %d has no frames to yield: %d frames are split over %d ranks × "
                 "%d workers; use fewer DataLoader workers", world.rank, world.worker, world.num_workers,
-                self.meta.total_frames, world.world_size, world.num_workers,
+                self._epoch_frames, world.world_size, world.num_workers,
             )
         order = pool_order([s.length for s in spans], self.episode_pool_size,
                            stable_seed(self.seed, epoch, world.rank, world.worker), self.shuffle)

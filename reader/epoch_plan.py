@@ -25,7 +25,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .pool import stable_seed
 from .world import World
+
+_TAG = 0x5EED  # separates the shard order from every other stream seeded from the same seed
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def shard_order(num_shards: int, seed: int, epoch: int, shuffle: bool) -> np.nda
     """Shard positions in the order this epoch reads them (the same on every rank)."""
     if not shuffle:
         return np.arange(num_shards)
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), 0x5EED]).permutation(num_shards)
+    return np.random.default_rng(stable_seed(seed, epoch, _TAG)).permutation(num_shards)
 
 
 def samples_per_rank(total_frames: int, world_size: int) -> int:

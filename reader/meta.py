@@ -1,9 +1,15 @@
 """``.meta`` of a packed dataset: what lerobot code reads from ``LeRobotDatasetMetadata``.
 
-Everything comes from ``manifest.json``, read once; no shard is opened. ``stats`` are numpy arrays
-per feature and statistic, as ``LeRobotDatasetMetadata.stats`` holds them. ``tasks`` maps each task
-string to its ``task_index`` (lerobot keeps a pandas DataFrame indexed the same way; pandas is not
-a dependency here, so this is a plain dict and :meth:`DatasetMeta.get_task_index` does the lookup).
+What lerobot-train, policies, processors and its eval split read: ``features`` (info.json order,
+shapes as tuples), ``fps``, ``robot_type``, ``stats``, ``tasks``, ``camera_keys``/``video_keys``/
+``image_keys``/``depth_keys``, ``has_language_columns``, ``total_episodes``/``total_frames``/
+``total_tasks``, ``shapes``/``names``, ``repo_id`` and an ``episodes`` table. Everything but the
+table's ``tasks`` column comes from ``manifest.json``, read once; no shard is opened for it.
+``stats`` are numpy arrays per feature and statistic, as ``LeRobotDatasetMetadata.stats`` holds
+them. ``tasks`` maps each task string to its ``task_index`` (lerobot keeps a pandas DataFrame
+indexed the same way; pandas is not a dependency here, so this is a dict whose ``.index`` lists
+the task strings, and :meth:`DatasetMeta.get_task_index` does the lookup). ``total_episodes`` and
+``total_frames`` count the selected episodes.
 
 ``rename`` (stored feature name → name the samples carry) applies here too: ``features``,
 ``stats``, ``video_keys``, ``image_keys`` and ``camera_keys`` use the new names, so a policy
@@ -12,7 +18,7 @@ normalises a renamed key with its own statistics. The manifest keeps the stored 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +55,54 @@ def check_rename(rename: Mapping[str, str] | None, features: Mapping[str, Any], 
     return rename
 
 
+#: Feature names lerobot reads as language annotations (``lerobot.datasets.language.LANGUAGE_COLUMNS``).
+LANGUAGE_COLUMNS = ("language_persistent", "language_events")
+
+
+class Tasks(dict):
+    """Task string → ``task_index``; ``.index`` lists the strings in ``task_index`` order, as
+    lerobot's tasks DataFrame does."""
+
+    @property
+    def index(self) -> list[str]:
+        return list(self)
+
+
+class EpisodeTable:
+    """lerobot's ``meta.episodes``, for the selected episodes in episode order: a column by name
+    (``table["dataset_from_index"]``: one value per row) or a row by position (``table[0]``).
+
+    Columns: ``episode_index``, ``length``, ``dataset_from_index``, ``dataset_to_index`` (from the
+    manifest) and ``tasks`` (each episode's task strings, read from its ``meta.msgpack`` member on
+    first use: one small ranged read per episode).
+    """
+
+    def __init__(self, rows: Sequence[Any], read_tasks: Callable[[], list[list[str]]]) -> None:
+        self._columns: dict[str, list] = {
+            "episode_index": [e.episode_index for e in rows],
+            "length": [e.length for e in rows],
+            "dataset_from_index": [e.dataset_from_index for e in rows],
+            "dataset_to_index": [e.dataset_from_index + e.length for e in rows],
+        }
+        self._read_tasks = read_tasks
+
+    @property
+    def column_names(self) -> list[str]:
+        return [*self._columns, "tasks"]
+
+    def __len__(self) -> int:
+        return len(self._columns["episode_index"])
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, str):
+            if key == "tasks" and key not in self._columns:
+                self._columns["tasks"] = self._read_tasks()
+            if key not in self._columns:
+                raise KeyError(f"episodes table has no column {key!r}; it has {self.column_names}")
+            return self._columns[key]
+        return {name: self[name][key] for name in self.column_names}
+
+
 class DatasetMeta:
     """Metadata of a packed dataset (optionally restricted to selected ``episodes``), with feature
     names as the samples carry them (after ``rename``, see :func:`check_rename`)."""
@@ -59,23 +113,59 @@ class DatasetMeta:
         episodes: list[int] | None = None,
         rename: Mapping[str, str] | None = None,
         where: str = "dataset",
+        read_tasks: Callable[[list[Any]], list[list[str]]] | None = None,
     ) -> None:
         self.manifest = manifest
         self.rename: dict[str, str] = check_rename(rename, manifest.features, where)
         new = self.rename.get
         self.fps: int = manifest.fps
         self.robot_type = manifest.robot_type
-        self.features: dict[str, Any] = {new(k, k): f for k, f in manifest.features.items()}
+        #: A label for the dataset: the packed source's repo id or path (lerobot-wds train sets
+        #: lerobot's ``--dataset.repo_id``).
+        self.repo_id: str = str(manifest.source.get("repo_id") or manifest.source.get("path") or where)
+        self.features: dict[str, Any] = {
+            new(k, k): {**f, "shape": tuple(f["shape"])} if "shape" in f else dict(f)
+            for k, f in manifest.features.items()
+        }
         self.stats = {new(k, k): v for k, v in _stats_to_numpy(manifest.stats).items()}
-        self.tasks: dict[str, int] = {task: idx for idx, task in sorted(manifest.tasks.items())}
+        self.tasks = Tasks((task, idx) for idx, task in sorted(manifest.tasks.items()))
         self.task_strings: dict[int, str] = dict(manifest.tasks)
         self.video_keys: list[str] = [new(k, k) for k in manifest.video_keys]
         self.image_keys: list[str] = [new(k, k) for k in manifest.image_keys]
         sel = set(episodes) if episodes is not None else None
-        lengths = [e.length for s in manifest.shards for e in s.episodes if sel is None or e.episode_index in sel]
-        self.total_episodes: int = len(lengths)
-        self.total_frames: int = sum(lengths)
+        rows = sorted((e for s in manifest.shards for e in s.episodes if sel is None or e.episode_index in sel),
+                      key=lambda e: e.episode_index)
+        self.total_episodes: int = len(rows)
+        self.total_frames: int = sum(e.length for e in rows)
         self.total_tasks: int = len(self.tasks)
+        self._rows = rows
+        self._read_tasks = read_tasks
+        self._episodes: EpisodeTable | None = None
+
+    @property
+    def episodes(self) -> EpisodeTable:
+        """The selected episodes' table (see :class:`EpisodeTable`)."""
+        if self._episodes is None:
+            def tasks() -> list[list[str]]:
+                if self._read_tasks is None:
+                    raise ValueError("this meta has no shards to read episode tasks from")
+                return self._read_tasks(self._rows)
+            self._episodes = EpisodeTable(self._rows, tasks)
+        return self._episodes
+
+    @property
+    def depth_keys(self) -> list[str]:
+        """Camera features marked as depth maps (``info.is_depth_map``), as lerobot finds them."""
+        def is_depth(f: Mapping[str, Any]) -> bool:
+            info, video_info = f.get("info") or {}, f.get("video_info") or {}
+            return bool(info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map"))
+        return [k for k, f in self.features.items() if is_depth(f)]
+
+    @property
+    def has_language_columns(self) -> bool:
+        """Whether any lerobot language column is a feature (lerobot-train then collates with
+        ``lerobot_collate_fn``)."""
+        return any(c in self.features for c in LANGUAGE_COLUMNS)
 
     @property
     def camera_keys(self) -> list[str]:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
+from .epochs import Resumable
 from .mixspec import check_compatible
 from .epoch_plan import samples_per_rank, slot_range
 from .shared import MainSetting
@@ -48,7 +49,6 @@ from .world import World
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
 #: Source epoch of pass ``p`` in mixture epoch ``e`` is ``e * PASS_STRIDE + p``.
 PASS_STRIDE = 1 << 20
 _CHUNK = 4096
@@ -79,8 +79,10 @@ def source_choices(probs: Sequence[float], seed: int, epoch: int, world: World) 
         yield from np.searchsorted(cdf, rng.random(_CHUNK), side="right").tolist()
 
 
-class MixedDataset(IterableDataset):
+class MixedDataset(Resumable, IterableDataset):
     """Built by :func:`mix`; see the module docstring for epochs, keys and resume."""
+
+    _what = "mixture resume state"
 
     def __init__(self, datasets: Sequence[Any], weights: Sequence[float], seed: int = 0,
                  num_samples: int | None = None) -> None:
@@ -103,29 +105,16 @@ class MixedDataset(IterableDataset):
         self.num_samples = int(num_samples) if num_samples is not None else sum(d.meta.total_frames for d in self.datasets)
         if self.num_samples < 0:
             raise ValueError(f"mix: num_samples={num_samples} must be >= 0")
-        #: Epoch and weights of the iteration in progress (or of the loaded state): what
-        #: state_dict() reports. The next iteration's are the _next_* settings.
-        self.epoch = 0
-        self._next_epoch = MainSetting(0, torch.int64)
+        self._init_epochs()
+        # Weights the next iteration follows (reaches DataLoader workers, see reader/shared.py).
         self._next_weights = MainSetting(self.weights, torch.float64)
         self._stats = Stats()
-        self._resume: dict[str, Any] | None = None
-        self._yielded = 0
-        self._slot: tuple[int, int, int, int] | None = None
         self._passes: list[int] = [0] * len(self.datasets)
         self._started: list[bool] = [False] * len(self.datasets)
 
     def __len__(self) -> int:
         """Samples this rank yields per epoch: ``num_samples // world_size``."""
         return samples_per_rank(self.num_samples, self.world.world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch the next iteration follows (keeps a loaded state of this epoch). From
-        the main process it reaches DataLoader workers, persistent ones too."""
-        if self._resume is not None and int(self._resume["epoch"]) != int(epoch):
-            self._resume = None
-        self.epoch = int(epoch)
-        self._next_epoch.set(self.epoch)
 
     def set_weights(self, weights: Sequence[float]) -> None:
         """New weights from the next iteration on (between epochs: a curriculum). Call it in the
@@ -147,56 +136,30 @@ class MixedDataset(IterableDataset):
         return {"seed": self.seed, "weights": list(self.weights), "num_samples": self.num_samples,
                 "world_size": self.world.world_size, "datasets": len(self.datasets)}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Epoch, samples yielded by this slot, and per source its pass and resume state."""
-        sources = [
+    def _extra_state(self) -> dict[str, Any]:
+        """Per source: its pass and its own resume state (None before its first sample)."""
+        return {"sources": [
             {"pass": self._passes[i], "state": d.state_dict()} if self._started[i] else None
             for i, d in enumerate(self.datasets)
-        ]
-        return {"version": STATE_VERSION, "epoch": self.epoch, "yielded": self._yielded,
-                "slot": list(self._slot) if self._slot else None, "config": self._config(), "sources": sources}
+        ]}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Make the next iteration continue the epoch recorded in ``state`` where it stopped."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"mixture resume state version {state.get('version')!r}; this reader reads {STATE_VERSION}")
-        now = self._config()
-        diff = {k: (v, now.get(k)) for k, v in state.get("config", {}).items() if now.get(k) != v}
-        if diff:
-            raise ValueError(
-                "mixture resume state was taken with other settings (saved, now): "
-                + ", ".join(f"{k}={a!r}, {b!r}" for k, (a, b) in diff.items())
-                + "; build the mixture with the saved datasets, weights and seed to resume exactly"
-            )
-        self.epoch = int(state["epoch"])
-        self._next_epoch.set(self.epoch)  # later iterations follow this epoch until set_epoch
-        self._resume = dict(state)
-        self._yielded = int(state["yielded"])
-        self._slot = tuple(state["slot"]) if state.get("slot") else None
+    def _load_extra(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(state["yielded"], int):
+            raise ValueError("mixture resume state: 'yielded' must be this slot's count (one state per worker)")
         saved = state["sources"]
         self._started = [s is not None for s in saved]
         self._passes = [int(s["pass"]) if s is not None else 0 for s in saved]
 
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Start an iteration; epoch, weights and resume point are taken now, not at the first
-        ``next`` (StatefulDataLoader snapshots ``state_dict()`` right after ``iter()``)."""
+        """Start an iteration of the next epoch (reader/epochs.py); weights are taken now too."""
         world = World.detect(self.world.rank, self.world.world_size)
-        slot = (world.rank, world.world_size, world.worker, world.num_workers)
-        epoch, weights = int(self._next_epoch.take()), self._next_weights.take()
-        resume = self._resume
+        weights = self._next_weights.take()
+        epoch, skip, resume = self._begin(world)
         n = len(self.datasets)
         iters: list[Iterator[dict[str, Any]] | None] = [None] * n
-        skip = 0
         if resume is not None:
-            if resume.get("slot") is not None and tuple(resume["slot"]) != slot:
-                raise ValueError(
-                    f"mixture resume state belongs to (rank, world_size, worker, num_workers)="
-                    f"{tuple(resume['slot'])}, this iterator is {slot}; resume with the same ranks and num_workers"
-                )
-            self._resume = None
             # The weights load_state_dict checked the state against; _passes/_started are loaded.
-            epoch, skip = int(resume["epoch"]), int(resume["yielded"])
             for i, saved in enumerate(resume["sources"]):
                 if saved is not None:
                     self.datasets[i].load_state_dict(saved["state"])
@@ -204,7 +167,6 @@ class MixedDataset(IterableDataset):
         else:
             self.weights = [float(w) for w in weights]
             self._passes, self._started = [0] * n, [False] * n
-        self.epoch, self._slot, self._yielded = epoch, slot, skip
         return self._run(world, epoch, list(self.weights), skip, iters)
 
     def _run(self, world: World, epoch: int, weights: list[float], skip: int, iters: list) -> Iterator[dict[str, Any]]:

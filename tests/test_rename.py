@@ -57,7 +57,7 @@ APART = {"action": "action6", "observation.state": "state6"}
 
 
 def test_shape_mismatch_names_key_and_sources(packed):
-    with pytest.raises(ValueError, match=r"key 'action' differs.*lerobot_v3_av1\d*, fps 30\): \('float32', \(6,\).*lerobot_v3_images\d*, fps 10\): \('float32', \(4,\)"):
+    with pytest.raises(ValueError, match=r"key 'observation.state' differs.*lerobot_v3_av1\d*, fps 30\): \('float32', \(6,\).*lerobot_v3_images\d*, fps 10\): \('float32', \(4,\)"):
         mix(both()(packed))
     with pytest.raises(ValueError, match=r"key 'frame_index' differs.*window length differ"):
         mix(both({"rename": APART, "delta_timestamps": {"frame_index": [0.0, 0.1]}})(packed))
