@@ -1,6 +1,9 @@
 """Ours against LeRobotDataset, StreamingLeRobotDataset and lerobot-lancedb on one dataset, one run.
 
-Runs in the lerobot 0.6.1 environment (``.venv-lerobot`` with ``lerobot-lancedb``). Steps:
+Runs in the lerobot 0.6.1 environment (``.venv-lerobot``) with ``pip install lerobot-lancedb
+matplotlib "s3fs==<its fsspec version>"`` (lerobot-lancedb 0.3.1 keeps lerobot 0.6.1; an s3fs
+of another version would upgrade fsspec); ``--remote`` starts the S3 server with
+``--moto-python`` (a Python with ``moto[server]``, e.g. ``.venv/bin/python``). Steps:
 
 1. the dataset of issue 12, written by lerobot's own writer (``tools/bench_peers_data.py``; 50
    episodes, ~13k frames, ``observation.images.top`` 480x640 + ``observation.images.wrist``
