@@ -36,17 +36,17 @@ from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
 from .epochs import Resumable
-from .pool import pool_order, stable_seed
+from .pool import CHUNK, pool_order, stable_seed
 from .sample import SampleBuilder
 from .storage import Store
-from .video import EpisodeVideo, FrameCache, lookahead_pays, recycle_frame_memory
+from .video import EpisodeVideo, recycle_frame_memory
 from .window import delta_indices
 from .world import World
 
 log = logging.getLogger(__name__)
 
 #: Stats counter: video frames torchcodec decoded and returned (÷ frames emitted per camera ≈ decode
-#: work per frame; GOP reuse brings it near 1).
+#: work per frame; 1 when each frame is decoded once).
 FRAMES_DECODED = "frames_decoded"
 
 
@@ -56,11 +56,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     ``url``: the packed directory or its ``manifest.json`` (local path or fsspec URL), or a
     ready :class:`Store`. Keyword arguments keep LeRobot's names and units: ``delta_timestamps``
     (seconds per key), ``tolerance_s`` (seconds), ``episodes`` (episode indices to keep).
-    ``episode_pool_size`` whole episodes are shuffled together per worker; ``frame_cache_mb``
-    bounds decoded frames kept for reuse per worker. ``rank``/``world_size`` default to
-    torch.distributed, then ``RANK``/``WORLD_SIZE``, then a single process. The order depends on
-    (seed, epoch): each new iteration is the next epoch, and :meth:`set_epoch` picks one; both
-    reach DataLoader workers, ``persistent_workers=True`` included (reader/epochs.py).
+    ``episode_pool_size`` episodes are interleaved per worker (their compressed bytes in memory;
+    each episode's frames decoded once, in file order by chunks: see reader/pool.py).
+    ``rank``/``world_size`` default to torch.distributed, then ``RANK``/``WORLD_SIZE``, then a
+    single process. The order depends on (seed, epoch): each new iteration is the next epoch, and
+    :meth:`set_epoch` picks one; both reach DataLoader workers, ``persistent_workers=True``
+    included (reader/epochs.py).
     ``drop_n_last_frames`` (lerobot's policy setting of that name) leaves the last frames of each
     episode out of every epoch (exactly the frames lerobot's ``EpisodeAwareSampler`` never samples;
     windows still see them), and ``len`` counts without them.
@@ -81,7 +82,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         *,
         delta_timestamps: Mapping[str, Sequence[float]] | None = None,
         episodes: Sequence[int] | None = None,
-        episode_pool_size: int = 16,
+        episode_pool_size: int = 64,
         shuffle: bool = True,
         seed: int = 0,
         rank: int | None = None,
@@ -91,7 +92,6 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         video_decode_device: str = "cpu",
         storage_options: Mapping[str, Any] | None = None,
         on_error: str = "raise",
-        frame_cache_mb: float = 512,
         rename: Mapping[str, str] | None = None,
         return_uint8: bool = False,
         drop_n_last_frames: int = 0,
@@ -151,7 +151,6 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self.world = World.detect(rank, world_size)
         self.video_decode_device = video_decode_device
         self.on_error = on_error
-        self.frame_cache_bytes = int(frame_cache_mb * (1 << 20))
         self._init_epochs()
         self.skipped = 0
 
@@ -227,10 +226,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
-        cache = FrameCache(self.frame_cache_bytes)
-        frame_bytes = sum(int(v.get("width", 0)) * int(v.get("height", 0)) * 3 for v in self.meta.manifest.videos.values())
-        mean_length = sum(s.length for s in spans) / max(len(spans), 1)
-        lookahead = 4 if lookahead_pays(self.frame_cache_bytes, self.episode_pool_size, mean_length, frame_bytes) else 0
+        reach = self._builder.video_reach()
         videos: dict[int, EpisodeVideo | None] = {}
         timed = bool(self._video_keys or self._image_keys)  # decode seconds, when there is decoding
         try:
@@ -244,7 +240,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     continue
                 video = videos.get(p)
                 if video is None and self._video_keys:
-                    video = videos[p] = EpisodeVideo(ep, cache, self.video_decode_device, lookahead)
+                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, CHUNK, spans[p].start)
                 try:
                     with stats.timer(S.DECODE_S) if timed else nullcontext():
                         item = self._builder.build(ep, video, spans[p].start + f)

@@ -14,7 +14,7 @@ What an epoch of a mixture is:
   large one is only partly seen in an epoch (which part changes with the epoch).
 
 Memory: each source keeps its own episode pool and frame cache per worker, so they add up over
-sources (lower ``episode_pool_size``/``frame_cache_mb`` per source when mixing many).
+sources (lower ``episode_pool_size`` per source when mixing many).
 
 Resume: the state is the epoch, the samples this slot yielded, and each source's own (small,
 exact) resume state with its pass number. On load the choices are re-simulated (no reads) and

@@ -1,16 +1,22 @@
 """The episode-pool sampling order, as a pure function of span lengths and a seed.
 
 A worker's spans (contiguous frame ranges of whole episodes, from ``plan.py``) enter a pool of
-``pool_size`` spans in order. Each draw picks a frame uniformly at random among the frames still
-unused in the pool: a span with probability proportional to its remaining frames, then the next
-frame of that span's random permutation (drawn when the span entered). A span leaves when its last
-frame is drawn and the next span enters. Every frame of every span is drawn exactly once.
+``pool_size`` spans in order. Each draw picks a span with probability proportional to its
+remaining frames (so episodes interleave as in a uniform shuffle of the pool's frames), then the
+next frame of that span's order: its frames in file order by chunks of :data:`CHUNK`, shuffled
+within each chunk. A span leaves when its last frame is drawn and the next span enters. Every
+frame of every span is drawn exactly once.
+
+Why chunks in file order: a span's frames are then decoded once each, front to back, with a held
+decoder (``video.py``), and only a chunk plus the window reach of decoded frames is kept per
+episode, so a pool of many episodes costs their compressed bytes, not their decoded frames. Mixing
+across episodes comes from the pool's size, not from the order inside an episode.
 
 Why a pure function: the order depends only on ``(lengths, pool_size, seed)``, never on data, so
 exact resume re-simulates the first ``k`` draws from the lengths alone (no reads) and then loads
 only the spans still in the pool. Trade-offs: mixing across episodes is bounded by ``pool_size``
 (a batch holds frames of at most ``pool_size`` episodes, and spans enter in plan order, so the
-start of an epoch favours the first spans); memory is ``pool_size`` whole episodes. Per draw the
+start of an epoch favours the first spans); memory is ``pool_size`` compressed episodes. Per draw the
 cost is O(pool_size) Python work, which is tiny next to a decode. ``shuffle=False`` yields spans in
 order, frames in order.
 """
@@ -20,6 +26,9 @@ from __future__ import annotations
 import hashlib
 import random
 from typing import Iterator, Sequence
+
+#: Frames per chunk of a span's order (file order between chunks, shuffled inside one).
+CHUNK = 8
 
 
 def stable_seed(*parts: int) -> int:
@@ -55,8 +64,11 @@ def pool_order(
         while len(positions) < pool_size and nxt < n_spans:
             n = int(lengths[nxt])
             if n > 0:
-                perm = list(range(n))
-                rng.shuffle(perm)
+                perm = []  # popped from the end: last chunk first in the list
+                for c in range(((n - 1) // CHUNK) * CHUNK, -1, -CHUNK):
+                    part = list(range(c, min(c + CHUNK, n)))
+                    rng.shuffle(part)
+                    perm += part[::-1]
                 positions.append(nxt)
                 perms.append(perm)
                 remaining.append(n)

@@ -64,9 +64,9 @@ class SampleBuilder:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
                 frames_of = video.frames if self.return_uint8 else video.frames_float
                 if kind == _VIDEO:
-                    item[key] = frames_of(key, a[frame : frame + 1])[0]
+                    item[key] = frames_of(key, a[frame : frame + 1], frame)[0]
                 else:
-                    item[key] = frames_of(key, b[frame].numpy())
+                    item[key] = frames_of(key, b[frame].numpy(), frame)
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]
             if pad_key is not None:
@@ -77,6 +77,14 @@ class SampleBuilder:
                     item[key] = self.image_transforms(item[key])
         item["task"] = tasks[frame]
         return item
+
+    def video_reach(self) -> dict[str, tuple[int, int]]:
+        """Per camera, how many frames before and after the sample's frame its window reads."""
+        out = {}
+        for key in self.video_keys:
+            d = self.deltas.get(key)
+            out[key] = (0, 0) if d is None or not len(d) else (max(0, -int(min(d))), max(0, int(max(d))))
+        return out
 
     def _image(self, data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
         u8 = _decode_image(data, episode, key, frame)

@@ -1,24 +1,22 @@
-"""Decoding an episode's camera clips in memory with torchcodec, reusing every decoded frame.
+"""Decoding an episode's camera clips in memory with torchcodec, each needed frame once.
 
 One ``VideoDecoder`` per pool episode and camera, built from the clip bytes on first use and
-dropped when the episode leaves the pool. A sample asks for all the frames it needs from a clip
-in one ``get_frames_at`` call. Decoding a frame means decoding its GOP from the key frame up to it,
-so those frames come for free; and finishing a short GOP (``lookahead_gop`` frames or fewer) costs
-one decode per frame that a later draw of the pool would otherwise pay the whole GOP for. All of
-them go into a :class:`FrameCache` keyed by (episode, camera, frame) with a byte budget (LRU), so
-with GOP 2 a random frame costs about one decode instead of 1.5 while memory stays bounded.
-Trade-off: frames decoded ahead that are evicted before use were wasted work, so the dataset
-turns the lookahead on only when the budget holds half of the pool's frames
-(:func:`lookahead_pays`); otherwise only the free frames (key frame up to the needed one) are kept.
+dropped when the episode leaves the pool. The pool draws an episode's frames in file order by
+chunks (``pool.py``), so a miss decodes a contiguous range, from the first missing frame to the
+end of the current chunk plus the cameras' forward window reach, with ``get_frames_in_range``:
+sequential decode, every frame decoded once, window frames shared. Decoded frames older than the
+current chunk's start minus the backward window reach are forgotten, so an episode holds about
+``chunk + window reach`` decoded frames per camera: a pool of many episodes costs their
+compressed bytes, not their frames.
 
-Frames come out as uint8 ``(N, C, H, W)``; :func:`to_float` makes LeRobot's float32 in [0, 1]
-exactly as LeRobot does (``u8 / 255.0`` in torch), bit for bit.
+Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy: no torch
+intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds); :func:`to_float`
+makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit for bit.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Hashable
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -54,69 +52,27 @@ def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
     return (frames_u8 / 255.0).to(torch.float32)
 
 
-class FrameCache:
-    """Decoded uint8 frames, least recently used first out once ``budget_bytes`` is exceeded."""
-
-    def __init__(self, budget_bytes: int) -> None:
-        self.budget_bytes = int(budget_bytes)
-        self.bytes = 0
-        self._frames: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def get(self, key: Hashable) -> torch.Tensor | None:
-        t = self._frames.get(key)
-        if t is None:
-            self.misses += 1
-            return None
-        self._frames.move_to_end(key)
-        self.hits += 1
-        return t
-
-    def put(self, key: Hashable, frame: torch.Tensor) -> None:
-        if key in self._frames or self.budget_bytes <= 0:
-            return
-        self._frames[key] = frame
-        self.bytes += frame.numel() * frame.element_size()
-        while self.bytes > self.budget_bytes and self._frames:
-            _, old = self._frames.popitem(last=False)
-            self.bytes -= old.numel() * old.element_size()
-
-    def drop(self, owner: Hashable) -> None:
-        """Forget every frame whose key starts with ``owner`` (an episode leaving the pool)."""
-        for k in [k for k in self._frames if k[0] == owner]:
-            t = self._frames.pop(k)
-            self.bytes -= t.numel() * t.element_size()
-
-
-def lookahead_pays(cache_bytes: int, pool_size: int, mean_length: float, frame_bytes: int) -> bool:
-    """Whether decoding the rest of a short GOP ahead is worth it.
-
-    A frame decoded ahead is used only if it is still cached when the pool draws it, which is on
-    average about half the pool's frames later. When the cache budget holds at least half of the
-    pool's frames (``pool_size × mean_length`` frames of ``frame_bytes`` summed over cameras), the
-    lookahead saves a decode per GOP; when it holds far less, the frames are mostly evicted unused
-    and the lookahead costs a decode instead.
-    """
-    return cache_bytes >= 0.5 * pool_size * mean_length * frame_bytes
-
-
 class EpisodeVideo:
-    """Frames of one in-memory episode's cameras, by episode-local frame index."""
+    """Frames of one in-memory episode's cameras, by episode-local frame index.
+
+    ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
+    reads (0, 0 without a window). ``chunk`` and ``span_start``: the pool's chunking of this
+    episode's frames (chunk ``k`` is ``[span_start + k*chunk, span_start + (k+1)*chunk)``);
+    frames may be asked for in any order, but memory stays bounded only when the emitted frames
+    (``at``) go chunk by chunk forward, as the pool draws them.
+    """
 
     def __init__(
-        self, episode: LoadedEpisode, cache: FrameCache, device: str = "cpu", lookahead_gop: int = 4
+        self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
+        chunk: int = 8, span_start: int = 0,
     ) -> None:
         self.episode = episode
-        self.cache = cache
         self.device = device
-        self.lookahead_gop = lookahead_gop
+        self.reach = dict(reach or {})
+        self.chunk, self.span_start = max(int(chunk), 1), int(span_start)
         self._decoders: dict[str, object] = {}
-        self._keyframes: dict[str, np.ndarray | None] = {}
-        self.decoded = 0  # frames torchcodec returned (cheap proxy for decode work)
+        self._frames: dict[str, dict[int, torch.Tensor]] = {}
+        self.decoded = 0  # frames torchcodec returned (decode work; 1 per frame when nothing repeats)
 
     def _decoder(self, camera: str):
         dec = self._decoders.get(camera)
@@ -128,10 +84,6 @@ class EpisodeVideo:
                 dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact")
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
-            try:  # private torchcodec API: without it, decode just the frames asked for
-                kf: np.ndarray | None = np.asarray(dec._get_key_frame_indices(), dtype=np.int64)
-            except (AttributeError, RuntimeError):
-                kf = None
             n = dec.metadata.num_frames
             if n is not None and n < info.lead_in + self.episode.length:
                 raise EpisodeError(
@@ -139,70 +91,60 @@ class EpisodeVideo:
                     f"lead_in {info.lead_in} + length {self.episode.length}; repack this episode"
                 )
             self._decoders[camera] = dec
-            self._keyframes[camera] = kf if kf is not None and len(kf) else None
         return dec
 
-    def _to_decode(self, camera: str, clip_frames: np.ndarray) -> list[int]:
-        """Clip frames to request: each needed frame's GOP from its key frame, whole when short."""
-        kf = self._keyframes[camera]
-        if kf is None:
-            return sorted({int(c) for c in clip_frames})
-        info = self.episode.meta.clips[camera]
-        last = info.lead_in + self.episode.length  # end (exclusive) of the episode's frames
-        out: set[int] = set()
-        for c in clip_frames:
-            i = int(np.searchsorted(kf, c, side="right")) - 1
-            start = max(int(kf[i]) if i >= 0 else 0, info.lead_in)
-            end = int(kf[i + 1]) if i + 1 < len(kf) else last
-            end = min(end, last)
-            stop = end if end - start <= self.lookahead_gop else c + 1
-            out.update(range(start, stop))
-        return sorted(out)
+    def frames(self, camera: str, idx: np.ndarray, at: int | None = None) -> torch.Tensor:
+        """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats
+        ok), in their own storage; ``at``: the frame being emitted (lets older frames go)."""
+        got = self._gather(camera, idx, at)
+        if got[0].device.type != "cpu":
+            return torch.stack(got)
+        return torch.from_numpy(np.stack([t.numpy() for t in got]))
 
-    def frames(self, camera: str, idx: np.ndarray) -> torch.Tensor:
-        """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats ok)."""
-        return torch.stack(self._gather(camera, idx))
-
-    def frames_float(self, camera: str, idx: np.ndarray) -> torch.Tensor:
+    def frames_float(self, camera: str, idx: np.ndarray, at: int | None = None) -> torch.Tensor:
         """float32 ``(len(idx), C, H, W)`` in [0, 1], equal bit for bit to ``to_float(frames(...))``,
         written straight into the output (no uint8 stack in between: one pass over the pixels)."""
-        got = self._gather(camera, idx)
-        out = torch.empty((len(got), *got[0].shape), dtype=torch.float32, device=got[0].device)
+        got = self._gather(camera, idx, at)
+        if got[0].device.type != "cpu":
+            return to_float(torch.stack(got))
+        out = np.empty((len(got), *got[0].shape), dtype=np.float32)
         for j, t in enumerate(got):
-            torch.div(t, 255.0, out=out[j])
-        return out
+            np.divide(t.numpy(), np.float32(255.0), out=out[j], dtype=np.float32)
+        return torch.from_numpy(out)
 
-    def _gather(self, camera: str, idx: np.ndarray) -> list[torch.Tensor]:
-        owner = self.episode.episode_index
-        got: dict[int, torch.Tensor] = {}
-        missing = []
-        for i in dict.fromkeys(int(i) for i in idx):
-            t = self.cache.get((owner, camera, i))
-            if t is None:
-                missing.append(i)
-            else:
-                got[i] = t
+    def _gather(self, camera: str, idx: np.ndarray, at: int | None) -> list[torch.Tensor]:
+        have = self._frames.setdefault(camera, {})
+        back, fwd = self.reach.get(camera, (0, 0))
+        if at is not None:  # the pool never goes back before this chunk's start: older frames go
+            first = self.span_start + (at - self.span_start) // self.chunk * self.chunk
+            for i in [i for i in have if i < first - back]:
+                del have[i]
+        wanted = [int(i) for i in idx]
+        missing = sorted({i for i in wanted if i not in have})
         if missing:
+            start, stop = missing[0], missing[-1] + 1
+            if at is not None:  # the whole chunk and its window reach, minus what is already here
+                lo = max(first - back, 0)
+                while lo < start and lo in have:
+                    lo += 1
+                start = min(start, lo)
+                end = min(first + self.chunk + fwd, self.episode.length)
+                while stop < end and stop not in have:
+                    stop += 1
             dec = self._decoder(camera)
             lead = self.episode.meta.clips[camera].lead_in
-            want = self._to_decode(camera, np.asarray(missing) + lead)
             try:
-                batch = dec.get_frames_at(want).data
+                batch = dec.get_frames_in_range(start + lead, stop + lead).data
             except (RuntimeError, ValueError, IndexError) as e:
                 raise EpisodeError(
-                    f"{self.episode.where}: decoding frames {missing} of camera {camera!r} failed ({e})"
+                    f"{self.episode.where}: decoding frames {start}..{stop - 1} of camera {camera!r} failed ({e})"
                 ) from e
-            self.decoded += len(want)
-            for c, t in zip(want, batch):
-                i = c - lead
-                if i in got:
-                    continue
-                if i in missing:
-                    got[i] = t
-                self.cache.put((owner, camera, i), t.clone())  # own storage: budget stays exact
-        return [got[int(i)] for i in idx]
+            self.decoded += len(batch)
+            for j, t in enumerate(batch):
+                have.setdefault(start + j, t)
+        return [have[i] for i in wanted]
 
     def close(self) -> None:
-        """Release decoders and this episode's cached frames (the episode left the pool)."""
+        """Release decoders and decoded frames (the episode left the pool)."""
         self._decoders.clear()
-        self.cache.drop(self.episode.episode_index)
+        self._frames.clear()

@@ -1,4 +1,5 @@
-"""reader/video.py: in-memory clip decode is bit-identical to lerobot's frames; the cache is bounded."""
+"""reader/video.py: in-memory clip decode is bit-identical to lerobot's frames; each frame is decoded once and
+only the current chunk plus the window reach stays decoded."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import torch
 from lerobot_wds.packer.clip import ClipCutter, ClipRequest
 from lerobot_wds.reader.episodes import LoadedEpisode, EpisodeError
 from lerobot_wds.format import ShardEpisodeMeta
-from lerobot_wds.reader.video import EpisodeVideo, FrameCache, lookahead_pays, to_float
+from lerobot_wds.reader.pool import pool_order
+from lerobot_wds.reader.video import EpisodeVideo, to_float
 
 ROOT = "tests/data/lerobot_v3_av1"
 TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes 2 (12 frames) and 3 (60)
@@ -24,7 +26,7 @@ def episode3():
 
 
 def test_frames_bit_identical_to_lerobot(episode3):
-    video = EpisodeVideo(episode3, FrameCache(64 << 20))
+    video = EpisodeVideo(episode3)
     idx = [0, 1, 2, 15, 18, 33, 39, 44, 51, 52, 58, 59]  # global 137..196
     frames = to_float(video.frames("observation.images.top", np.array(idx)))
     for i, f in zip(idx, frames):
@@ -33,26 +35,25 @@ def test_frames_bit_identical_to_lerobot(episode3):
         assert np.array_equal(f.numpy(), exp), f"frame {i}"
 
 
-def test_gop_neighbours_reused(episode3):
-    cache = FrameCache(64 << 20)
-    video = EpisodeVideo(episode3, cache)
-    a = video.frames("observation.images.top", np.array([10]))  # key frame: its GOP partner comes along
-    n = video.decoded
-    b = video.frames("observation.images.top", np.array([11, 10]))
-    assert video.decoded == n  # served from the cache
-    assert torch.equal(b[1], a[0])
-    fresh = EpisodeVideo(episode3, FrameCache(0)).frames("observation.images.top", np.array([11]))
-    assert torch.equal(b[0], fresh[0])
+def test_pool_order_decodes_each_frame_once_with_bounded_memory(episode3):
+    """Drawing the episode as the pool does (chunks in file order, shuffled inside), with a window
+    reaching 3 back and 2 ahead: every frame decoded once, at most chunk + reach frames held."""
+    cam = "observation.images.top"
+    video = EpisodeVideo(episode3, reach={cam: (3, 2)}, chunk=8, span_start=5)
+    seen = {}
+    for _, f, _ in pool_order([55], 1, 3):
+        at = 5 + f
+        idx = np.clip(np.arange(at - 3, at + 3), 0, 59)
+        got = video.frames(cam, idx, at)
+        for i, t in zip(idx, got):
+            seen.setdefault(int(i), t)
+            assert torch.equal(seen[int(i)], t)
+        assert len(video._frames[cam]) <= 8 + 3 + 2 + 2
+    assert video.decoded == 60 - 2  # frames 2..59, each once (5 - 3 = 2 is the first one read)
+    fresh = EpisodeVideo(episode3).frames(cam, np.arange(60))
+    assert all(torch.equal(fresh[i], seen[i]) for i in seen)
     video.close()
-    assert len(cache) == 0
-
-
-def test_cache_budget():
-    cache = FrameCache(3 * 100)
-    for i in range(10):
-        cache.put((0, "c", i), torch.zeros(100, dtype=torch.uint8))
-    assert cache.bytes <= 300 and len(cache) == 3
-    assert cache.get((0, "c", 9)) is not None and cache.get((0, "c", 0)) is None
+    assert not video._frames
 
 
 def test_to_float_matches_numpy():
@@ -63,26 +64,12 @@ def test_to_float_matches_numpy():
 def test_undecodable_clip_names_episode(episode3):
     bad = LoadedEpisode("shard-000004.tar", episode3.meta, {}, {"observation.images.top": b"not an mp4" * 10})
     with pytest.raises(EpisodeError, match=r"shard-000004.tar, episode 3: clip of camera 'observation.images.top'"):
-        EpisodeVideo(bad, FrameCache(0)).frames("observation.images.top", np.array([0]))
+        EpisodeVideo(bad).frames("observation.images.top", np.array([0]))
 
 
 def test_frames_float_equals_to_float(episode3):
-    video = EpisodeVideo(episode3, FrameCache(64 << 20))
+    video = EpisodeVideo(episode3)
     idx = np.array([3, 0, 3, 59])
     a = video.frames_float("observation.images.top", idx)
-    b = to_float(EpisodeVideo(episode3, FrameCache(0)).frames("observation.images.top", idx))
+    b = to_float(EpisodeVideo(episode3).frames("observation.images.top", idx))
     assert a.dtype == torch.float32 and torch.equal(a, b)
-
-
-def test_lookahead_only_when_the_cache_holds_the_pool():
-    frame = 3 * 240 * 320
-    assert lookahead_pays(512 << 20, 16, 60, 2 * frame)  # 16 episodes of 60 frames: 442 MB
-    assert not lookahead_pays(512 << 20, 16, 500, 2 * 3 * 480 * 640)  # 14 GB of frames
-
-
-def test_no_lookahead_keeps_only_free_frames(episode3):
-    video = EpisodeVideo(episode3, FrameCache(64 << 20), lookahead_gop=0)
-    video.frames("observation.images.top", np.array([11]))  # GOP 10-11: 10 comes free
-    assert video.decoded == 2 and len(video.cache) == 2
-    video.frames("observation.images.top", np.array([12]))  # key frame: nothing ahead
-    assert video.decoded == 3

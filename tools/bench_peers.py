@@ -1,0 +1,290 @@
+"""Ours against LeRobotDataset, StreamingLeRobotDataset and lerobot-lancedb on one dataset, one run.
+
+Runs in the lerobot 0.6.1 environment (``.venv-lerobot``) with ``pip install lerobot-lancedb
+matplotlib "s3fs==<its fsspec version>"`` (lerobot-lancedb 0.3.1 keeps lerobot 0.6.1; an s3fs
+of another version would upgrade fsspec); ``--remote`` starts the S3 server with
+``--moto-python`` (a Python with ``moto[server]``, e.g. ``.venv/bin/python``). Steps:
+
+1. the dataset of issue 12, written by lerobot's own writer (``tools/bench_peers_data.py``; 50
+   episodes, ~13k frames, ``observation.images.top`` 480x640 + ``observation.images.wrist``
+   240x320, AV1 lerobot defaults), packed (``lerobot-wds pack``) and converted for lance
+   (``lerobot-lance-convert``); all cached under ``--data`` so re-runs skip them;
+2. for each reader x workers (0, 2) x windows (off/on), a fresh process: DataLoader batch 32,
+   ``return_uint8=True``, spawn workers, prefetch 4, persistent workers; the first batch's time
+   from ``iter()``; then ``--warmup`` s, then samples/s over ``--seconds`` (epochs restart as
+   needed); peak RSS of the process tree (``bench_refs.rss_bytes``); distinct episodes per batch;
+   consecutive-batch overlap = the fraction of a batch's episodes also in the previous batch;
+3. the decode limit: bare torchcodec decode of every frame once, in file order, from the
+   packed in-memory clips, one process: samples/s = frames / (top + wrist seconds);
+4. prints a markdown table and writes ``--plot`` (PNG).
+
+"win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
+
+    .venv-lerobot/bin/python tools/bench_peers.py --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+TOP, WRIST = "observation.images.top", "observation.images.wrist"
+READERS = ("lerobot", "streaming", "lance", "ours")
+
+
+def windows(fps: int = 30) -> dict[str, list[float]]:
+    return {"action": [i / fps for i in range(16)], TOP: [-0.1, 0.0]}
+
+
+def prepare(data: Path) -> dict[str, str]:
+    """The lerobot dataset, its packed shards and its lance conversion under ``data`` (cached)."""
+    from bench_peers_data import write
+
+    root = write(str(data))
+    packed, lance = data / "packed", data / "lance"
+    bindir = Path(sys.executable).parent
+    if not (packed / "manifest.json").exists():
+        subprocess.run([str(bindir / "lerobot-wds"), "pack", root, str(packed), "--no-progress"], check=True)
+    if not (lance / "frames.lance").exists():
+        subprocess.run([str(bindir / "lerobot-lance-convert"), "--root", root, "--out", str(lance)], check=True)
+    return {"lerobot": root, "streaming": root, "lance": str(lance), "ours": str(packed)}
+
+
+def make_dataset(reader: str, path: str, win: bool, storage: dict | None):
+    deltas = windows() if win else None
+    if reader == "lerobot":
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        return LeRobotDataset("bench/peers", root=path, delta_timestamps=deltas, return_uint8=True)
+    if reader == "streaming":
+        from lerobot.datasets.streaming_dataset import StreamingLeRobotDataset
+
+        return StreamingLeRobotDataset("bench/peers", root=path, delta_timestamps=deltas, return_uint8=True)
+    if reader == "lance":
+        from lerobot_lancedb import LanceDBDataset
+
+        return LanceDBDataset(root=path, delta_timestamps=deltas, return_uint8=True, storage_options=storage)
+    from lerobot_wds.reader import LeRobotShardDataset
+    from lerobot_wds.reader.storage import Store
+
+    url = Store(path, storage) if storage else path
+    return LeRobotShardDataset(url, delta_timestamps=deltas, return_uint8=True, seed=0)
+
+
+def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: float, storage: dict | None) -> dict:
+    """One measurement in this (fresh) process; returns the row."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from bench_refs import PeakRSS
+
+    with PeakRSS() as rss:
+        ds = make_dataset(reader, path, win, storage)
+        mapstyle = not isinstance(ds, torch.utils.data.IterableDataset)
+        kw = dict(multiprocessing_context="spawn", prefetch_factor=4, persistent_workers=True) if nw else {}
+        loader = DataLoader(ds, batch_size=32, shuffle=mapstyle, num_workers=nw, **kw)
+        t0 = time.perf_counter()
+        first = None
+        n, eps, t_start, t_end, epoch = 0, [], None, None, 0
+        while t_end is None:
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch)
+            for batch in loader:
+                now = time.perf_counter()
+                if first is None:
+                    first = now - t0
+                if t_start is None and now - t0 >= first + warmup:
+                    t_start = now
+                elif t_start is not None:
+                    n += len(batch["index"])
+                    eps.append(batch["episode_index"].tolist())
+                    if now - t_start >= seconds:
+                        t_end = now
+                        break
+            epoch += 1
+        del loader
+    full = [set(b) for b in eps if len(b) == 32]
+    distinct = sum(len(b) for b in full) / max(len(full), 1)
+    overlap = [len(a & b) / len(b) for a, b in zip(full, full[1:])]
+    return {"reader": reader, "workers": nw, "win": win, "samples_s": n / (t_end - t_start), "first_s": first,
+            "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": sum(overlap) / max(len(overlap), 1)}
+
+
+def decode_limit(packed: str, max_episodes: int = 50) -> dict:
+    """Bare torchcodec: every frame of each clip once, in file order, in one process."""
+    import torch
+    from torchcodec.decoders import VideoDecoder
+
+    from bench_refs import _load_clips
+    from lerobot_wds.reader.epoch_plan import plan_spans
+    from lerobot_wds.reader.storage import Store
+    from lerobot_wds.reader.world import World
+
+    torch.set_num_threads(1)
+    m = Store(packed).read_manifest()
+    lengths = [[e.length for e in s.episodes] for s in m.shards]
+    spans = plan_spans(lengths, 0, 0, World(0, 1, 0, 1), False)[:max_episodes]
+    eps = _load_clips(packed, spans, set(range(len(spans))))
+    secs = {TOP: 0.0, WRIST: 0.0}
+    frames = 0
+    for ep in eps.values():
+        frames += ep.length
+        for cam in secs:
+            lead = ep.meta.clips[cam].lead_in
+            t = time.perf_counter()
+            VideoDecoder(ep.clips[cam]).get_frames_in_range(lead, lead + ep.length)
+            secs[cam] += time.perf_counter() - t
+    return {cam: frames / s for cam, s in secs.items()} | {"samples_s": frames / sum(secs.values())}
+
+
+def run_child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode or not lines:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(lines[-1])
+
+
+def table(rows: list[dict], limit: dict) -> str:
+    by = {(r["reader"], r["workers"], r["win"], r.get("remote", False)): r for r in rows}
+    hdr = "| | " + " | ".join(READERS) + " | ours ÷ map | ours ÷ lance | ours ÷ decode limit |\n|---|" + "---|" * (len(READERS) + 3)
+    lines = [hdr]
+    for win in (False, True):
+        for nw in (0, 2):
+            vals = [by.get((r, nw, win, False), {}).get("samples_s") for r in READERS]
+            o, m, la = vals[3], vals[0], vals[2]
+            ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"
+            lines.append(f"| {'win' if win else 'no win'}, {nw} workers | "
+                         + " | ".join(f"{v:.0f}" if v else "-" for v in vals)
+                         + f" | {ratio(o, m)} | {ratio(o, la)} | {ratio(o, limit['samples_s'] * max(nw, 1))} |")
+    lines.append("\nfirst batch s / peak RSS GB / distinct episodes per batch / consecutive-batch overlap:\n")
+    lines.append("| | " + " | ".join(READERS) + " |\n|---|" + "---|" * len(READERS))
+    for win in (False, True):
+        for nw in (0, 2):
+            cells = []
+            for r in READERS:
+                x = by.get((r, nw, win, False))
+                cells.append(f"{x['first_s']:.1f} / {x['rss_gb']:.2f} / {x['distinct']:.1f} / {x['overlap']:.2f}"
+                             if x and "samples_s" in x else (x or {}).get("error", "-")[:60])
+            lines.append(f"| {'win' if win else 'no win'}, {nw} workers | " + " | ".join(cells) + " |")
+    remote = [r for r in rows if r.get("remote")]
+    if remote:
+        lines.append("\nremote (S3 on loopback, +latency per request), samples/s:\n")
+        for r in remote:
+            local = by.get((r["reader"], r["workers"], r["win"], False), {}).get("samples_s")
+            s = r.get("samples_s")
+            lines.append(f"- {r['reader']} {'win' if r['win'] else 'no win'} {r['workers']} workers: "
+                         + (f"{s:.0f} (÷ local {s / local:.2f})" if s and local else r.get("error", "-")))
+    lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order, 1 process): "
+                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], limit: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [(w, nw) for w in (False, True) for nw in (0, 2)]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(READERS)
+    for k, r in enumerate(READERS):
+        vals = [next((x["samples_s"] for x in rows if (x.get("reader"), x.get("win"), x.get("workers"), x.get("remote", False))
+                      == (r, w, nw, False) and "samples_s" in x), 0) for w, nw in groups]
+        ax.bar([g + k * width for g in range(len(groups))], vals, width, label=r)
+    ax.axhline(limit["samples_s"], color="k", ls="--", lw=1, label="decode limit (1 process)")
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+    ax.set_xticklabels([f"{'win' if w else 'no win'}, {nw} workers" for w, nw in groups])
+    ax.set_ylabel("samples/s (batch 32, uint8)")
+    ax.set_title("480x640 + 240x320 AV1, 50 episodes (tools/bench_peers.py)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+
+
+def remote_rows(data: Path, paths: dict, a) -> list[dict]:
+    """ours (and lance, if it reads from S3) from a moto S3 server through a latency proxy."""
+    from testkit.servers import KEY, REGION, SECRET, FaultProxy, Faults, S3Server, s3_options
+
+    import s3fs
+
+    rows = []
+    exe, sys.executable = sys.executable, a.moto_python  # S3Server runs `sys.executable -m moto.server`
+    try:
+        server = S3Server()
+    finally:
+        sys.executable = exe
+    try:
+        server.make_bucket("bench")
+        fs = s3fs.S3FileSystem(**s3_options(server.endpoint_url))
+        fs.put(paths["ours"], "bench/packed", recursive=True)
+        fs.put(paths["lance"], "bench/lance", recursive=True)
+        proxy = FaultProxy(server.port, Faults(latency_s=a.latency_ms / 1000))
+        try:
+            ours = s3_options(proxy.endpoint_url, client_retries=True)
+            lance = {"aws_access_key_id": KEY, "aws_secret_access_key": SECRET, "aws_region": REGION,
+                     "aws_endpoint": proxy.endpoint_url, "allow_http": "true"}
+            for reader, url, opts in (("ours", "s3://bench/packed", ours), ("lance", "s3://bench/lance", lance)):
+                for nw in a.workers:
+                    row = run_child([reader, url, str(nw), "1", str(a.seconds), str(a.warmup), json.dumps(opts)])
+                    row.update(reader=reader, workers=nw, win=True, remote=True)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+        finally:
+            proxy.stop()
+    finally:
+        server.stop()
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO / "bench_out" / "peers")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per row, after warm-up")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds after the first batch not counted")
+    ap.add_argument("--readers", default=",".join(READERS))
+    ap.add_argument("--workers", default="0,2")
+    ap.add_argument("--remote", action="store_true", help="also ours and lance from S3 on loopback")
+    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--moto-python", default=sys.executable, help="a Python with moto[server] for the S3 server")
+    ap.add_argument("--plot", type=Path, default=REPO / "docs" / "bench_peers.png")
+    ap.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        reader, path, nw, win, seconds, warmup, storage = a.child
+        print(json.dumps(child(reader, path, int(nw), win == "1", float(seconds), float(warmup),
+                               json.loads(storage))))
+        return 0
+    a.workers = [int(w) for w in a.workers.split(",")]
+    paths = prepare(a.data)
+    limit = decode_limit(paths["ours"])
+    print(json.dumps({"decode_limit": limit}), flush=True)
+    rows = []
+    for win in (False, True):
+        for nw in a.workers:
+            for reader in a.readers.split(","):
+                row = run_child([reader, paths[reader], str(nw), "1" if win else "0", str(a.seconds), str(a.warmup), "null"])
+                row.update(reader=reader, workers=nw, win=win)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    if a.remote:
+        rows += remote_rows(a.data, paths, a)
+    print(table(rows, limit))
+    plot(rows, limit, a.plot)
+    (a.data / "bench_peers.json").write_text(json.dumps({"rows": rows, "decode_limit": limit}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
