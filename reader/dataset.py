@@ -22,6 +22,8 @@ repeated, nothing dropped, provided seed, shuffle, pool size, episodes, rank/wor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from contextlib import nullcontext
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 #: work per frame; GOP reuse brings it near 1).
 FRAMES_DECODED = "frames_decoded"
 STATE_VERSION = 1
-K_VERSION, K_EPOCH, K_YIELDED, K_SLOT = "version", "epoch", "yielded", "slot"
+K_VERSION, K_EPOCH, K_YIELDED, K_SLOT, K_LAYOUT = "version", "epoch", "yielded", "slot", "layout"
 
 
 class LeRobotShardDataset(IterableDataset):
@@ -170,12 +172,24 @@ class LeRobotShardDataset(IterableDataset):
         """Epoch and samples yielded so far by this slot (rank, worker), plus the settings the
         order depends on. Small and exact; see the module docstring for what resume guarantees."""
         return {K_VERSION: STATE_VERSION, K_EPOCH: self.epoch, K_YIELDED: self._yielded,
-                K_SLOT: list(self._slot) if self._slot else None, "config": self._config()}
+                K_SLOT: list(self._slot) if self._slot else None, "config": self._config(), K_LAYOUT: self._layout()}
+
+    def _layout(self) -> str:
+        """Fingerprint of what the order is planned from: shard names and, per shard, the selected
+        episodes and their lengths (another ``--shard-size`` or another pack changes it)."""
+        rows = [[name, [[e.episode_index, e.length] for e in es]] for name, es in zip(self._shard_names, self._entries)]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Make the next iteration continue the epoch recorded in ``state`` where it stopped."""
         if state.get(K_VERSION) != STATE_VERSION:
             raise ValueError(f"resume state version {state.get(K_VERSION)!r}; this reader reads {STATE_VERSION}")
+        if K_LAYOUT in state and state[K_LAYOUT] != self._layout():
+            raise ValueError(
+                f"resume state was taken on another pack (layout {state[K_LAYOUT]}, {self.store.url} has "
+                f"{self._layout()}: other shards or episodes, e.g. another --shard-size); resume on the pack "
+                "the state was taken on, or start the epoch afresh"
+            )
         diff = {k: (v, self._config()[k]) for k, v in state.get("config", {}).items() if self._config().get(k) != v}
         if diff:
             raise ValueError(
