@@ -19,6 +19,7 @@ Each episode is one WebDataset sample with key ``episode_{episode_index:06d}`` a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -35,6 +36,11 @@ EPISODE_KEY_PATTERN = "episode_{episode_index:06d}"
 META_MEMBER = "meta.msgpack"
 FRAMES_MEMBER = "frames.arrow"
 CLIP_SUFFIX = ".mp4"
+
+#: What a manifest may name: shards exactly as ``shard_name`` writes them, member suffixes of the
+#: form ``meta.msgpack`` / ``frames.arrow`` / ``<video_key>.mp4`` (no separators, no ``..``).
+SHARD_NAME_RE = re.compile(r"shard-\d{6,}\.tar")
+MEMBER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 #: Columns every frame table carries (LeRobot's bookkeeping features).
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
@@ -258,7 +264,7 @@ class Manifest:
                 )
                 for s in d["shards"]
             )
-            return cls(
+            manifest = cls(
                 format_version=int(d["format_version"]),
                 source=d["source"],
                 fps=int(d["fps"]),
@@ -271,6 +277,8 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{where}: malformed manifest ({e!r})") from e
+        check_manifest(manifest, where)
+        return manifest
 
 
 def _in_order(features: Mapping[str, Any], order: Any) -> dict[str, Any]:
@@ -278,3 +286,36 @@ def _in_order(features: Mapping[str, Any], order: Any) -> dict[str, Any]:
     if not order:
         return dict(features)
     return {k: features[k] for k in order if k in features} | {k: v for k, v in features.items() if k not in order}
+
+
+def check_name(name: Any, pattern: "re.Pattern[str]", what: str, where: str) -> None:
+    """Refuse a name from a manifest that is not what the format writes: nothing a manifest names
+    may point outside the dataset root (no separators, no ``..``, no absolute paths or URLs)."""
+    if not isinstance(name, str) or not pattern.fullmatch(name) or ".." in name:
+        raise FormatError(f"{where}: {what} name {name!r} is not allowed (a pack names only "
+                          f"shard-NNNNNN.tar files and <key>.<suffix> members); the manifest is damaged or hostile")
+
+
+def check_manifest(m: "Manifest", where: str) -> None:
+    """Everything a reader trusts in a manifest before it opens a shard: names, byte ranges inside
+    each shard's recorded size, and each episode listed once."""
+    seen: dict[int, str] = {}
+    for s in m.shards:
+        check_name(s.name, SHARD_NAME_RE, "shard", where)
+        if s.bytes < 0:
+            raise FormatError(f"{where}: {s.name} has negative size {s.bytes}")
+        for e in s.episodes:
+            at = f"{where}: {s.name}, episode {e.episode_index}"
+            if e.episode_index in seen:
+                raise FormatError(f"{at}: listed twice (also in {seen[e.episode_index]}); the manifest is damaged, repack")
+            seen[e.episode_index] = s.name
+            if e.length < 0:
+                raise FormatError(f"{at}: negative length {e.length}")
+            if not e.members:
+                raise FormatError(f"{at}: no members")
+            for suffix, ref in e.members.items():
+                check_name(suffix, MEMBER_RE, "member", at)
+                if ref.offset < 0 or ref.size < 0 or ref.offset + ref.size > s.bytes:
+                    raise FormatError(
+                        f"{at}: member {suffix} at [{ref.offset}, {ref.offset + ref.size}) lies outside the "
+                        f"shard's {s.bytes} bytes; the manifest is damaged, repack or restore it")

@@ -22,6 +22,8 @@ repeated, nothing dropped, provided seed, shuffle, pool size, episodes, rank/wor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from contextlib import nullcontext
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -192,6 +194,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             "world_size": self.world.world_size, "total_frames": self.meta.total_frames,
             "drop_n_last_frames": self.drop_n_last_frames,
         }
+
+    def _layout(self) -> str:
+        """Fingerprint of what the order is planned from: shard names and, per shard, the selected
+        episodes and their lengths (another ``--shard-size`` or another pack changes it)."""
+        rows = [[name, [[e.episode_index, e.length] for e in es]] for name, es in zip(self._shard_names, self._entries)]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
     # --- iteration --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:

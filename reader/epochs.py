@@ -11,7 +11,7 @@ epoch:
 * ``load_state_dict(state)`` makes the next iteration continue ``state``'s epoch where it stopped;
   the ones after it follow the next epochs.
 
-The state of one (rank, worker) slot is ``{"version", "epoch", "yielded", "slot", "config"}``:
+The state of one (rank, worker) slot is ``{"version", "epoch", "yielded", "slot", "config", "layout"}``:
 the epoch, the samples that slot yielded, the slot, and the settings the order depends on (a
 mismatch on load raises). ``yielded`` may instead be a list with one count per DataLoader worker
 (``slot`` then None): a training loop that counts what it consumed from each worker saves that
@@ -90,6 +90,10 @@ class Resumable:
     def _config(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _layout(self) -> str | None:
+        """Fingerprint of the data the order is planned from (None: nothing to check)."""
+        return None
+
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
@@ -110,12 +114,19 @@ class Resumable:
         order depends on. Small and exact."""
         return {"version": STATE_VERSION, "epoch": self.epoch, "yielded": self._yielded,
                 "slot": list(self._slot) if self._slot else None, "config": self._config(),
-                **self._extra_state()}
+                "layout": self._layout(), **self._extra_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Make the next iteration continue the epoch recorded in ``state`` where it stopped."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"{self._what} version {state.get('version')!r}; this reader reads {STATE_VERSION}")
+        saved, layout = state.get("layout"), self._layout()
+        if saved is not None and saved != layout:
+            raise ValueError(
+                f"{self._what} was taken on another pack (layout {saved}, this one {layout}: other shards "
+                "or episodes, e.g. another --shard-size); resume on the pack the state was taken on, or "
+                "start the epoch afresh"
+            )
         now = self._config()
         diff = {k: (v, now.get(k)) for k, v in state.get("config", {}).items() if now.get(k) != v}
         if diff:

@@ -64,3 +64,18 @@ def test_set_epoch_keeps_state_of_that_epoch(packed):
     assert sorted(head + rest) == list(range(80))
     resumed.set_epoch(4)  # the next epoch starts from its beginning
     assert len(list(resumed)) == 80
+
+
+def test_state_from_another_pack_is_refused(packed, tmp_path):
+    from reader_helpers import pack_fixture
+
+    from lerobot_wds import LeRobotShardDataset
+
+    one = LeRobotShardDataset(packed("lerobot_v3_av1"), shuffle=True, seed=3)
+    it = iter(one)
+    next(it)
+    state = one.state_dict()
+    other = LeRobotShardDataset(pack_fixture("lerobot_v3_av1", tmp_path / "big", shard_size=1 << 40), shuffle=True, seed=3)
+    with pytest.raises(ValueError, match="taken on another pack"):
+        other.load_state_dict(state)
+    LeRobotShardDataset(packed("lerobot_v3_av1"), shuffle=True, seed=3).load_state_dict(state)  # same pack: accepted
