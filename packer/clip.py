@@ -93,8 +93,8 @@ class ClipCutter:
         return self._video.streams.video[0]
 
     def _indexed_end(self) -> float:
-        """Last timestamp (s) the container's index lists; only needed to word an error."""
-        return max((e.timestamp for e in self._stream.index_entries or []), default=-1) * self._tb
+        """Last timestamp (s) the container's index lists (-1 s: unknown, PyAV < 16); only words an error."""
+        return max((e.timestamp for e in getattr(self._stream, "index_entries", None) or []), default=-1) * self._tb
 
     def _seek(self, start_s: float) -> None:
         self._video.seek(max(0, int(start_s / self._tb)), stream=self._stream, backward=True, any_frame=False)

@@ -61,10 +61,11 @@ def probe(container: Any, raw: Any) -> VideoFacts:
     if raw is not None:
         first = next((p for p in container.demux(stream) if p.size), None)
         table = read_sample_table(raw)
-        # PyAV < 16 has no index_entries (lerobot 0.6.1 pins av 15): then the table is not trusted.
-        entries = getattr(stream, "index_entries", None)
-        if first is None or table is None or entries is None or stream.time_base != Fraction(1, table.timescale) \
-                or len(entries) != len(table.dts) \
+        # FFmpeg's sample count: its index (PyAV >= 16), else the stream's frame count (PyAV 15,
+        # lerobot 0.6.1's; for mp4 that is the stsz sample count).
+        count = len(stream.index_entries or ()) if hasattr(stream, "index_entries") else stream.frames
+        if first is None or table is None or stream.time_base != Fraction(1, table.timescale) \
+                or count != len(table.dts) \
                 or (first.pts, first.dts, first.pos, first.size) != (table.dts[0], table.dts[0], table.offset[0], table.size[0]):
             table = None
     return VideoFacts(cc.codec.canonical_name, cc.pix_fmt, cc.width, cc.height, stream.time_base, table)

@@ -19,7 +19,7 @@ fi
 python=${PYTHON:-python3}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 log=$(mktemp)
-if ! { "$venv/bin/python" -m pip install -q --upgrade pip && "$venv/bin/python" -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+if ! { "$venv/bin/python" -m pip install -q --upgrade pip && "$venv/bin/python" -m pip install -q -c tools/constraints.txt -e '.[test]'; } >"$log" 2>&1; then
     grep -v '^WARNING: Location' "$log" >&2
     echo "setup: pip install failed (log above)" >&2
     exit 1

@@ -1,0 +1,91 @@
+"""Live parity with lerobot itself (run with .venv-lerobot's python: lerobot 0.6.1, torch 2.11, torchcodec 0.11).
+
+A dataset is written during the run by lerobot's own writer (testkit.lerobot_writer: two cameras,
+several episodes, several data and video files), packed with our CLI (a real subprocess, several
+shards), and then EVERY frame of EVERY episode is compared with ``LeRobotDataset[i]`` for the
+``delta_timestamps`` lerobot-train gives ACT and Diffusion (``resolve_delta_timestamps`` on the
+policies' default configs), and for no windows, with ``return_uint8`` off and on: the same keys, and
+every tensor equal in dtype, shape and value; the same task string.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+lerobot = pytest.importorskip("lerobot", reason="live parity needs lerobot 0.6.1: run with .venv-lerobot (make test)")
+
+from lerobot.datasets.factory import resolve_delta_timestamps  # noqa: E402
+from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata  # noqa: E402
+from lerobot.policies.act.configuration_act import ACTConfig  # noqa: E402
+from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig  # noqa: E402
+
+from lerobot_wds.reader import LeRobotShardDataset  # noqa: E402
+from testkit.lerobot_writer import write_lerobot_dataset  # noqa: E402
+
+#: Every episode shorter than ACT's action window (100 steps), some shorter than Diffusion's (16), one of
+#: 3 frames, so windows cross both episode ends. (lerobot 0.6.1's writer fails on a 1-frame episode: its stats.)
+LENGTHS = [23, 41, 3, 12, 35, 17, 30]
+CAMERAS = {"observation.images.top": (64, 80), "observation.images.wrist": (48, 64)}
+POLICIES = {"act": ACTConfig, "diffusion": DiffusionConfig, "plain": None}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """(lerobot root, packed dir): written by lerobot's writer, packed by ``lerobot-wds pack``."""
+    base = tmp_path_factory.mktemp("parity")
+    src = write_lerobot_dataset(base / "lerobot", lengths=LENGTHS, cameras=CAMERAS, fps=30,
+                                video_files_size_mb=0.03, data_files_size_mb=0.004, seed=11)
+    out = base / "packed"
+    cli = Path(sys.executable).parent / "lerobot-wds"
+    subprocess.run([str(cli), "pack", str(src), str(out), "--shard-size", "60KB", "--no-progress"],
+                   check=True, capture_output=True, text=True)
+    return src, out
+
+
+def test_written_by_lerobot_across_several_files(datasets):
+    """The precondition of the parity tests: several data files, video files per camera and shards."""
+    src, out = datasets
+    info = json.loads((src / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == len(LENGTHS) and info["total_frames"] == sum(LENGTHS)
+    assert len(list((src / "data").rglob("*.parquet"))) >= 2
+    for key in CAMERAS:
+        assert len(list((src / "videos" / key).rglob("*.mp4"))) >= 2, key
+    assert len(list(out.glob("shard-*.tar"))) >= 2
+
+
+def _delta_timestamps(policy: str, root: Path) -> dict | None:
+    config = POLICIES[policy]
+    return None if config is None else resolve_delta_timestamps(config(), LeRobotDatasetMetadata("parity", root=root))
+
+
+@pytest.mark.parametrize("return_uint8", [False, True], ids=["float", "uint8"])
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_every_frame_equals_lerobot(datasets, policy, return_uint8):
+    src, packed = datasets
+    deltas = _delta_timestamps(policy, src)
+    if policy != "plain":
+        assert deltas and "action" in deltas  # the windows lerobot-train would use
+    theirs = LeRobotDataset("parity", root=src, delta_timestamps=deltas, return_uint8=return_uint8)
+    ours = LeRobotShardDataset(str(packed), delta_timestamps=deltas, return_uint8=return_uint8, shuffle=False)
+    seen = []
+    for item in ours:
+        i = int(item["index"])
+        want = theirs[i]
+        assert set(item) == set(want), f"index {i}: keys differ: {sorted(set(item) ^ set(want))}"
+        for key, w in want.items():
+            got = item[key]
+            if isinstance(w, torch.Tensor):
+                assert isinstance(got, torch.Tensor), f"index {i}, {key}: {type(got).__name__}, not a tensor"
+                assert got.dtype == w.dtype and got.shape == w.shape, \
+                    f"index {i}, {key}: {got.dtype}{tuple(got.shape)} != lerobot's {w.dtype}{tuple(w.shape)}"
+                assert torch.equal(got, w), f"index {i}, {key}: values differ from lerobot's"
+            else:
+                assert got == w, f"index {i}, {key}: {got!r} != lerobot's {w!r}"
+        seen.append(i)
+    assert sorted(seen) == list(range(len(theirs))) == list(range(sum(LENGTHS)))
