@@ -23,6 +23,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from .errors import LeRobotWdsError
+
 FORMAT_NAME = "lerobot-wds"
 FORMAT_VERSION = 1
 #: Versions this reader understands.
@@ -46,7 +48,7 @@ MEMBER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 
 
-class FormatError(ValueError):
+class FormatError(LeRobotWdsError, ValueError):
     """A packed dataset, shard or member does not follow this format."""
 
 
@@ -151,9 +153,22 @@ class ManifestEpisode:
         end = max(m.offset + m.size for m in self.members.values())
         return start, end
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"episode_index": self.episode_index, "length": self.length, "dataset_from_index": self.dataset_from_index,
+                "members": {k: [m.offset, m.size] for k, m in self.members.items()}}
+
+    @classmethod
+    def from_dict(cls, e: Mapping[str, Any]) -> "ManifestEpisode":
+        """Raises KeyError/TypeError/ValueError on a malformed entry (the caller names the file)."""
+        return cls(episode_index=int(e["episode_index"]), length=int(e["length"]),
+                   dataset_from_index=int(e["dataset_from_index"]),
+                   members={k: MemberRef(int(o), int(n)) for k, (o, n) in e["members"].items()})
+
 
 @dataclass(frozen=True)
 class ManifestShard:
+    """One shard as the manifest lists it: its name, size and sha256, and its episodes in order."""
+
     name: str
     bytes: int
     sha256: str
@@ -162,6 +177,31 @@ class ManifestShard:
     @property
     def frames(self) -> int:
         return sum(e.length for e in self.episodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "bytes": self.bytes, "sha256": self.sha256, "frames": self.frames,
+                "episodes": [e.to_dict() for e in self.episodes]}
+
+    @classmethod
+    def from_dict(cls, s: Mapping[str, Any]) -> "ManifestShard":
+        """Raises KeyError/TypeError/ValueError on a malformed entry (the caller names the file)."""
+        return cls(name=s["name"], bytes=int(s["bytes"]), sha256=s["sha256"],
+                   episodes=tuple(ManifestEpisode.from_dict(e) for e in s["episodes"]))
+
+
+@dataclass(frozen=True)
+class SkippedEpisode:
+    """A source episode ``pack --skip-bad-episodes`` left out, and why (the error it raised)."""
+
+    episode_index: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"episode_index": self.episode_index, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SkippedEpisode":
+        return cls(episode_index=int(d["episode_index"]), reason=str(d["reason"]))
 
 
 @dataclass(frozen=True)
@@ -181,6 +221,8 @@ class Manifest:
     videos: Mapping[str, Any]
     shards: tuple[ManifestShard, ...]
     format: str = FORMAT_NAME
+    #: Source episodes left out by ``pack --skip-bad-episodes`` (written only when there are any).
+    skipped_episodes: tuple[SkippedEpisode, ...] = ()
 
     @property
     def total_episodes(self) -> int:
@@ -214,25 +256,10 @@ class Manifest:
             "videos": self.videos,
             "total_episodes": self.total_episodes,
             "total_frames": self.total_frames,
-            "shards": [
-                {
-                    "name": s.name,
-                    "bytes": s.bytes,
-                    "sha256": s.sha256,
-                    "frames": s.frames,
-                    "episodes": [
-                        {
-                            "episode_index": e.episode_index,
-                            "length": e.length,
-                            "dataset_from_index": e.dataset_from_index,
-                            "members": {k: [m.offset, m.size] for k, m in e.members.items()},
-                        }
-                        for e in s.episodes
-                    ],
-                }
-                for s in self.shards
-            ],
+            "shards": [s.to_dict() for s in self.shards],
         }
+        if self.skipped_episodes:
+            d["skipped_episodes"] = [s.to_dict() for s in self.skipped_episodes]
         return json.dumps(d, sort_keys=True, indent=1) + "\n"
 
     @classmethod
@@ -247,23 +274,7 @@ class Manifest:
             )
         check_version(d.get("format_version"), where)
         try:
-            shards = tuple(
-                ManifestShard(
-                    name=s["name"],
-                    bytes=int(s["bytes"]),
-                    sha256=s["sha256"],
-                    episodes=tuple(
-                        ManifestEpisode(
-                            episode_index=int(e["episode_index"]),
-                            length=int(e["length"]),
-                            dataset_from_index=int(e["dataset_from_index"]),
-                            members={k: MemberRef(int(o), int(n)) for k, (o, n) in e["members"].items()},
-                        )
-                        for e in s["episodes"]
-                    ),
-                )
-                for s in d["shards"]
-            )
+            shards = tuple(ManifestShard.from_dict(s) for s in d["shards"])
             manifest = cls(
                 format_version=int(d["format_version"]),
                 source=d["source"],
@@ -274,6 +285,7 @@ class Manifest:
                 robot_type=d.get("robot_type"),
                 videos=d.get("videos", {}),
                 shards=shards,
+                skipped_episodes=tuple(SkippedEpisode.from_dict(x) for x in d.get("skipped_episodes", ())),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{where}: malformed manifest ({e!r})") from e

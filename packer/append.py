@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any, Sequence
 
+from ..errors import LeRobotWdsError
 from ..format import MANIFEST_NAME, FormatError, Manifest
 
 from .source import Source
@@ -26,7 +27,7 @@ from .source import Source
 MAY_CHANGE = ("episodes", "append_after", "appended")
 
 
-class AppendError(ValueError):
+class AppendError(LeRobotWdsError, ValueError):
     """OUT cannot be appended to as asked; the message says why and what to do."""
 
 
@@ -98,9 +99,12 @@ def merge(old: Manifest, new: Manifest, root: str) -> Manifest:
             raise AppendError(f"{root}: camera {key}: old shards hold {old.videos[key]}, new ones {v}; "
                               "pack into a new OUT instead of appending")
     videos = {**new.videos, **old.videos}
+    packed = set(packed_episodes(new))
+    skipped = {s.episode_index: s for s in old.skipped_episodes + new.skipped_episodes if s.episode_index not in packed}
     return Manifest(format_version=new.format_version, source=new.source, fps=new.fps, features=new.features,
                     tasks=new.tasks, stats=new.stats, robot_type=new.robot_type, videos=videos,
-                    shards=tuple(old.shards) + tuple(new.shards))
+                    shards=tuple(old.shards) + tuple(new.shards),
+                    skipped_episodes=tuple(skipped[i] for i in sorted(skipped)))
 
 
 def to_append(selected: Sequence[int], manifest: Manifest) -> list[int]:

@@ -1,10 +1,13 @@
-"""``lerobot-wds`` command line: ``pack SRC OUT``, ``inspect OUT``, ``verify OUT``.
+"""``lerobot-wds`` command line: ``pack SRC OUT``, ``check SRC``, ``inspect OUT``, ``verify OUT``.
 
 ``pack`` runs shard tasks locally or on Ray (``--executor ray``), adds episodes to a pack
 (``--append``) or only prints its plan (``--dry-run``).
 
-Errors the user can fix (a bad source, a damaged file, an OUT packed with other options) print one
-message naming the file and episode at fault and exit with status 1, without a traceback.
+Errors the user can fix (the project's own :class:`~lerobot_wds.errors.LeRobotWdsError`: a bad
+source, a damaged file, an OUT packed with other options; and ``OSError``: a full disk, a missing or
+read-only path) print one message naming what is at fault and exit with status 1, without a
+traceback. Anything else is a bug and shows its traceback. Each subcommand is one ``_add_<name>``
+(its arguments) and one ``_run_<name>`` (returns the exit status), listed in ``COMMANDS``.
 """
 
 from __future__ import annotations
@@ -12,14 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .clip import ClipError
-from .executor import TaskFailed
-from .pack import PackError, PackOptions, dry_run, pack
+from ..errors import LeRobotWdsError, UsageError
+from .pack import PackOptions, dry_run, pack
 from .shard_plan import parse_size
 from .reencode import ReencodeSpec
-from .source import SourceError
 
 
 def parse_storage_options(items: Sequence[str]) -> dict:
@@ -41,33 +42,110 @@ def _size(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def _storage_option_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"fsspec storage option for {what} (repeatable)")
+
+
+def _add_pack(p: argparse.ArgumentParser) -> None:
+    d, r = PackOptions(), ReencodeSpec()  # the defaults, stated once in the options types
+    p.add_argument("src", help="dataset root, fsspec URL, hf://datasets/<repo_id> or <owner>/<name>")
+    p.add_argument("out", help="output directory, local or fsspec URL (s3://bucket/prefix)")
+    p.add_argument("--episodes", help="episode selection, e.g. 0-99,250 (default: all)")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) of SRC")
+    p.add_argument("--shard-size", type=parse_size, default=d.shard_size,
+                   help=f"target shard size (default {d.shard_size / 1e6:g}MB)")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes writing shards in parallel")
+    p.add_argument("--codec", choices=["av1", "h264", "hevc"], help=f"re-encode clips with this codec (default {r.codec})")
+    p.add_argument("--gop", type=int, help=f"re-encode: keyframe interval in frames (default {r.gop})")
+    p.add_argument("--crf", type=int, help=f"re-encode: constant rate factor (default {r.crf})")
+    p.add_argument("--size", type=_size, help="re-encode: frame size HxW in pixels")
+    _storage_option_arg(p, "SRC and OUT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=["local", "ray"], default=d.executor,
+                   help="run shard tasks in a local process pool (default) or as Ray tasks")
+    p.add_argument("--ray-address",
+                   help="Ray cluster address for --executor ray (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--append", action="store_true", help="pack episodes OUT does not hold yet as new shards")
+    p.add_argument("--skip-bad-episodes", action="store_true",
+                   help="pack every good episode; list each bad one, with its reason, in the manifest and summary")
+    p.add_argument("--dry-run", action="store_true", help="print the shards it would write; write nothing")
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    wants = {"codec": args.codec, "gop": args.gop, "crf": args.crf, "size": args.size}
+    spec = None if all(v is None for v in wants.values()) else ReencodeSpec(
+        **{k: v for k, v in wants.items() if v is not None})
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    po = PackOptions(
+        shard_size=args.shard_size, workers=args.workers, episodes=args.episodes, revision=args.revision,
+        reencode=spec, storage_options=parse_storage_options(args.storage_option), progress=not args.no_progress,
+        executor=args.executor, ray_address=args.ray_address, append=args.append,
+        skip_bad_episodes=args.skip_bad_episodes)
+    if args.dry_run:
+        print(dry_run(args.src, args.out, po))
+        return 0
+    m = pack(args.src, args.out, po)
+    print(f"packed {m.total_episodes} episodes, {m.total_frames} frames into {len(m.shards)} shards "
+          f"({sum(s.bytes for s in m.shards) / 1e6:.2f} MB) at {args.out}")
+    for s in m.skipped_episodes:
+        print(f"skipped episode {s.episode_index}: {s.reason}")
+    return 0
+
+
+def _add_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="LeRobot v3.0 dataset root or fsspec URL")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) of SRC")
+    _storage_option_arg(p, "SRC")
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from .check import check
+
+    report = check(args.src, args.revision, parse_storage_options(args.storage_option))
+    for line in report.defects:
+        print(f"DEFECT {line}")
+    print(report.summary())
+    return 0 if not report.defects else 1
+
+
+def _add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out")
+    _storage_option_arg(p, "OUT")
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from .verify import inspect
+
+    print(inspect(args.out, parse_storage_options(args.storage_option)))
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    problems = verify(args.out, parse_storage_options(args.storage_option))
+    for line in problems:
+        print(f"FAIL {line}")
+    print("verified: OK" if not problems else f"verify: {len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+#: Subcommand → (help, add its arguments, run it and return the exit status).
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "pack": ("pack a LeRobot v3.0 dataset (local root, fsspec URL or Hub repo id)", _add_pack, _run_pack),
+    "check": ("audit a LeRobot v3.0 dataset without packing it; exit 1 on defects", _add_check, _run_check),
+    "inspect": ("inspect a packed dataset", _add_out, _run_inspect),
+    "verify": ("verify a packed dataset", _add_out, _run_verify),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lerobot-wds", description="Pack LeRobot v3 datasets into WebDataset shards.")
     sub = p.add_subparsers(dest="command", required=True)
-    pk = sub.add_parser("pack", help="pack a LeRobot v3.0 dataset (local root, fsspec URL or Hub repo id)")
-    pk.add_argument("src", help="dataset root, fsspec URL, hf://datasets/<repo_id> or <owner>/<name>")
-    pk.add_argument("out", help="output directory, local or fsspec URL (s3://bucket/prefix)")
-    pk.add_argument("--episodes", help="episode selection, e.g. 0-99,250 (default: all)")
-    pk.add_argument("--revision", help="Hub revision (branch, tag or commit) of SRC")
-    pk.add_argument("--shard-size", type=parse_size, default=parse_size("512MB"), help="target shard size (default 512MB)")
-    pk.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
-    pk.add_argument("--codec", choices=["av1", "h264", "hevc"], help="re-encode clips with this codec")
-    pk.add_argument("--gop", type=int, help="re-encode: keyframe interval in frames (default 2)")
-    pk.add_argument("--crf", type=int, help="re-encode: constant rate factor (default 30)")
-    pk.add_argument("--size", type=_size, help="re-encode: frame size HxW in pixels")
-    pk.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="fsspec storage option for SRC and OUT (repeatable)")
-    pk.add_argument("--no-progress", action="store_true", help="no progress bar")
-    pk.add_argument("--executor", choices=["local", "ray"], default="local",
-                    help="run shard tasks in a local process pool (default) or as Ray tasks")
-    pk.add_argument("--ray-address",
-                    help="Ray cluster address for --executor ray (default: RAY_ADDRESS, else a local Ray)")
-    pk.add_argument("--append", action="store_true", help="pack episodes OUT does not hold yet as new shards")
-    pk.add_argument("--dry-run", action="store_true", help="print the shards it would write; write nothing")
-    for name in ("inspect", "verify"):
-        s = sub.add_parser(name, help=f"{name} a packed dataset")
-        s.add_argument("out")
-        s.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    for name, (text, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=text))
     sub.add_parser("train", add_help=False, help="lerobot-train on a packed dataset: lerobot-wds train "
                    "--dataset.root=<packed dir or URL> --dataset.repo_id=<label> <lerobot-train arguments>")
     return p
@@ -81,40 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    opts = parse_storage_options(args.storage_option)
     try:
-        if args.command == "pack":
-            wants = (args.codec, args.gop, args.crf, args.size)
-            spec = None if all(v is None for v in wants) else ReencodeSpec(
-                codec=args.codec or "av1", gop=args.gop or 2, crf=30 if args.crf is None else args.crf, size=args.size)
-            if args.ray_address and args.executor != "ray":
-                raise ValueError("--ray-address needs --executor ray")
-            po = PackOptions(
-                shard_size=args.shard_size, workers=args.workers, episodes=args.episodes, revision=args.revision,
-                reencode=spec, storage_options=opts, progress=not args.no_progress, executor=args.executor,
-                ray_address=args.ray_address, append=args.append)
-            if args.dry_run:
-                print(dry_run(args.src, args.out, po))
-                return 0
-            m = pack(args.src, args.out, po)
-            print(f"packed {m.total_episodes} episodes, {m.total_frames} frames into {len(m.shards)} shards "
-                  f"({sum(s.bytes for s in m.shards) / 1e6:.2f} MB) at {args.out}")
-        elif args.command == "inspect":
-            from .verify import inspect
-
-            print(inspect(args.out, opts))
-        else:
-            from .verify import verify
-
-            problems = verify(args.out, opts)
-            for line in problems:
-                print(f"FAIL {line}")
-            print("verified: OK" if not problems else f"verify: {len(problems)} problem(s)")
-            return 0 if not problems else 1
-    except (SourceError, ClipError, PackError, TaskFailed, ValueError, FileNotFoundError, ImportError) as e:
+        return COMMANDS[args.command][2](args)
+    except (LeRobotWdsError, OSError) as e:
         print(f"lerobot-wds {args.command}: error: {e}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

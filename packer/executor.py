@@ -16,11 +16,16 @@ them, and are raised at the driver with their message.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import os
+import signal
+import sys
 import logging
 import multiprocessing as mp
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..errors import LeRobotWdsError, MissingDependency, UsageError
 from .clip import ClipError
 from .source import Source, SourceError
 from .task import ShardTask, is_local, run_task
@@ -36,8 +41,14 @@ _WORKER_SOURCE: Source | None = None
 
 
 def _init_worker(source: Source) -> None:
+    """Pool initializer: keep the source, and die with the parent (Linux: PR_SET_PDEATHSIG), so a
+    SIGKILLed ``pack`` leaves no workers writing into OUT."""
     global _WORKER_SOURCE
     _WORKER_SOURCE = source
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() == 1:  # the parent died before the call
+            os._exit(1)
 
 
 def _run_in_worker(task: ShardTask) -> dict:
@@ -62,11 +73,15 @@ class LocalExecutor:
         with cf.ProcessPoolExecutor(min(self.workers, len(tasks)), mp_context=ctx,
                                     initializer=_init_worker, initargs=(source,)) as pool:
             futures = {pool.submit(_run_in_worker, t): t for t in tasks}
-            for fut in cf.as_completed(futures):
-                on_done(futures[fut], fut.result())
+            try:
+                for fut in cf.as_completed(futures):
+                    on_done(futures[fut], fut.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure; running tasks end
+                raise
 
 
-class TaskFailed(RuntimeError):
+class TaskFailed(LeRobotWdsError, RuntimeError):
     """A shard task kept failing after its retries; the message names the shard and the last error."""
 
 
@@ -89,7 +104,7 @@ def import_ray():
     try:
         import ray
     except ImportError as e:
-        raise ImportError("--executor ray needs Ray: pip install 'lerobot-wds[ray]'") from e
+        raise MissingDependency("--executor ray needs Ray: pip install 'lerobot-wds[ray]'") from e
     return ray
 
 
@@ -103,7 +118,7 @@ class RayExecutor:
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
-            raise ValueError(f"max_retries={self.max_retries}: must be ≥ 0")
+            raise UsageError(f"max_retries={self.max_retries}: must be ≥ 0")
 
     def run(self, source: Source, tasks: Sequence[ShardTask], on_done: OnDone, on_episode: OnEpisode) -> None:
         if not tasks:
@@ -146,4 +161,4 @@ def make_executor(
         return LocalExecutor(workers)
     if kind == "ray":
         return RayExecutor(address, retries)
-    raise ValueError(f"executor {kind!r}: choose 'local' or 'ray'")
+    raise UsageError(f"executor {kind!r}: choose 'local' or 'ray'")

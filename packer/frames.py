@@ -7,6 +7,9 @@ and only the columns ``meta/info.json`` declares. A local file's footer is parse
 episode and checked against ``meta/episodes`` (row count and a contiguous ``frame_index`` from 0),
 since a disagreement would silently shift every frame downstream.
 
+Parquet page checksums are verified where the file carries them (``write_page_checksum``); a
+damaged or unreadable file is a SourceError naming it and its episodes.
+
 Arrow IPC rather than Parquet: an episode's table is small (hundreds of rows), the reader opens it
 with zero copies and no decompression, and the member stays a single flat buffer that a ranged read
 can fetch. Uncompressed, as FORMAT.md says.
@@ -36,12 +39,12 @@ def _open(path: str, fs: Any) -> tuple[pq.ParquetFile, _Ranges]:
     """The parquet file and its row groups' episode ranges; for a local file unchanged since it was
     last read, footer and ranges come from the cache (parsing them cost ~1 ms per shard task)."""
     if not is_local(fs):
-        pf = pq.ParquetFile(fs.open(path, "rb"))  # not filesystem=fs: its isfile() is a whole-file GET on HTTP
+        pf = pq.ParquetFile(fs.open(path, "rb"), page_checksum_verification=True)  # not filesystem=fs: its isfile() is a whole-file GET on HTTP
         return pf, _ranges(pf)
     st = os.stat(path)
     key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
     cached = _FOOTERS.get(key)
-    pf = pq.ParquetFile(path, metadata=cached[0] if cached else None)
+    pf = pq.ParquetFile(path, metadata=cached[0] if cached else None, page_checksum_verification=True)
     _FOOTERS[key] = cached or (pf.metadata, _ranges(pf))
     _FOOTERS.move_to_end(key)
     while len(_FOOTERS) > _FOOTERS_SIZE:
@@ -78,8 +81,8 @@ def read_episode_tables(source: Source, data_path: str, episodes: Sequence[Sourc
             table = pf.read_row_groups(_pick(ranges, set(wanted)), columns=columns, use_threads=False)
     except FileNotFoundError as e:
         raise SourceError(f"episode {names}: data file {path} is missing") from e
-    except (pa.ArrowInvalid, OSError) as e:
-        raise SourceError(f"episode {names}: data file {path} cannot be read ({e})") from e
+    except (pa.ArrowException, OSError) as e:  # damaged pages, a page checksum mismatch
+        raise SourceError(f"episode {names}: data file {path} cannot be read ({e}); the file is damaged") from e
     declared = source.frame_columns
     missing = [c for c in declared if c not in schema.names]
     if missing:

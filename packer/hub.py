@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..errors import UsageError
+
 #: Read-ahead of a remote source file (bytes): a few clips' worth, small next to a video file.
 READ_BLOCK_BYTES = 1 << 20
 
@@ -36,5 +38,5 @@ def source_storage_options(url: str, options: Mapping[str, Any] | None) -> dict[
         try:
             out["block_size"] = int(out.get("block_size", READ_BLOCK_BYTES))
         except (TypeError, ValueError):
-            raise ValueError(f"storage option block_size={out['block_size']!r}: expected a number of bytes") from None
+            raise UsageError(f"storage option block_size={out['block_size']!r}: expected a number of bytes") from None
     return out

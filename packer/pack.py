@@ -7,6 +7,10 @@ reader never sees a dataset whose shards are not all complete. An OUT packed wit
 (or another source) is refused rather than mixed. The same holds whichever executor runs the
 tasks (``executor.py``: a local process pool or Ray), and for ``--append`` (``append.py``), whose
 new shards are planned after the last one the manifest lists.
+
+A re-run also refuses when the source changed since the pack started (``fingerprint.py``: per input
+file, size and mtime or ETag), when another pack holds OUT's lock, and when OUT holds shards or a
+manifest that no pack state accounts for (``outdir.py``).
 """
 
 from __future__ import annotations
@@ -20,22 +24,29 @@ from typing import Any, Mapping
 
 import fsspec
 
-from ..format import FORMAT_VERSION, MANIFEST_NAME, ManifestEpisode, Manifest, MemberRef, ManifestShard, shard_name
+from ..errors import LeRobotWdsError, UsageError
+from ..format import FORMAT_VERSION, MANIFEST_NAME, Manifest, SkippedEpisode, shard_name
 
 from . import append as appending
+from .check import episode_defect, stat_files
 from .dry_run import describe_plan
 from .executor import make_executor
+from .fingerprint import changed_files, describe_changes, identity
+from .outdir import OPTIONS_NAME, check_owned, pack_lock, write_error
+from .record import ShardRecord
 from .shard_plan import estimate_episode_bytes, plan_shards
 from .progress import Progress
 from .reencode import ReencodeSpec
 from .shards import sha256_file
-from .source import Source, open_source, parse_episodes
+from .source import Source, SourceError, open_source, parse_episodes
 from .task import STATE_DIR, ShardTask, is_local, write_atomic
+
+SOURCE_STATE = "source.json"
 
 log = logging.getLogger(__name__)
 
 
-class PackError(RuntimeError):
+class PackError(LeRobotWdsError, RuntimeError):
     """OUT cannot be (re)packed as asked; the message says why and what to do."""
 
 
@@ -56,14 +67,19 @@ class PackOptions:
     #: Times Ray runs a failed shard task again (raised errors and lost workers; not data errors).
     retries: int = 3
     append: bool = False
+    #: Pack every good episode; list each bad one, with the error it raised, in the manifest.
+    skip_bad_episodes: bool = False
+    #: Flush each local shard to disk before publishing it. Only ``tools/bench_pack.py`` turns this
+    #: off, to time packing like-for-like against a plain copy.
+    durable: bool = True
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.shard_size < 1:
-            raise ValueError(f"workers={self.workers}, shard_size={self.shard_size}: both must be ≥ 1")
+            raise UsageError(f"workers={self.workers}, shard_size={self.shard_size}: both must be ≥ 1")
         if self.executor not in ("local", "ray"):
-            raise ValueError(f"executor {self.executor!r}: choose 'local' or 'ray'")
+            raise UsageError(f"executor {self.executor!r}: choose 'local' or 'ray'")
         if self.retries < 0:
-            raise ValueError(f"retries={self.retries}: must be ≥ 0")
+            raise UsageError(f"retries={self.retries}: must be ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -79,24 +95,23 @@ class PackPlan:
     estimates: tuple[int, ...]
     #: The manifest an append extends (None: a fresh pack).
     previous: Manifest | None = None
+    #: Per input file (root-relative), its fingerprint (``fingerprint.identity``) when planned.
+    files: dict = field(default_factory=dict)
+    #: Selected episodes left out at planning (``skip_bad_episodes``): missing files, zero length.
+    skipped: tuple[SkippedEpisode, ...] = ()
 
 
-def _estimate(source: Source, episodes: list) -> list[int]:
-    """Per-episode size estimates from file sizes (one stat per distinct file)."""
-    fs, sizes, rows, dur = source.fs, {}, {}, {}
+def _estimate(source: Source, episodes: list, infos: dict) -> list[int]:
+    """Per-episode size estimates from the files' sizes (``infos``: one stat per distinct file)."""
+    rows, dur = {}, {}
     for e in episodes:
         rows[e.data_path] = rows.get(e.data_path, 0) + e.length
         for ref in e.videos.values():
             dur[ref.path] = max(dur.get(ref.path, 0.0), ref.to_timestamp)
-    for rel in list(rows) + list(dur):
-        try:
-            sizes[rel] = fs.size(source.path(rel)) or 0
-        except FileNotFoundError:
-            users = [e.episode_index for e in episodes if rel == e.data_path or rel in {r.path for r in e.videos.values()}]
-            raise PackError(f"episode {users[0]}: file {source.path(rel)} is missing from the source") from None
+    size = lambda rel: infos[rel].get("size") or 0  # noqa: E731
     return [
-        estimate_episode_bytes(e.length, sizes[e.data_path], rows[e.data_path],
-                               {k: (sizes[r.path], r.to_timestamp - r.from_timestamp, dur[r.path]) for k, r in e.videos.items()})
+        estimate_episode_bytes(e.length, size(e.data_path), rows[e.data_path],
+                               {k: (size(r.path), r.to_timestamp - r.from_timestamp, dur[r.path]) for k, r in e.videos.items()})
         for e in episodes
     ]
 
@@ -107,7 +122,7 @@ def _fingerprint(source: Source, selected: list[int], opts: PackOptions) -> dict
 
 
 def _check_options(fs: Any, root: str, fp: dict, append: bool) -> None:
-    path = f"{root}/{STATE_DIR}/options.json"
+    path = f"{root}/{STATE_DIR}/{OPTIONS_NAME}"
     if fs.exists(path):
         old = json.loads(fs.cat_file(path))
         if append:
@@ -123,22 +138,34 @@ def _check_options(fs: Any, root: str, fp: dict, append: bool) -> None:
             )
         if old == fp:
             return
-    elif fs.exists(f"{root}/{MANIFEST_NAME}"):
-        raise PackError(f"{root}: holds a manifest.json but no pack state; choose an empty OUT")
     write_atomic(fs, path, json.dumps(fp, sort_keys=True, indent=1).encode())
 
 
-def _completed(fs: Any, task: ShardTask) -> dict | None:
+def _check_source(fs: Any, root: str, run: str, files: dict) -> None:
+    """Refuse a re-run of the pack ``run`` whose input files changed; record them on a new run."""
+    path = f"{root}/{STATE_DIR}/{SOURCE_STATE}"
+    try:
+        old = json.loads(fs.cat_file(path))
+    except (FileNotFoundError, ValueError):
+        old = None
+    if isinstance(old, dict) and old.get("run") == run:
+        changed = changed_files(old.get("files", {}), files)
+        if changed:
+            raise PackError(describe_changes(root, changed))
+        return
+    write_atomic(fs, path, json.dumps({"run": run, "files": files}, sort_keys=True, indent=1).encode())
+
+
+def _completed(fs: Any, task: ShardTask) -> ShardRecord | None:
     """The task's completion record if its tar is there with the recorded size and sha256."""
     rec_path = task.out_path(f"{STATE_DIR}/{task.name}.json")
     try:
-        record = json.loads(fs.cat_file(rec_path))
+        record = ShardRecord.from_dict(json.loads(fs.cat_file(rec_path)))
         with fs.open(task.out_path(task.name), "rb") as f:
             size, sha = sha256_file(f)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    s = record.get("shard", {})
-    ok = record.get("fingerprint") == task.fingerprint and s.get("bytes") == size and s.get("sha256") == sha
+    ok = record.fingerprint == task.fingerprint and record.shard.bytes == size and record.shard.sha256 == sha
     return record if ok else None
 
 
@@ -157,12 +184,24 @@ def plan_pack(src: str, out: str, options: PackOptions = PackOptions()) -> PackP
         fp = {**fp, "episodes": selected, "append_after": first}
     chosen = set(selected)
     episodes = [e for e in source.episodes if e.episode_index in chosen]
-    sizes = _estimate(source, episodes)
+    infos = stat_files(source, episodes)
+    skipped = []
+    for e in list(episodes):
+        defect = episode_defect(source, e, infos)
+        if defect is None:
+            continue
+        if not options.skip_bad_episodes:
+            raise SourceError(defect)
+        skipped.append(SkippedEpisode(e.episode_index, defect))
+        episodes.remove(e)
+    sizes = _estimate(source, episodes, infos)
     groups = plan_shards(sizes, options.shard_size) if episodes else []
     fp_hash = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
     tasks = tuple(ShardTask(first + i, shard_name(first + i), tuple(episodes[j] for j in g), fs, root, fp_hash,
-                            options.reencode) for i, g in enumerate(groups))
-    return PackPlan(source, fs, root, fp, tasks, tuple(sum(sizes[j] for j in g) for g in groups), previous)
+                            options.reencode, options.durable, options.skip_bad_episodes) for i, g in enumerate(groups))
+    files = {rel: identity(info) if info is not None else None for rel, info in infos.items()}
+    return PackPlan(source, fs, root, fp, tasks, tuple(sum(sizes[j] for j in g) for g in groups), previous,
+                    files, tuple(skipped))
 
 
 def dry_run(src: str, out: str, options: PackOptions = PackOptions()) -> str:
@@ -184,12 +223,24 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
     if plan.previous is not None and not tasks:
         log.info("%s: every selected episode is packed already; nothing to append", out)
         return plan.previous
-    fs.makedirs(root, exist_ok=True)
+    try:
+        fs.makedirs(root, exist_ok=True)
+    except OSError as e:
+        raise write_error(root, e) from e
+    with pack_lock(fs, root):
+        return _pack_locked(plan, options, out)
+
+
+def _pack_locked(plan: PackPlan, options: PackOptions, out: str) -> Manifest:
+    fs, root, source, tasks = plan.fs, plan.root, plan.source, plan.tasks
+    check_owned(fs, root)
     _check_options(fs, root, plan.fingerprint, options.append)
-    if is_local(fs):
-        for stale in fs.glob(f"{root}/shard-*.tar.tmp-*"):
+    _check_source(fs, root, tasks[0].fingerprint if tasks else "", plan.files)
+    if is_local(fs):  # only a killed run of this pack leaves these: the lock says none is running
+        for stale in fs.glob(f"{root}/shard-*.tar.tmp-*") + fs.glob(f"{root}/{STATE_DIR}/*.tmp-*") \
+                + fs.glob(f"{root}/{MANIFEST_NAME}.tmp-*"):
             fs.rm_file(stale)
-    records: dict[int, dict] = {}
+    records: dict[int, ShardRecord] = {}
     todo = []
     for t in tasks:
         done = _completed(fs, t)
@@ -212,9 +263,9 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
         reported[0] += 1
         progress.update(1, nbytes)
 
-    def on_done(t: ShardTask, record: dict) -> None:
+    def on_done(t: ShardTask, record: ShardRecord) -> None:
         records[t.index] = record
-        progress.update(len(t.episodes) - reported[0], 0 if reported[0] else record["shard"]["bytes"])
+        progress.update(len(t.episodes) - reported[0], 0 if reported[0] else record.shard.bytes)
         reported[0] = 0
 
     executor = make_executor(options.executor, options.workers, options.ray_address, options.retries)
@@ -223,25 +274,23 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
     log.info("%s: packed %d shards in %.1f s", out, len(todo), time.perf_counter() - t0)
     # Each shard was fsynced by its task before its rename (packer.task.run_task), so the shards are
     # on disk before the manifest that names them.
-    manifest = _manifest(source, [records[t.index] for t in tasks])
+    manifest = _manifest(source, [records[t.index] for t in tasks], plan.skipped)
+    for s in manifest.skipped_episodes:
+        log.warning("skipped episode %d: %s", s.episode_index, s.reason)
     if plan.previous is not None:
         manifest = appending.merge(plan.previous, manifest, root)
     write_atomic(fs, f"{root}/{MANIFEST_NAME}", manifest.to_json().encode())
     return manifest
 
 
-def _manifest(source: Source, records: list[dict]) -> Manifest:
+def _manifest(source: Source, records: list[ShardRecord], skipped: tuple[SkippedEpisode, ...] = ()) -> Manifest:
     videos: dict[str, dict] = {}
     for r in records:
-        for k, v in r.get("videos", {}).items():
+        for k, v in r.videos.items():
             videos.setdefault(k, v)
-    shards = tuple(
-        ManifestShard(name=r["shard"]["name"], bytes=r["shard"]["bytes"], sha256=r["shard"]["sha256"], episodes=tuple(
-            ManifestEpisode(episode_index=e["episode_index"], length=e["length"], dataset_from_index=e["dataset_from_index"],
-                         members={k: MemberRef(o, n) for k, (o, n) in e["members"].items()})
-            for e in r["shard"]["episodes"]))
-        for r in records
-    )
+    skipped = tuple(sorted(skipped + tuple(x for r in records for x in r.skipped), key=lambda x: x.episode_index))
     return Manifest(format_version=FORMAT_VERSION, source=source.provenance(), fps=source.fps,
                     features=dict(source.features), tasks=dict(source.tasks), stats=dict(source.stats),
-                    robot_type=source.info.get("robot_type"), videos=videos, shards=shards)
+                    robot_type=source.info.get("robot_type"), videos=videos,
+                    shards=tuple(r.shard for r in records if r.shard.episodes),  # all skipped: not listed
+                    skipped_episodes=skipped)

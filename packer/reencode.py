@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ..errors import UsageError
 from ..format import ClipInfo
 
 from .clip import MUX_OPTIONS, ClipError
@@ -30,9 +31,9 @@ class ReencodeSpec:
 
     def __post_init__(self) -> None:
         if self.codec not in ENCODERS:
-            raise ValueError(f"--codec {self.codec!r}: choose one of {sorted(ENCODERS)}")
+            raise UsageError(f"--codec {self.codec!r}: choose one of {sorted(ENCODERS)}")
         if self.gop < 1 or not 0 <= self.crf <= 63:
-            raise ValueError(f"--gop {self.gop} / --crf {self.crf}: gop must be ≥ 1 and crf in 0–63")
+            raise UsageError(f"--gop {self.gop} / --crf {self.crf}: gop must be ≥ 1 and crf in 0–63")
 
     def to_dict(self) -> dict:
         return {"codec": self.codec, "gop": self.gop, "crf": self.crf, "size": list(self.size) if self.size else None}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
+from ..errors import UsageError
+
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -22,10 +24,10 @@ def parse_size(text: str | int) -> int:
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     if not m or m[2].upper() not in _UNITS:
-        raise ValueError(f"size {text!r}: expected a number with an optional unit, one of {sorted(_UNITS)[1:]}, e.g. '512MB'")
+        raise UsageError(f"size {text!r}: expected a number with an optional unit, one of {sorted(_UNITS)[1:]}, e.g. '512MB'")
     size = int(float(m[1]) * _UNITS[m[2].upper()])
     if size <= 0:
-        raise ValueError(f"size {text!r}: must be positive")
+        raise UsageError(f"size {text!r}: must be positive")
     return size
 
 
@@ -35,7 +37,7 @@ def plan_shards(sizes: Sequence[int], target: int) -> list[list[int]]:
     Every position lands in exactly one shard, in order; a shard holds at least one episode.
     """
     if target <= 0:
-        raise ValueError(f"target shard size {target}: must be positive")
+        raise UsageError(f"target shard size {target}: must be positive")
     shards: list[list[int]] = []
     total = 0
     for i, size in enumerate(sizes):

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import LeRobotWdsError
 from .hub import source_storage_options
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 SUPPORTED_CODEBASE = "v3.0"
 
 
-class SourceError(ValueError):
+class SourceError(LeRobotWdsError, ValueError):
     """The LeRobot dataset cannot be packed; the message names the file and episode at fault."""
 
 
@@ -51,6 +53,8 @@ class SourceEpisode:
     tasks: tuple[str, ...]
     data_path: str
     videos: Mapping[str, VideoRef] = field(default_factory=dict)
+    #: The ``meta/episodes`` file (root-relative) that lists this episode.
+    meta_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class Source:
     episodes: tuple[SourceEpisode, ...]
     repo_id: str | None = None
     revision: str | None = None
+    #: Root-relative ``meta/`` files read to open the source (part of the pack's source fingerprint).
+    meta_files: tuple[str, ...] = ()
 
     @property
     def fps(self) -> int:
@@ -140,6 +146,37 @@ def _read_json(fs: Any, path: str) -> Any:
         return json.loads(fs.cat_file(path))  # one GET on HTTP/Hub, where open+read costs a HEAD too
     except FileNotFoundError as e:
         raise SourceError(f"{path}: missing; is this a LeRobot v3.0 dataset root?") from e
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise SourceError(f"{path}: not valid JSON ({e}); the file is damaged") from e
+
+
+def _check_info(info: Any, path: str) -> None:
+    """The ``meta/info.json`` keys the packer relies on are there and well-formed."""
+    if not isinstance(info, dict):
+        raise SourceError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    features = info.get("features")
+    if not isinstance(features, dict) or not features or not all(isinstance(f, dict) for f in features.values()):
+        raise SourceError(f"{path}: no 'features' (a mapping of feature name to its dtype and shape); "
+                          "every LeRobot v3.0 info.json declares them")
+    fps = info.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0 or fps != int(fps):
+        raise SourceError(f"{path}: fps {fps!r}; expected a positive whole number of frames per second")
+    needed = ["data_path"] + (["video_path"] if any(f.get("dtype") == "video" for f in features.values()) else [])
+    missing = [k for k in needed if not isinstance(info.get(k), str)]
+    if missing:
+        raise SourceError(f"{path}: missing {', '.join(missing)} (the file name templates of data and videos)")
+
+
+def _text(value: Any, where: str) -> str:
+    """A task string, UTF-8 validated (a binary parquet column gives bytes)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SourceError(f"{where}: task {value[:40]!r} is not UTF-8 text ({e})") from e
+    raise SourceError(f"{where}: task {value!r} is not text")
 
 
 def open_source(src: str, revision: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Source:
@@ -149,28 +186,38 @@ def open_source(src: str, revision: str | None = None, storage_options: Mapping[
     root = root.rstrip("/")
     p = lambda rel: f"{root}/{rel}" if root else rel  # noqa: E731
     info = _read_json(fs, p("meta/info.json"))
+    if not isinstance(info, dict):
+        _check_info(info, p("meta/info.json"))
     version = info.get("codebase_version")
     if version != SUPPORTED_CODEBASE:
         raise SourceError(
             f"{p('meta/info.json')}: codebase_version {version!r}; lerobot-wds packs {SUPPORTED_CODEBASE} only. "
             "Convert it first with lerobot's convert_dataset_v21_to_v30 script."
         )
-    try:
-        stats = json.loads(fs.cat_file(p("meta/stats.json")))
-    except FileNotFoundError:
+    _check_info(info, p("meta/info.json"))
+    meta_files = ["meta/info.json", "meta/tasks.parquet"]
+    if fs.exists(p("meta/stats.json")):
+        stats = _read_json(fs, p("meta/stats.json"))
+        meta_files.append("meta/stats.json")
+    else:
         stats = {}
     tasks_path = p("meta/tasks.parquet")
     try:
         t = pq.read_table(tasks_path, filesystem=fs, columns=None).to_pylist()
     except FileNotFoundError as e:
         raise SourceError(f"{tasks_path}: missing; every v3.0 dataset has meta/tasks.parquet") from e
-    tasks = {int(r["task_index"]): str(r.get("task", r.get("__index_level_0__"))) for r in t}
-    episodes = _read_episodes(fs, root, info)
-    return Source(url=str(src), fs=fs, root=root, info=info, tasks=tasks, stats=stats,
-                  episodes=episodes, repo_id=repo_id, revision=revision)
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(f"{tasks_path}: cannot be read ({e}); the file is damaged") from e
+    tasks = {int(r["task_index"]): _text(r.get("task", r.get("__index_level_0__")), f"{tasks_path}: task_index {r['task_index']}")
+             for r in t}
+    episodes, ep_files = _read_episodes(fs, root, info)
+    rel = lambda path: path[len(root) + 1:] if root and path.startswith(root + "/") else path  # noqa: E731
+    return Source(url=str(src), fs=fs, root=root, info=info, tasks=tasks, stats=stats, episodes=episodes,
+                  repo_id=repo_id, revision=revision, meta_files=tuple(meta_files + [rel(f) for f in ep_files]))
 
 
-def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[SourceEpisode, ...]:
+def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[tuple[SourceEpisode, ...], list[str]]:
+    """The episodes ``meta/episodes`` lists (sorted by index, each once, row ranges disjoint) and its files."""
     ep_dir = f"{root}/meta/episodes" if root else "meta/episodes"
     files = sorted(fs.glob(f"{ep_dir}/chunk-*/file-*.parquet"))
     if not files:
@@ -181,9 +228,13 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[SourceE
     for path in files:
         # One open, and only the non-stats columns' byte ranges: per-episode stats are most of this
         # file on a large dataset, and the packer takes stats from meta/stats.json.
-        with fs.open(path, "rb") as f:
-            pf = pq.ParquetFile(f)
-            table = pf.read(columns=[c for c in pf.schema_arrow.names if not c.startswith("stats/")])
+        try:
+            with fs.open(path, "rb") as f:
+                pf = pq.ParquetFile(f, page_checksum_verification=True)
+                table = pf.read(columns=[c for c in pf.schema_arrow.names if not c.startswith("stats/")])
+        except (pa.ArrowException, OSError) as e:
+            raise SourceError(f"{path}: cannot be read ({e}); the file is damaged") from e
+        rel = path[len(root) + 1:] if root and path.startswith(root + "/") else path
         for row in table.to_pylist():
             ep = row.get("episode_index")
             try:
@@ -198,11 +249,23 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[SourceE
                 }
                 records.append(SourceEpisode(
                     episode_index=int(ep), length=int(row["length"]),
-                    dataset_from_index=int(row["dataset_from_index"]), tasks=tuple(row["tasks"]),
+                    dataset_from_index=int(row["dataset_from_index"]),
+                    tasks=tuple(_text(t, f"{path}: episode {ep}") for t in row["tasks"]),
                     data_path=data_tpl.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),
-                    videos=videos,
+                    videos=videos, meta_file=rel,
                 ))
             except (KeyError, TypeError, AttributeError) as e:
                 raise SourceError(f"{path}: episode {ep}: missing or malformed column {e}") from e
     records.sort(key=lambda r: r.episode_index)
-    return tuple(records)
+    for a, b in zip(records, records[1:]):
+        if a.episode_index == b.episode_index:
+            raise SourceError(f"{b.meta_file}: episode {b.episode_index} is listed twice (also in {a.meta_file}); "
+                              "meta/episodes must list each episode once")
+    by_row = sorted(records, key=lambda r: r.dataset_from_index)
+    for a, b in zip(by_row, by_row[1:]):
+        if b.dataset_from_index < a.dataset_from_index + a.length:
+            raise SourceError(
+                f"{b.meta_file}: episode {b.episode_index} (rows {b.dataset_from_index}–{b.dataset_from_index + b.length - 1}) "
+                f"overlaps episode {a.episode_index} (rows {a.dataset_from_index}–{a.dataset_from_index + a.length - 1}); "
+                "meta/episodes is inconsistent")
+    return tuple(records), files

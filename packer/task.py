@@ -18,18 +18,20 @@ from typing import Any, Callable
 
 import msgpack
 
-from ..format import FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, ShardEpisodeMeta, clip_member, episode_key
+from ..errors import LeRobotWdsError
 
-from .clip import ClipCutter, ClipRequest
+from ..format import (FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, ManifestEpisode, ManifestShard, ShardEpisodeMeta,
+                      SkippedEpisode, clip_member, episode_key)
+
+from .clip import ClipCutter, ClipError, ClipRequest
 from .frames import read_episode_tables, to_ipc_bytes
+from .outdir import STATE_DIR, write_error
+from .record import ShardRecord
 from .reencode import ReencodeSpec, reencode_clip
 from .shards import Data, ShardWriter
-from .source import SourceEpisode, Source, is_local
+from .source import SourceEpisode, Source, SourceError, is_local
 
-STATE_DIR = ".lerobot-wds"
-#: Local shards are flushed to disk (early writeback, fsync) before they are published. Only
-#: ``tools/bench_pack.py`` turns this off, to time packing like-for-like against a plain copy.
-DURABLE = True
+__all__ = ["STATE_DIR", "ShardTask", "run_task", "write_atomic", "write_shard"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class ShardTask:
     out_root: str
     fingerprint: str
     reencode: ReencodeSpec | None = None
+    #: Flush a local shard to disk (early writeback, fsync) before publishing it (PackOptions.durable).
+    durable: bool = True
+    #: Leave out an episode whose source is bad, recording why, instead of failing the task.
+    skip_bad_episodes: bool = False
 
     def out_path(self, name: str) -> str:
         return f"{self.out_root}/{name}"
@@ -77,16 +83,19 @@ class EarlyWriteback:
     starts writeback of the range and drops its pages once clean; where unsupported, a no-op).
     """
 
-    def __init__(self, f: Any, every: int = 8 << 20) -> None:
-        self.f, self.every, self.pos, self.mark = f, every, 0, 0
+    def __init__(self, f: Any, where: str, every: int | None = 8 << 20) -> None:
+        self.f, self.where, self.every, self.pos, self.mark = f, where, every, 0, 0
 
     def write(self, b: Any) -> int:
-        n = self.f.write(b)
-        self.pos += n
-        if self.pos - self.mark >= self.every and hasattr(os, "posix_fadvise"):
-            self.f.flush()
-            os.posix_fadvise(self.f.fileno(), self.mark, self.pos - self.mark, os.POSIX_FADV_DONTNEED)
-            self.mark = self.pos
+        try:
+            n = self.f.write(b)
+            self.pos += n
+            if self.every and self.pos - self.mark >= self.every and hasattr(os, "posix_fadvise"):
+                self.f.flush()
+                os.posix_fadvise(self.f.fileno(), self.mark, self.pos - self.mark, os.POSIX_FADV_DONTNEED)
+                self.mark = self.pos
+        except OSError as e:  # a full disk: one line naming the shard, not a traceback from tar writing
+            raise write_error(self.where, e) from e
         return n
 
 
@@ -124,46 +133,72 @@ def _episode_members(
     return members, videos
 
 
-def write_shard(f: Any, source: Source, task: ShardTask, on_episode: Callable[[int], None] | None = None) -> dict:
-    """Write the task's shard to the open file ``f``; returns its completion record (a dict)."""
+def _episode_table(source: Source, task: ShardTask, ep: SourceEpisode, tables: dict[str, dict]) -> Any:
+    """The episode's rows; the task's episodes in one data file are read together (one open)."""
+    if ep.data_path not in tables:
+        same = [e for e in task.episodes if e.data_path == ep.data_path]
+        try:
+            tables.clear()
+            tables[ep.data_path] = read_episode_tables(source, ep.data_path, same)
+        except SourceError:
+            if not task.skip_bad_episodes or len(same) == 1:
+                raise
+            tables[ep.data_path] = {}  # one bad episode in the file: read the others one by one
+    rows = tables[ep.data_path]
+    return rows[ep.episode_index] if ep.episode_index in rows else \
+        read_episode_tables(source, ep.data_path, [ep])[ep.episode_index]
+
+
+def write_shard(f: Any, source: Source, task: ShardTask, on_episode: Callable[[int], None] | None = None) -> ShardRecord:
+    """Write the task's shard to the open file ``f``; returns its completion record.
+
+    With ``task.skip_bad_episodes``, an episode whose source raises :class:`SourceError` or
+    :class:`ClipError` is left out (nothing of it is written) and listed in the record's ``skipped``."""
     cutters: dict[str, ClipCutter] = {}
     tables: dict[str, dict] = {}
     videos: dict[str, dict] = {}
-    entries = []
+    entries, skipped = [], []
     try:
         with ShardWriter(f) as w:
             for ep in task.episodes:
-                if ep.data_path not in tables:
-                    same = [e for e in task.episodes if e.data_path == ep.data_path]
-                    tables = {ep.data_path: read_episode_tables(source, ep.data_path, same)}
-                members, vids = _episode_members(source, ep, tables[ep.data_path][ep.episode_index], cutters, task.reencode)
+                try:
+                    members, vids = _episode_members(source, ep, _episode_table(source, task, ep, tables), cutters,
+                                                     task.reencode)
+                except (SourceError, ClipError) as e:
+                    if not task.skip_bad_episodes:
+                        raise
+                    skipped.append(SkippedEpisode(ep.episode_index, str(e)))
+                    continue
                 videos = videos or vids
                 refs = w.add_sample(episode_key(ep.episode_index), members)
-                entries.append({"episode_index": ep.episode_index, "length": ep.length,
-                                "dataset_from_index": ep.dataset_from_index,
-                                "members": {k: [r.offset, r.size] for k, r in refs.items()}})
+                entries.append(ManifestEpisode(ep.episode_index, ep.length, ep.dataset_from_index, refs))
                 members.clear()  # drop views of the cutters' buffers: closed cutters hand them on
                 if on_episode:
                     on_episode(sum(r.size for r in refs.values()))
     finally:
         for c in cutters.values():
             c.close()
-    return {"fingerprint": task.fingerprint, "videos": videos,
-            "shard": {"name": task.name, "bytes": w.size, "sha256": w.sha256, "episodes": entries}}
+    return ShardRecord(task.fingerprint, videos, ManifestShard(task.name, w.size, w.sha256, tuple(entries)),
+                       tuple(skipped))
 
 
-def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] | None = None) -> dict:
-    """Write, then atomically publish, one shard and its completion record; returns the record."""
+def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] | None = None) -> ShardRecord:
+    """Write, then atomically publish, one shard and its completion record; returns the record.
+
+    A write that fails (full disk, read-only or unwritable OUT) raises :class:`WriteError` naming
+    the shard, and the temporary file is removed."""
     fs, final = task.out_fs, task.out_path(task.name)
-    if is_local(fs):
-        tmp = f"{final}.tmp-{os.getpid()}"
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f"{task.name}.", suffix=f".tmp-{os.getpid()}")
-        os.close(fd)
+    tmp = None
     try:
-        durable = DURABLE and is_local(fs)
-        with open(tmp, "wb") as f:
-            record = write_shard(EarlyWriteback(f) if durable else f, source, task, on_episode)
+        if is_local(fs):
+            tmp = f"{final}.tmp-{os.getpid()}"
+            f = open(tmp, "wb")
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f"{task.name}.", suffix=f".tmp-{os.getpid()}")
+            f = os.fdopen(fd, "wb")
+        durable = task.durable and is_local(fs)
+        with f:
+            record = write_shard(EarlyWriteback(f, final, every=8 << 20 if durable else None), source, task, on_episode)
         if durable:
             fsync_path(tmp)  # durable before it is published (and before the manifest names it);
             # done here, in the worker, the flush overlaps the other workers' packing
@@ -171,11 +206,16 @@ def run_task(source: Source, task: ShardTask, on_episode: Callable[[int], None] 
             os.replace(tmp, final)
         else:
             fs.put_file(tmp, final)
+    except OSError as e:
+        if isinstance(e, LeRobotWdsError):
+            raise
+        raise write_error(final if tmp is None or is_local(fs) else tmp, e) from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     # The record needs no fsync: a re-run trusts it only after checking the tar's size and sha256.
-    write_atomic(fs, task.out_path(f"{STATE_DIR}/{task.name}.json"), json.dumps(record, sort_keys=True).encode(), durable=False)
+    write_atomic(fs, task.out_path(f"{STATE_DIR}/{task.name}.json"),
+                 json.dumps(record.to_dict(), sort_keys=True).encode(), durable=False)
     return record
 
 
@@ -190,14 +230,20 @@ def fsync_path(path: str) -> None:
 
 def write_atomic(fs: Any, path: str, data: bytes, durable: bool = True) -> None:
     """Write a small file so that readers see either nothing or all of it (fsynced if ``durable``)."""
-    if is_local(fs):
+    if not is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    else:
-        fs.pipe_file(path, data)
+    except OSError as e:
+        raise write_error(path, e) from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -17,13 +17,14 @@ from typing import Any
 
 import av
 
+from ..errors import LeRobotWdsError
 from .sampletable import SampleTable, read_sample_table
 
 _CACHE: OrderedDict[tuple, "VideoFacts"] = OrderedDict()
 _CACHE_SIZE = 256  # files; a facts entry is the sample table: ~20 bytes per frame
 
 
-class ClipError(ValueError):
+class ClipError(LeRobotWdsError, ValueError):
     """A clip cannot be cut; the message names the episode and the source mp4."""
 
 

@@ -27,10 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import LeRobotWdsError
 from .io_stats import BYTES_FETCHED, BYTES_REQUESTED, FETCH_S, REQUESTS, RETRIES, Stats
 
 
-class StorageError(OSError):
+class StorageError(LeRobotWdsError, OSError):
     """A read from the dataset's storage failed; the message names the URL and byte range."""
 
 

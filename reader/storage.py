@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import fsspec
 
+from ..errors import MissingDependency
 from .cache import RangeCache
 from ..format import MANIFEST_NAME, Manifest
 from .prefetch import Prefetcher
@@ -91,7 +92,7 @@ class Store:
         except ImportError as e:
             protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
             package = _MISSING_BACKENDS.get(protocol, f"the fsspec backend for {protocol}://")
-            raise ImportError(f"reading {self.url} needs {package}: pip install {package}") from e
+            raise MissingDependency(f"reading {self.url} needs {package}: pip install {package}") from e
         self._fs_pid = os.getpid()
 
     @property

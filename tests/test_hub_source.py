@@ -78,7 +78,7 @@ def test_pack_reads_part_of_a_file_many_episodes_share(many_per_file, tmp_path, 
     assert any(r.path == mp4 and 1000 < r.start and r.end < (root / mp4).stat().st_size for r in server.log[before:])
     # nothing left behind: no temp files beside the shards or in the temp dir
     assert tree(out) == {"manifest.json", "shard-000000.tar",
-                         ".lerobot-wds/options.json", ".lerobot-wds/shard-000000.tar.json"}
+                         ".lerobot-wds/options.json", ".lerobot-wds/source.json", ".lerobot-wds/lock", ".lerobot-wds/shard-000000.tar.json"}
     assert os.listdir(tmp_path / "tmp") == []
     local = pack(str(root), str(tmp_path / "local"), PackOptions(episodes="9", **QUIET))
     assert m.shards == local.shards

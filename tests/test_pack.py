@@ -153,7 +153,7 @@ def _v2(root: Path) -> None:
 
 @pytest.mark.parametrize("damage, error, pattern", [
     (_v2, SourceError, r"info\.json: codebase_version 'v2\.1'"),
-    (_missing, PackError, r"episode 4: file .*top/chunk-000/file-003\.mp4 is missing"),
+    (_missing, SourceError, r"episode 4: video .*top .*top/chunk-000/file-003\.mp4 is missing"),
     (_rows, SourceError, r"episode 5: data file .*file-002\.parquet has 32 rows.*length 33"),
     (_shorter_video, ClipError, r"episode 5: video .*top/chunk-000/file-004\.mp4 .*shorter than its episode"),
     (_truncate, ClipError, r"episode 4: video .*wrist/chunk-000/file-001\.mp4 is truncated or damaged"),
@@ -200,6 +200,11 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_result(tmp_path):
     assert sorted(p.name for p in out.glob("shard-*.tar")) == [f"shard-{i:06d}.tar" for i in range(5)]
     video.unlink()
     video.write_bytes(saved)
+    # The FIFO became a file: the source fingerprint taken at the start names it and the re-run refuses.
+    refused = subprocess.run(_cli(root, out), cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 1 and "source changed" in refused.stderr and "file-004.mp4" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    (out / ".lerobot-wds/source.json").unlink()  # forget the fingerprint: the resume itself must still be exact
     rerun = subprocess.run(_cli(root, out), cwd=REPO, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "5 of 6 shards already complete" in rerun.stderr

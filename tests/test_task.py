@@ -11,7 +11,7 @@ def test_early_writeback_writes_everything_in_order_and_marks_flushed_ranges(tmp
     chunks = [os.urandom(3 << 20), memoryview(os.urandom(2 << 20)), b"tail"]
     path = tmp_path / "shard.tar"
     with open(path, "wb") as f:
-        w = EarlyWriteback(f, every=4 << 20)
+        w = EarlyWriteback(f, str(path), every=4 << 20)
         assert [w.write(c) for c in chunks] == [len(c) for c in chunks]
         assert w.mark == (5 << 20)  # writeback asked for once 4 MiB had piled up: after the second chunk
         assert os.path.getsize(path) >= w.mark  # what was handed to the kernel is in the file already
@@ -30,8 +30,7 @@ def test_shard_is_renamed_into_place_with_or_without_the_flush(tmp_path, monkeyp
     monkeypatch.setattr(task.os, "replace", lambda a, b: (renamed.append(b), real(a, b)))
     shas = []
     for durable in (True, False):
-        monkeypatch.setattr(task, "DURABLE", durable)
-        m = pack(str(src), str(tmp_path / f"out{durable}"), PackOptions(progress=False))
+        m = pack(str(src), str(tmp_path / f"out{durable}"), PackOptions(progress=False, durable=durable))
         shas.append([s.sha256 for s in m.shards])
     assert [os.path.basename(p) for p in renamed if p.endswith(".tar")] == ["shard-000000.tar"] * 2
     assert shas[0] == shas[1]

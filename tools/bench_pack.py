@@ -17,7 +17,7 @@ per-episode and per-packet costs dominate), then times, ``--repeats`` times each
   ``copy+fsync`` it leaves its output durable: each shard is fsynced before its rename (and the
   manifest before it returns), so ``× copy+fsync`` is the like-for-like ratio;
 * ``pack wN nofsync``: the same with the shards' flush to disk turned off for this measurement
-  only (``lerobot_wds.packer.task.DURABLE``; the two small state files keep their fsync), the like-for-like
+  only (``PackOptions(durable=False)``; the two small state files keep their fsync), the like-for-like
   run against plain ``copy``, which never waits for the disk (its files are deleted before the
   kernel writes them out).
 
@@ -97,12 +97,8 @@ def run_copy_sha256(src: Path, dst: Path) -> int:
 
 
 def run_pack(src: Path, dst: Path, workers: int, shard_size: int, sync: bool = True) -> int:
-    """Pack; with ``sync=False`` shards are not flushed to disk (``lerobot_wds.packer.task.DURABLE``; this measurement only)."""
-    packer.task.DURABLE = sync  # workers are forked: they see it too
-    try:
-        m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False))
-    finally:
-        packer.task.DURABLE = True
+    """Pack; with ``sync=False`` shards are not flushed to disk (``PackOptions.durable``; this measurement only)."""
+    m = pack(str(src), str(dst), PackOptions(shard_size=shard_size, workers=workers, progress=False, durable=sync))
     return sum(s.bytes for s in m.shards)
 
 

@@ -1,0 +1,119 @@
+"""Issue 11, packer half: faults in OUT and bad sources give one-line errors naming what is at fault."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from lerobot_wds.format import Manifest
+from lerobot_wds.packer.check import check
+from lerobot_wds.packer.outdir import pack_lock
+from lerobot_wds.packer.pack import PackOptions, pack
+from lerobot_wds.packer.source import SourceError, open_source
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+SRC = DATA / "lerobot_v3_av1"
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lerobot_wds.packer.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, **kw)
+
+
+def _copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(SRC, tmp_path / "src"))
+
+
+def test_second_concurrent_pack_stops_at_once(tmp_path):
+    out = tmp_path / "out"
+    with pack_lock(__import__("fsspec").filesystem("file"), str(out)):  # a pack holding the lock
+        r = _cli("pack", str(SRC), str(out), "--no-progress")
+    assert r.returncode == 1 and "another pack is running" in r.stderr and "Traceback" not in r.stderr
+    assert not list(out.glob("shard-*"))
+    assert _cli("pack", str(SRC), str(out), "--no-progress").returncode == 0  # lock released with its holder
+
+
+def test_stray_shard_in_out_is_not_overwritten(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "shard-000000.tar").write_bytes(b"someone else's")
+    r = _cli("pack", str(SRC), str(out), "--no-progress")
+    assert r.returncode == 1 and "shard-000000.tar" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (out / "shard-000000.tar").read_bytes() == b"someone else's"
+
+
+def _limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+def test_write_fault_is_one_line_and_leaves_no_temp_files(tmp_path):
+    out = tmp_path / "out"
+    r = _cli("pack", str(SRC), str(out), "--no-progress", preexec_fn=_limit_file_size)
+    assert r.returncode == 1, r.stderr
+    assert "cannot write" in r.stderr and "shard-000000.tar" in r.stderr and "Traceback" not in r.stderr
+    assert not list(out.rglob("*.tmp-*")) and not (out / "manifest.json").exists()
+
+
+def test_changed_source_between_runs_is_refused_naming_the_file(tmp_path):
+    src, out = _copy(tmp_path), tmp_path / "out"
+    pack(str(src), str(out), PackOptions(progress=False))
+    data = next((src / "data").rglob("*.parquet"))
+    pq.write_table(pq.read_table(data), data)  # same rows, new file: size or mtime differ
+    r = _cli("pack", str(src), str(out), "--no-progress")
+    assert r.returncode == 1 and "source changed" in r.stderr and data.name in r.stderr
+
+
+def test_bad_info_json_is_named(tmp_path):
+    src = _copy(tmp_path)
+    info = src / "meta/info.json"
+    d = json.loads(info.read_text())
+    info.write_text(json.dumps({k: v for k, v in d.items() if k != "features"}))
+    with pytest.raises(SourceError, match=r"info\.json: no 'features'"):
+        open_source(str(src))
+    info.write_text("{not json")
+    with pytest.raises(SourceError, match=r"info\.json: not valid JSON"):
+        open_source(str(src))
+
+
+def test_duplicate_episode_row_is_refused(tmp_path):
+    src = _copy(tmp_path)
+    path = next((src / "meta/episodes").rglob("*.parquet"))
+    t = pq.read_table(path)
+    pq.write_table(__import__("pyarrow").concat_tables([t, t.slice(0, 1)]), path)
+    with pytest.raises(SourceError, match="episode 0 is listed twice"):
+        open_source(str(src))
+
+
+def test_skip_bad_episodes_packs_the_rest_and_check_reports_the_defect(tmp_path):
+    src = _copy(tmp_path)
+    s = open_source(str(src))
+    bad = s.episodes[1]
+    video = src / bad.videos[s.video_keys[0]].path
+    users = [e.episode_index for e in s.episodes if bad.videos[s.video_keys[0]].path in {r.path for r in e.videos.values()}]
+    video.write_bytes(b"")
+    report = check(str(src))
+    assert any("is empty (0 bytes)" in d for d in report.defects)
+    assert _cli("check", str(src)).returncode == 1
+    with pytest.raises(SourceError, match="is empty"):
+        pack(str(src), str(tmp_path / "strict"), PackOptions(progress=False))
+    r = _cli("pack", str(src), str(tmp_path / "out"), "--no-progress", "--skip-bad-episodes")
+    assert r.returncode == 0, r.stderr
+    m = Manifest.from_json((tmp_path / "out/manifest.json").read_text())
+    assert [x.episode_index for x in m.skipped_episodes] == users
+    assert m.total_episodes == len(s.episodes) - len(users)
+    assert f"skipped episode {users[0]}" in r.stdout
+
+
+def test_check_passes_the_shipped_fixtures():
+    for name in ("lerobot_v3_av1", "lerobot_v3_images"):
+        assert check(str(DATA / name)).defects == []
