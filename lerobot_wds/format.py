@@ -23,12 +23,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+import xxhash
+
 from .errors import LeRobotWdsError
 
 FORMAT_NAME = "lerobot-wds"
-FORMAT_VERSION = 1
-#: Versions this reader understands.
-READABLE_VERSIONS = (1,)
+FORMAT_VERSION = 2
+#: Versions this reader understands. Version 1 has no per-member checksums: read without checks.
+READABLE_VERSIONS = (1, 2)
 
 MANIFEST_NAME = "manifest.json"
 SHARD_PATTERN = "shard-{index:06d}.tar"
@@ -130,10 +132,35 @@ class ShardEpisodeMeta:
 
 @dataclass(frozen=True)
 class MemberRef:
-    """Byte range of one member's data inside its shard tar (header excluded)."""
+    """Byte range of one member's data inside its shard tar (header excluded), and the XXH3-64
+    checksum of those bytes (16 hex digits; ``None`` in version-1 manifests, which have none)."""
 
     offset: int
     size: int
+    xxh3: str | None = None
+
+    def to_list(self) -> list[Any]:
+        return [self.offset, self.size] if self.xxh3 is None else [self.offset, self.size, self.xxh3]
+
+    @classmethod
+    def from_list(cls, v: Any) -> "MemberRef":
+        """``[offset, size]`` or ``[offset, size, xxh3]``; raises ValueError/TypeError otherwise."""
+        if not isinstance(v, (list, tuple)) or len(v) not in (2, 3):
+            raise ValueError(f"member entry {v!r} is not [offset, size, xxh3]")
+        xxh3 = v[2] if len(v) == 3 else None
+        if xxh3 is not None and not (isinstance(xxh3, str) and re.fullmatch(r"[0-9a-f]{16}", xxh3)):
+            raise ValueError(f"member checksum {xxh3!r} is not 16 hex digits")
+        return cls(int(v[0]), int(v[1]), xxh3)
+
+
+def member_checksum(data: bytes | memoryview) -> str:
+    """XXH3-64 of a member's bytes as 16 hex digits: what the manifest records and the reader checks."""
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+def member_hasher() -> Any:
+    """A streaming hasher (``update``, ``hexdigest``) giving :func:`member_checksum` of the bytes fed."""
+    return xxhash.xxh3_64()
 
 
 @dataclass(frozen=True)
@@ -155,14 +182,14 @@ class ManifestEpisode:
 
     def to_dict(self) -> dict[str, Any]:
         return {"episode_index": self.episode_index, "length": self.length, "dataset_from_index": self.dataset_from_index,
-                "members": {k: [m.offset, m.size] for k, m in self.members.items()}}
+                "members": {k: m.to_list() for k, m in self.members.items()}}
 
     @classmethod
     def from_dict(cls, e: Mapping[str, Any]) -> "ManifestEpisode":
         """Raises KeyError/TypeError/ValueError on a malformed entry (the caller names the file)."""
         return cls(episode_index=int(e["episode_index"]), length=int(e["length"]),
                    dataset_from_index=int(e["dataset_from_index"]),
-                   members={k: MemberRef(int(o), int(n)) for k, (o, n) in e["members"].items()})
+                   members={k: MemberRef.from_list(v) for k, v in e["members"].items()})
 
 
 @dataclass(frozen=True)

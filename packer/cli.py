@@ -115,6 +115,11 @@ def _add_out(p: argparse.ArgumentParser) -> None:
     _storage_option_arg(p, "OUT")
 
 
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    _add_out(p)
+    p.add_argument("--full", action="store_true", help="decode every frame of every clip (default: one per clip)")
+
+
 def _run_inspect(args: argparse.Namespace) -> int:
     from .verify import inspect
 
@@ -125,7 +130,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    problems = verify(args.out, parse_storage_options(args.storage_option))
+    problems = verify(args.out, parse_storage_options(args.storage_option), full=args.full)
     for line in problems:
         print(f"FAIL {line}")
     print("verified: OK" if not problems else f"verify: {len(problems)} problem(s)")
@@ -137,7 +142,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "pack": ("pack a LeRobot v3.0 dataset (local root, fsspec URL or Hub repo id)", _add_pack, _run_pack),
     "check": ("audit a LeRobot v3.0 dataset without packing it; exit 1 on defects", _add_check, _run_check),
     "inspect": ("inspect a packed dataset", _add_out, _run_inspect),
-    "verify": ("verify a packed dataset", _add_out, _run_verify),
+    "verify": ("verify a packed dataset: checksums, byte ranges, members, frame counts, clips", _add_verify,
+               _run_verify),
 }
 
 

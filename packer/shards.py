@@ -14,7 +14,7 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Mapping, Sequence, Union
 
-from ..format import FRAMES_MEMBER, META_MEMBER, MemberRef
+from ..format import FRAMES_MEMBER, META_MEMBER, MemberRef, member_hasher
 
 _BLOCK = tarfile.BLOCKSIZE
 _Buffer = Union[bytes, bytearray, memoryview]
@@ -116,10 +116,12 @@ class ShardWriter:
         size = sum(memoryview(p).nbytes for p in parts)
         self._out.write(header(name, size))
         offset = self._out.size
+        checksum = member_hasher()
         for p in parts:
+            checksum.update(p)
             self._out.write(p)
         self._out.write(b"\0" * (-size % _BLOCK))
-        return MemberRef(offset=offset, size=size)
+        return MemberRef(offset=offset, size=size, xxh3=checksum.hexdigest())
 
     def add_sample(self, key: str, members: Mapping[str, Data]) -> dict[str, MemberRef]:
         """Write one episode's members as ``<key>.<suffix>`` in shard order; suffix → byte range."""

@@ -1,10 +1,12 @@
 """``inspect`` and ``verify`` of a packed dataset (local or any fsspec URL).
 
-``verify`` trusts nothing but the manifest: per shard it checks size and sha256, that the tar's
-members sit at the manifest's byte ranges, and per episode that ``meta.msgpack`` and
-``frames.arrow`` agree with the manifest (frame counts, contiguous ``frame_index``) and that each
-clip holds ``lead_in + length`` frames and decodes one frame (torchcodec). It returns a list of
-problems, each naming the shard, episode and member, instead of stopping at the first.
+``verify`` trusts nothing but the manifest, which is itself checked on load (names, byte ranges
+inside each shard, each episode once): per shard it checks size and sha256 and that the tar's
+members sit at the manifest's byte ranges; per episode that its members are exactly those of the
+dataset's cameras, that it parses through the reader's own parser (member checksums, metadata
+and frame table against the manifest, contiguous ``frame_index``), and that each clip holds
+``lead_in + length`` frames and decodes (one frame, or every frame with ``full``). It returns a
+list of problems, each naming the shard, episode and member, instead of stopping at the first.
 """
 
 from __future__ import annotations
@@ -15,20 +17,16 @@ import tarfile
 from typing import Any, Mapping
 
 import fsspec
-import msgpack
-import pyarrow as pa
-
-from ..format import MANIFEST_NAME, CLIP_SUFFIX, ShardEpisodeMeta, Manifest, episode_key
+from ..format import FRAMES_MEMBER, META_MEMBER, FormatError, Manifest, clip_member, episode_key
 
 
 def _open(out: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, Manifest]:
+    """The filesystem, root and manifest of the pack at ``out``, the manifest read by the reader's
+    own ``Store.read_manifest`` (same checks, same errors)."""
+    from ..reader.storage import Store
+
     fs, root = fsspec.core.url_to_fs(str(out), **dict(storage_options or {}))
-    root = root.rstrip("/")
-    try:
-        text = fs.cat_file(f"{root}/{MANIFEST_NAME}")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{out}/{MANIFEST_NAME}: missing; not a packed dataset, or packing did not finish") from None
-    return fs, root, Manifest.from_json(text, where=f"{out}/{MANIFEST_NAME}")
+    return fs, root.rstrip("/"), Store(out, storage_options).read_manifest()
 
 
 def inspect(out: str, storage_options: Mapping[str, Any] | None = None) -> str:
@@ -51,27 +49,35 @@ def inspect(out: str, storage_options: Mapping[str, Any] | None = None) -> str:
     return "\n".join(lines)
 
 
-def _check_clip(data: bytes, info: Any, length: int, where: str) -> list[str]:
+def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool) -> list[str]:
     from torchcodec.decoders import VideoDecoder
 
     try:
         dec = VideoDecoder(data, seek_mode="exact")
         n = len(dec)
-        frame = dec[info.lead_in]
-    except Exception as e:  # torchcodec raises RuntimeError/ValueError on bad streams
+        frames = dec.get_frames_in_range(info.lead_in, info.lead_in + length).data if full else dec[info.lead_in][None]
+    except Exception as e:  # torchcodec raises RuntimeError/ValueError/IndexError on bad streams
         return [f"{where}: does not decode ({e})"]
     problems = []
     if n != info.num_frames or n < info.lead_in + length:
         problems.append(f"{where}: {n} frames, meta says num_frames {info.num_frames}, needs lead_in+length {info.lead_in + length}")
-    if tuple(frame.shape[1:]) != (info.height, info.width):
-        problems.append(f"{where}: frame is {tuple(frame.shape)}, meta says {info.height}x{info.width}")
+    if tuple(frames.shape[2:]) != (info.height, info.width):
+        problems.append(f"{where}: frame is {tuple(frames.shape[1:])}, meta says {info.height}x{info.width}")
     return problems
 
 
-def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: bool = True) -> list[str]:
-    """Every problem found in the packed dataset at ``out``; an empty list means it verified."""
+def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: bool = True,
+           full: bool = False) -> list[str]:
+    """Every problem found in the packed dataset at ``out``; an empty list means it verified.
+
+    Reads each episode through the reader's own parser (``reader/episodes.py``: member checksums,
+    metadata, frame table, clips), so what passes here is what training reads. ``decode`` opens
+    each clip and decodes its first frame; ``full`` decodes every frame of every clip."""
+    from ..reader.episodes import EpisodeError, parse_episode, split_members
+
     fs, root, m = _open(out, storage_options)
     problems: list[str] = []
+    members = {FRAMES_MEMBER, META_MEMBER} | {clip_member(k) for k in m.video_keys}
     for s in m.shards:
         path = f"{root}/{s.name}"
         try:
@@ -86,25 +92,23 @@ def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: b
             found = {t.name: (t.offset_data, t.size) for t in tar.getmembers()}
         for e in s.episodes:
             key = episode_key(e.episode_index)
+            where = f"{s.name}: {key}"
+            if set(e.members) != members:
+                problems.append(f"{where}: members {sorted(e.members)}, the dataset's cameras need {sorted(members)}")
+                continue
             for suffix, ref in e.members.items():
                 if found.get(f"{key}.{suffix}") != (ref.offset, ref.size):
                     problems.append(f"{s.name}: {key}.{suffix} not at the manifest's byte range {ref}")
-            blob = {k: data[r.offset : r.offset + r.size] for k, r in e.members.items()}
-            where = f"{s.name}: {key}"
+            start, end = e.span
             try:
-                meta = ShardEpisodeMeta.from_dict(msgpack.unpackb(blob["meta.msgpack"], raw=False), where)
-                table = pa.ipc.open_file(blob["frames.arrow"]).read_all()
-            except Exception as exc:  # any decoding failure is a finding, not a crash
-                problems.append(f"{where}: meta/frames unreadable ({exc})")
+                ep = parse_episode(split_members(data[start:end], e, s.name), e, s.name, m.video_keys, m.image_keys)
+            except (EpisodeError, FormatError) as exc:
+                problems.append(str(exc))
                 continue
-            if meta.length != e.length or table.num_rows != e.length:
-                problems.append(f"{where}: length {e.length} in manifest, {meta.length} in meta, {table.num_rows} rows")
-            elif table.column("frame_index").to_pylist() != list(range(e.length)):
-                problems.append(f"{where}.frames.arrow: frame_index is not 0..{e.length - 1}")
-            for cam, info in meta.clips.items():
-                member = f"{cam}{CLIP_SUFFIX}"
-                if member not in blob:
-                    problems.append(f"{where}.{member}: missing")
-                elif decode:
-                    problems += _check_clip(blob[member], info, e.length, f"{where}.{member}")
+            if set(ep.meta.clips) != set(m.video_keys):
+                problems.append(f"{where}: clip info for {sorted(ep.meta.clips)}, cameras are {sorted(m.video_keys)}")
+                continue
+            if decode or full:
+                for cam, info in ep.meta.clips.items():
+                    problems += _check_clip(ep.clips[cam], info, e.length, f"{where}.{clip_member(cam)}", full)
     return problems

@@ -107,6 +107,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             raise ValueError(f"episode_pool_size={episode_pool_size} must be >= 1")
         self.store = url if isinstance(url, Store) else Store(url, storage_options)
         manifest = self.store.read_manifest()
+        unchecked = sum(m.xxh3 is None for s in manifest.shards for e in s.episodes for m in e.members.values())
+        if unchecked:
+            log.warning("%s: %d members carry no checksum (packed with format version 1) and are read unchecked; "
+                        "repack with `lerobot-wds pack` to have every read checked", self.store.url, unchecked)
         known = {e.episode_index for s in manifest.shards for e in s.episodes}
         if episodes is not None:
             missing = sorted(set(episodes) - known)

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..format import FRAMES_MEMBER, META_MEMBER, ManifestEpisode, ShardEpisodeMeta, FormatError, clip_member, episode_key
+from ..format import (FRAMES_MEMBER, META_MEMBER, FormatError, ManifestEpisode, ShardEpisodeMeta, clip_member, episode_key,
+                      member_checksum)
 from .storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,15 @@ def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, 
             f"got {len(blob)} (truncated shard? repack or re-download it)"
         )
     view = memoryview(blob)
-    return {k: view[m.offset - start : m.offset - start + m.size] for k, m in entry.members.items()}
+    members = {k: view[m.offset - start : m.offset - start + m.size] for k, m in entry.members.items()}
+    for suffix, m in entry.members.items():
+        if m.xxh3 is not None and (got := member_checksum(members[suffix])) != m.xxh3:
+            raise EpisodeError(
+                f"{shard}, episode {entry.episode_index}: member {episode_key(entry.episode_index)}.{suffix} "
+                f"fails its checksum (xxh3 {got}, manifest {m.xxh3}): the shard is damaged or the manifest "
+                "does not describe it; re-download or repack it"
+            )
+    return members
 
 
 def parse_episode(
