@@ -38,7 +38,7 @@ from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
 from .epochs import Resumable
-from .pool import CHUNK, pool_order, stable_seed
+from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .storage import Store
 from .video import EpisodeVideo, recycle_frame_memory
@@ -59,7 +59,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     ready :class:`Store`. Keyword arguments keep LeRobot's names and units: ``delta_timestamps``
     (seconds per key), ``tolerance_s`` (seconds), ``episodes`` (episode indices to keep).
     ``episode_pool_size`` episodes are interleaved per worker (their compressed bytes in memory;
-    each episode's frames decoded once, in file order by chunks: see reader/pool.py).
+    each episode's frames decoded once, in file order: see reader/pool.py).
     ``rank``/``world_size`` default to torch.distributed, then ``RANK``/``WORLD_SIZE``, then a
     single process. The order depends on (seed, epoch): each new iteration is the next epoch, and
     :meth:`set_epoch` picks one; both reach DataLoader workers, ``persistent_workers=True``
@@ -215,7 +215,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     def _run(self, world: World, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
         if world.num_workers > 1 or torch.utils.data.get_worker_info() is not None:
             recycle_frame_memory()  # a DataLoader worker: see reader/video.py
-        spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle)
+        spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle, self.episode_pool_size)
         if not spans and self._epoch_frames:
             log.warning(
                 "rank %d worker %d of %d has no frames to yield: %d frames are split over %d ranks × "
@@ -252,7 +252,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     continue
                 video = videos.get(p)
                 if video is None and self._video_keys:
-                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, CHUNK, spans[p].start)
+                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach)
                 try:
                     with stats.timer(S.DECODE_S) if timed else nullcontext():
                         item = self._builder.build(ep, video, spans[p].start + f)

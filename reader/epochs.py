@@ -27,7 +27,9 @@ import torch
 from .shared import in_worker
 from .world import World
 
-STATE_VERSION = 1
+#: 2: the pool draws each episode in file order from a random start (1: by shuffled chunks of 8), and
+#: few episodes are sliced over workers; a version-1 state would resume into another order.
+STATE_VERSION = 2
 #: Workers the shared epoch counter has room for (one slot each, plus one for the main process).
 MAX_WORKERS = 1024
 
@@ -119,7 +121,11 @@ class Resumable:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Make the next iteration continue the epoch recorded in ``state`` where it stopped."""
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"{self._what} version {state.get('version')!r}; this reader reads {STATE_VERSION}")
+            raise ValueError(
+                f"{self._what} version {state.get('version')!r}; this reader reads {STATE_VERSION}: the state "
+                "comes from another version of lerobot-wds, whose order differs (resuming would repeat and "
+                "drop samples); start the epoch afresh"
+            )
         saved, layout = state.get("layout"), self._layout()
         if saved is not None and saved != layout:
             raise ValueError(

@@ -1,24 +1,28 @@
 """The episode-pool sampling order, as a pure function of span lengths and a seed.
 
-A worker's spans (contiguous frame ranges of whole episodes, from ``plan.py``) enter a pool of
-``pool_size`` spans in order. Each draw picks a span with probability proportional to its
+A worker's spans (contiguous frame ranges of whole episodes, from ``epoch_plan.py``) enter a pool
+of ``pool_size`` spans in order. Each draw picks a span with probability proportional to its
 remaining frames (so episodes interleave as in a uniform shuffle of the pool's frames), then the
-next frame of that span's order: its frames in file order by chunks of :data:`CHUNK`, shuffled
-within each chunk. A span leaves when its last frame is drawn and the next span enters. Every
-frame of every span is drawn exactly once.
+next frame of that span's order: its frames in file order from a random start, wrapping around
+to its first frame after its last. A span leaves when its last frame is drawn and the next span
+enters. Every frame of every span is drawn exactly once.
 
-Why chunks in file order: a span's frames are then decoded once each, front to back, with a held
-decoder (``video.py``), and only a chunk plus the window reach of decoded frames is kept per
-episode, so a pool of many episodes costs their compressed bytes, not their decoded frames. Mixing
-across episodes comes from the pool's size, not from the order inside an episode.
+Why file order: a span's frames are then decoded once each, front to back, with a held decoder
+(``video.py``), and only the window reach of decoded frames is kept per episode, so a pool of many
+episodes costs their compressed bytes, not their decoded frames. Why a random start: the pool
+consumes every span at the same rate, so without it every episode of the pool would be at the
+same phase at the same time (an epoch's first batches all of episode starts, its last of episode
+ends); with it the phases in a batch are uniform, as in a global shuffle, for one extra seek per
+span. Mixing across episodes comes from the pool's size, not from the order inside an episode.
 
 Why a pure function: the order depends only on ``(lengths, pool_size, seed)``, never on data, so
 exact resume re-simulates the first ``k`` draws from the lengths alone (no reads) and then loads
 only the spans still in the pool. Trade-offs: mixing across episodes is bounded by ``pool_size``
 (a batch holds frames of at most ``pool_size`` episodes, and spans enter in plan order, so the
-start of an epoch favours the first spans); memory is ``pool_size`` compressed episodes. Per draw the
-cost is O(pool_size) Python work, which is tiny next to a decode. ``shuffle=False`` yields spans in
-order, frames in order.
+start of an epoch favours the first spans); two samples of one episode in a batch are a few
+frames apart; memory is ``pool_size`` compressed episodes. Per draw the cost is O(pool_size)
+Python work, which is tiny next to a decode. ``shuffle=False`` yields spans in order, frames in
+order.
 """
 
 from __future__ import annotations
@@ -26,9 +30,6 @@ from __future__ import annotations
 import hashlib
 import random
 from typing import Iterator, Sequence
-
-#: Frames per chunk of a span's order (file order between chunks, shuffled inside one).
-CHUNK = 8
 
 
 def stable_seed(*parts: int) -> int:
@@ -55,7 +56,8 @@ def pool_order(
     rng = random.Random(seed)
     # Parallel lists over the spans currently in the pool.
     positions: list[int] = []
-    perms: list[list[int]] = []  # remaining frames, popped from the end
+    sizes: list[int] = []
+    starts: list[int] = []  # the random first frame of each span's order
     remaining: list[int] = []
     total = 0
     nxt = 0
@@ -64,13 +66,9 @@ def pool_order(
         while len(positions) < pool_size and nxt < n_spans:
             n = int(lengths[nxt])
             if n > 0:
-                perm = []  # popped from the end: last chunk first in the list
-                for c in range(((n - 1) // CHUNK) * CHUNK, -1, -CHUNK):
-                    part = list(range(c, min(c + CHUNK, n)))
-                    rng.shuffle(part)
-                    perm += part[::-1]
                 positions.append(nxt)
-                perms.append(perm)
+                sizes.append(n)
+                starts.append(rng.randrange(n))
                 remaining.append(n)
                 total += n
             nxt += 1
@@ -81,10 +79,11 @@ def pool_order(
         while r >= remaining[i]:
             r -= remaining[i]
             i += 1
-        frame = perms[i].pop()
+        n = sizes[i]
+        frame = (starts[i] + n - remaining[i]) % n
         remaining[i] -= 1
         total -= 1
         done = remaining[i] == 0
         yield positions[i], frame, done
         if done:
-            del positions[i], perms[i], remaining[i]
+            del positions[i], sizes[i], starts[i], remaining[i]

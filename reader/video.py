@@ -1,13 +1,13 @@
 """Decoding an episode's camera clips in memory with torchcodec, each needed frame once.
 
 One ``VideoDecoder`` per pool episode and camera, built from the clip bytes on first use and
-dropped when the episode leaves the pool. The pool draws an episode's frames in file order by
-chunks (``pool.py``), so a miss decodes a contiguous range, from the first missing frame to the
-end of the current chunk plus the cameras' forward window reach, with ``get_frames_in_range``:
-sequential decode, every frame decoded once, window frames shared. Decoded frames older than the
-current chunk's start minus the backward window reach are forgotten, so an episode holds about
-``chunk + window reach`` decoded frames per camera: a pool of many episodes costs their
-compressed bytes, not their frames.
+dropped when the episode leaves the pool. The pool draws an episode's frames in file order (from
+a random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by frame, from the
+first missing frame to the last one asked for: the held decoder goes front to back, every frame
+decoded once, window frames shared. Only the frames the next sample's window can still use are
+kept (the backward and forward window reach), none for a camera without a window: a pool of many
+episodes costs their compressed bytes and decoders (about 1 MB each at 480x640), not their
+frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy: no torch
 intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds); :func:`to_float`
@@ -56,20 +56,17 @@ class EpisodeVideo:
     """Frames of one in-memory episode's cameras, by episode-local frame index.
 
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
-    reads (0, 0 without a window). ``chunk`` and ``span_start``: the pool's chunking of this
-    episode's frames (chunk ``k`` is ``[span_start + k*chunk, span_start + (k+1)*chunk)``);
-    frames may be asked for in any order, but memory stays bounded only when the emitted frames
-    (``at``) go chunk by chunk forward, as the pool draws them.
+    reads (0, 0 without a window). Frames may be asked for in any order (a jump back seeks), but
+    each frame is decoded once and memory stays at the window reach only when the emitted frames
+    (``at``) go forward one by one, as the pool draws them.
     """
 
     def __init__(
         self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
-        chunk: int = 8, span_start: int = 0,
     ) -> None:
         self.episode = episode
         self.device = device
         self.reach = dict(reach or {})
-        self.chunk, self.span_start = max(int(chunk), 1), int(span_start)
         self._decoders: dict[str, object] = {}
         self._frames: dict[str, dict[int, torch.Tensor]] = {}
         self.decoded = 0  # frames torchcodec returned (decode work; 1 per frame when nothing repeats)
@@ -95,8 +92,10 @@ class EpisodeVideo:
 
     def frames(self, camera: str, idx: np.ndarray, at: int | None = None) -> torch.Tensor:
         """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats
-        ok), in their own storage; ``at``: the frame being emitted (lets older frames go)."""
+        ok), in storage no other sample shares; ``at``: the frame being emitted (lets older frames go)."""
         got = self._gather(camera, idx, at)
+        if len(got) == 1 and self._frames[camera].get(int(idx[0])) is not got[0]:
+            return got[0].unsqueeze(0)  # a decoded frame no one else holds: no copy
         if got[0].device.type != "cpu":
             return torch.stack(got)
         return torch.from_numpy(np.stack([t.numpy() for t in got]))
@@ -114,35 +113,29 @@ class EpisodeVideo:
 
     def _gather(self, camera: str, idx: np.ndarray, at: int | None) -> list[torch.Tensor]:
         have = self._frames.setdefault(camera, {})
-        back, fwd = self.reach.get(camera, (0, 0))
-        if at is not None:  # the pool never goes back before this chunk's start: older frames go
-            first = self.span_start + (at - self.span_start) // self.chunk * self.chunk
-            for i in [i for i in have if i < first - back]:
-                del have[i]
         wanted = [int(i) for i in idx]
-        missing = sorted({i for i in wanted if i not in have})
+        missing = [i for i in wanted if i not in have]
         if missing:
-            start, stop = missing[0], missing[-1] + 1
-            if at is not None:  # the whole chunk and its window reach, minus what is already here
-                lo = max(first - back, 0)
-                while lo < start and lo in have:
-                    lo += 1
-                start = min(start, lo)
-                end = min(first + self.chunk + fwd, self.episode.length)
-                while stop < end and stop not in have:
-                    stop += 1
             dec = self._decoder(camera)
             lead = self.episode.meta.clips[camera].lead_in
+            first, last = min(missing), max(missing)
             try:
-                batch = dec.get_frames_in_range(start + lead, stop + lead).data
+                for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
+                    if i not in have:
+                        have[i] = dec.get_frame_at(i + lead).data
+                        self.decoded += 1
             except (RuntimeError, ValueError, IndexError) as e:
                 raise EpisodeError(
-                    f"{self.episode.where}: decoding frames {start}..{stop - 1} of camera {camera!r} failed ({e})"
+                    f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"
                 ) from e
-            self.decoded += len(batch)
-            for j, t in enumerate(batch):
-                have.setdefault(start + j, t)
-        return [have[i] for i in wanted]
+        got = [have[i] for i in wanted]
+        if at is not None:  # keep what the next frame's window can use: [at + 1 - back, at + fwd]
+            back, fwd = self.reach.get(camera, (0, 0))
+            for i in [i for i in have if i <= at - back or i > at + fwd]:
+                del have[i]
+        elif len(got) == 1:  # a handed-out frame must not be shared with a later sample
+            have.pop(wanted[0], None)
+        return got
 
     def close(self) -> None:
         """Release decoders and decoded frames (the episode left the pool)."""
