@@ -9,13 +9,19 @@ no coordination between processes. The plan:
    exactly ``N`` samples per epoch, so no rank runs dry while another still has data (a DDP hang).
    The last ``T - world_size*N < world_size`` frames of the permuted sequence are left out; which
    ones rotates with the epoch when shuffling.
-4. A rank's range is split into ``num_workers`` contiguous parts (sizes differ by at most 1).
+4. A rank's range is split into ``num_workers`` contiguous parts (sizes differ by at most 1) of
+   the sequence of its episodes. When the rank has too few episodes for every worker's pool to
+   fill (fewer than ``pool_size * num_workers``), each episode is first cut into ``k`` slices
+   (at most one per worker) and the sequence is every episode's first slice, then every
+   episode's second, and so on: a worker then draws from ``k`` times as many episodes (a batch
+   comes from one worker, so this is what lets a batch mix as many episodes as a global shuffle
+   would), at the price of each of those episodes being read by ``k`` workers.
 
 A slot's range maps to *spans* ``(shard, position, start, stop)`` of episode-local frames. An
-episode on a boundary is shared by two slots: each loads it whole (windows need the whole episode)
-and emits only its own frames. Splitting at frame level (with ranged reads of single episodes)
-means fewer shards than ranks × workers still works and nothing idles; the cost is that boundary
-episodes are read twice and a slot reads shards partially.
+episode on a boundary or cut into slices is shared by several slots: each loads it whole (windows
+need the whole episode) and emits only its own frames. Splitting at frame level (with ranged reads
+of single episodes) means fewer shards than ranks × workers still works and nothing idles; the
+cost is that shared episodes are read more than once and a slot reads shards partially.
 """
 
 from __future__ import annotations
@@ -68,36 +74,45 @@ def slot_range(total_frames: int, world: World) -> tuple[int, int]:
     return lo, hi
 
 
+def slices_per_episode(num_spans: int, num_workers: int, pool_size: int, shuffle: bool = True) -> int:
+    """Into how many slices a rank's episodes are cut for its workers: enough that every worker's
+    pool can fill (``num_spans * slices / num_workers >= pool_size``), at most one per worker;
+    1 when a worker already has a full pool's worth of episodes, or without shuffling."""
+    if not shuffle or num_workers <= 1 or num_spans == 0:
+        return 1
+    return max(1, min(num_workers, -(-pool_size * num_workers // num_spans)))
+
+
+def _cut(spans: Sequence[Span], lo: int, hi: int) -> list[Span]:
+    """The parts of ``spans`` at positions ``[lo, hi)`` of their concatenated frames."""
+    out, pos = [], 0
+    for s in spans:
+        a, b = max(lo - pos, 0), min(hi - pos, s.length)
+        if b > a:
+            out.append(Span(s.shard, s.position, s.start + a, s.start + b))
+        pos += s.length
+        if pos >= hi:
+            break
+    return out
+
+
 def plan_spans(
-    lengths: Sequence[Sequence[int]], seed: int, epoch: int, world: World, shuffle: bool = True
+    lengths: Sequence[Sequence[int]], seed: int, epoch: int, world: World, shuffle: bool = True,
+    pool_size: int = 1,
 ) -> list[Span]:
     """The spans ``world``'s slot yields this epoch, in the order they enter its pool.
 
     ``lengths[s][e]`` is the frame count of episode ``e`` of shard ``s`` (selected episodes only;
-    a zero-length entry is never emitted).
+    a zero-length entry is never emitted). ``pool_size``: the workers' episode pool size, which
+    decides into how many slices the rank's episodes are cut (:func:`slices_per_episode`).
     """
     order = shard_order(len(lengths), seed, epoch, shuffle)
-    shard_of: list[int] = []
-    ep_of: list[int] = []
-    ep_len: list[int] = []
-    for s in order:
-        for e, n in enumerate(lengths[s]):
-            shard_of.append(int(s))
-            ep_of.append(e)
-            ep_len.append(int(n))
-    if not ep_len:
-        return []
-    ends = np.cumsum(ep_len)
-    starts = ends - np.asarray(ep_len)
-    lo, hi = slot_range(int(ends[-1]), world)
-    if hi <= lo:
-        return []
-    first = int(np.searchsorted(ends, lo, side="right"))
-    last = int(np.searchsorted(ends, hi - 1, side="right"))
-    spans = []
-    for i in range(first, last + 1):
-        a = max(lo, int(starts[i])) - int(starts[i])
-        b = min(hi, int(ends[i])) - int(starts[i])
-        if b > a:
-            spans.append(Span(shard_of[i], ep_of[i], a, b))
-    return spans
+    episodes = [Span(int(s), e, 0, int(n)) for s in order for e, n in enumerate(lengths[s])]
+    total = sum(e.length for e in episodes)
+    n = samples_per_rank(total, world.world_size)
+    ranked = _cut(episodes, world.rank * n, (world.rank + 1) * n)
+    k = slices_per_episode(len(ranked), world.num_workers, pool_size, shuffle)
+    sliced = [Span(s.shard, s.position, s.start + j * s.length // k, s.start + (j + 1) * s.length // k)
+              for j in range(k) for s in ranked]
+    lo, hi = slot_range(total, world)
+    return _cut([s for s in sliced if s.length], lo - world.rank * n, hi - world.rank * n)

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lerobot_wds.reader.epoch_plan import Span, plan_spans, samples_per_rank, shard_order
+from lerobot_wds.reader.epoch_plan import Span, plan_spans, samples_per_rank, shard_order, slices_per_episode
 from lerobot_wds.reader.world import World
 
 # 3 shards of uneven episodes (like the fixture), and 1 shard (fewer shards than slots).
@@ -23,7 +23,8 @@ def frames_of(spans: list[Span], layout) -> list[tuple[int, int, int]]:
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("world_size,num_workers", [(1, 1), (1, 2), (2, 1), (2, 2), (3, 4), (4, 3)])
 @pytest.mark.parametrize("seed,epoch", [(0, 0), (0, 1), (5, 3)])
-def test_exactly_once_and_equal_ranks(layout, world_size, num_workers, seed, epoch):
+@pytest.mark.parametrize("pool_size", [1, 64])
+def test_exactly_once_and_equal_ranks(layout, world_size, num_workers, seed, epoch, pool_size):
     lengths = LAYOUTS[layout]
     total = sum(map(sum, lengths))
     n = samples_per_rank(total, world_size)
@@ -31,7 +32,7 @@ def test_exactly_once_and_equal_ranks(layout, world_size, num_workers, seed, epo
     for rank in range(world_size):
         per_rank = []
         for w in range(num_workers):
-            spans = plan_spans(lengths, seed, epoch, World(rank, world_size, w, num_workers))
+            spans = plan_spans(lengths, seed, epoch, World(rank, world_size, w, num_workers), pool_size=pool_size)
             assert all(0 <= s.start < s.stop <= lengths[s.shard][s.position] for s in spans)
             per_rank += frames_of(spans, lengths)
         assert len(per_rank) == n  # every rank yields the same number of samples
@@ -40,12 +41,27 @@ def test_exactly_once_and_equal_ranks(layout, world_size, num_workers, seed, epo
     assert total - len(seen) < world_size  # what is left out is bounded
 
 
-def test_workers_balanced():
+@pytest.mark.parametrize("pool_size", [1, 64])
+def test_workers_balanced(pool_size):
     lengths = LAYOUTS["three"]
     counts = [
-        sum(s.length for s in plan_spans(lengths, 0, 0, World(0, 1, w, 3))) for w in range(3)
+        sum(s.length for s in plan_spans(lengths, 0, 0, World(0, 1, w, 3), pool_size=pool_size)) for w in range(3)
     ]
     assert max(counts) - min(counts) <= 1
+
+
+def test_few_episodes_are_sliced_over_workers():
+    """6 episodes, 2 workers, pools of 64: each worker draws from every episode (a half of each)."""
+    lengths = LAYOUTS["three"]
+    for w in range(2):
+        spans = plan_spans(lengths, 0, 0, World(0, 1, w, 2), pool_size=64)
+        assert len({(s.shard, s.position) for s in spans}) == 6
+    # With a pool the workers' own episodes fill, nothing is sliced (each episode is read once).
+    spans = [plan_spans(lengths, 0, 0, World(0, 1, w, 2), pool_size=2) for w in range(2)]
+    assert sum(len({(s.shard, s.position) for s in sp}) for sp in spans) <= 6 + 1  # one boundary episode
+    assert slices_per_episode(6, 2, 64) == 2 and slices_per_episode(6, 8, 64) == 8
+    assert slices_per_episode(1000, 8, 64) == 1 and slices_per_episode(200, 8, 64) == 3
+    assert slices_per_episode(6, 2, 64, shuffle=False) == 1
 
 
 def test_shard_order_per_epoch():
