@@ -14,6 +14,9 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    from ``iter()``; then ``--warmup`` s, then samples/s over ``--seconds`` (epochs restart as
    needed); peak RSS of the process tree (``bench_refs.rss_bytes``); distinct episodes per batch;
    consecutive-batch overlap = the fraction of a batch's episodes also in the previous batch;
+   batch-mean frame_index spread = the standard deviation, over batches, of a batch's mean
+   ``frame_index`` (large when batches drift through episode phases together: all starts, then all
+   ends; about 75 / sqrt(32) = 13 for a global shuffle here);
 3. the decode limit: bare torchcodec decode of every frame once, in file order, from the
    packed in-memory clips, one process: samples/s = frames / (top + wrist seconds);
 4. prints a markdown table and writes ``--plot`` (PNG).
@@ -94,7 +97,7 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
         loader = DataLoader(ds, batch_size=32, shuffle=mapstyle, num_workers=nw, **kw)
         t0 = time.perf_counter()
         first = None
-        n, eps, t_start, t_end, epoch = 0, [], None, None, 0
+        n, eps, phase, t_start, t_end, epoch = 0, [], [], None, None, 0
         while t_end is None:
             if hasattr(ds, "set_epoch"):
                 ds.set_epoch(epoch)
@@ -107,6 +110,7 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
                 elif t_start is not None:
                     n += len(batch["index"])
                     eps.append(batch["episode_index"].tolist())
+                    phase.append(batch["frame_index"].double().mean().item())
                     if now - t_start >= seconds:
                         t_end = now
                         break
@@ -115,8 +119,9 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
     full = [set(b) for b in eps if len(b) == 32]
     distinct = sum(len(b) for b in full) / max(len(full), 1)
     overlap = [len(a & b) / len(b) for a, b in zip(full, full[1:])]
+    spread = (sum((p - sum(phase) / len(phase)) ** 2 for p in phase) / max(len(phase) - 1, 1)) ** 0.5
     return {"reader": reader, "workers": nw, "win": win, "samples_s": n / (t_end - t_start), "first_s": first,
-            "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": sum(overlap) / max(len(overlap), 1)}
+            "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": sum(overlap) / max(len(overlap), 1), "phase_spread": spread}
 
 
 def decode_limit(packed: str, max_episodes: int = 50) -> dict:
@@ -166,7 +171,8 @@ def table(rows: list[dict], limit: dict) -> str:
             lines.append(f"| {'win' if win else 'no win'}, {nw} workers | "
                          + " | ".join(f"{v:.0f}" if v else "-" for v in vals)
                          + f" | {ratio(o, m)} | {ratio(o, la)} | {ratio(o, limit['samples_s'] * max(nw, 1))} |")
-    lines.append("\nfirst batch s / peak RSS GB / distinct episodes per batch / consecutive-batch overlap:\n")
+    lines.append("\nfirst batch s / peak RSS GB / distinct episodes per batch / consecutive-batch overlap / "
+                 "batch-mean frame_index spread:\n")
     lines.append("| | " + " | ".join(READERS) + " |\n|---|" + "---|" * len(READERS))
     for win in (False, True):
         for nw in (0, 2):
@@ -174,6 +180,7 @@ def table(rows: list[dict], limit: dict) -> str:
             for r in READERS:
                 x = by.get((r, nw, win, False))
                 cells.append(f"{x['first_s']:.1f} / {x['rss_gb']:.2f} / {x['distinct']:.1f} / {x['overlap']:.2f}"
+                             f" / {x.get('phase_spread', float('nan')):.0f}"
                              if x and "samples_s" in x else (x or {}).get("error", "-")[:60])
             lines.append(f"| {'win' if win else 'no win'}, {nw} workers | " + " | ".join(cells) + " |")
     remote = [r for r in rows if r.get("remote")]
