@@ -41,7 +41,7 @@ from .epochs import Resumable
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .storage import Store
-from .video import EpisodeVideo, recycle_frame_memory
+from .video import EpisodeVideo
 from .window import delta_indices
 from .world import World
 
@@ -213,8 +213,6 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         return self._run(world, epoch, skip)
 
     def _run(self, world: World, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
-        if world.num_workers > 1 or torch.utils.data.get_worker_info() is not None:
-            recycle_frame_memory()  # a DataLoader worker: see reader/video.py
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle, self.episode_pool_size)
         if not spans and self._epoch_frames:
             log.warning(
@@ -278,7 +276,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         finally:
             try:
                 stats.flush()
-            except (OSError, NameError):  # at interpreter exit, builtins may already be gone
+            except (OSError, NameError, AttributeError):  # at interpreter exit, modules may be gone
                 pass
 
     def _count_skip(self, stats: S.Stats) -> None:

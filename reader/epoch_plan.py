@@ -12,8 +12,9 @@ no coordination between processes. The plan:
 4. A rank's range is split into ``num_workers`` contiguous parts (sizes differ by at most 1) of
    the sequence of its episodes. When the rank has too few episodes for every worker's pool to
    fill (fewer than ``pool_size * num_workers``), each episode is first cut into ``k`` slices
-   (at most one per worker) and the sequence is every episode's first slice, then every
-   episode's second, and so on: a worker then draws from ``k`` times as many episodes (a batch
+   (at most one per worker) and the sequence is one slice of every episode (episode ``i`` its
+   slice ``i % k``), then another of every episode (slice ``(i + 1) % k``), and so on: a worker
+   then draws from ``k`` times as many episodes (a batch
    comes from one worker, so this is what lets a batch mix as many episodes as a global shuffle
    would), at the price of each of those episodes being read by ``k`` workers.
 
@@ -112,7 +113,9 @@ def plan_spans(
     n = samples_per_rank(total, world.world_size)
     ranked = _cut(episodes, world.rank * n, (world.rank + 1) * n)
     k = slices_per_episode(len(ranked), world.num_workers, pool_size, shuffle)
-    sliced = [Span(s.shard, s.position, s.start + j * s.length // k, s.start + (j + 1) * s.length // k)
-              for j in range(k) for s in ranked]
+    # Round j holds one slice of every episode: slice (i + j) % k of the i-th, so a worker's
+    # episodes are cut at different places (its batches are not all episode starts or all ends).
+    sliced = [Span(s.shard, s.position, s.start + c * s.length // k, s.start + (c + 1) * s.length // k)
+              for j in range(k) for i, s in enumerate(ranked) for c in [(i + j) % k]]
     lo, hi = slot_range(total, world)
     return _cut([s for s in sliced if s.length], lo - world.rank * n, hi - world.rank * n)

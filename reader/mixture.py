@@ -31,7 +31,6 @@ with each source's own fps, so give every source the same ``delta_timestamps`` i
 
 from __future__ import annotations
 
-import bisect
 import logging
 from typing import Any, Iterator, Mapping, Sequence
 

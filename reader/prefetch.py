@@ -140,4 +140,7 @@ class Prefetcher:
             for entry in entries:
                 for f in entry.futures:
                     f.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                pool.shutdown(wait=False, cancel_futures=True)
+            except AttributeError:  # a generator closed at interpreter exit: queue's module is gone
+                pass

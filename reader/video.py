@@ -24,29 +24,6 @@ import torch
 from .episodes import LoadedEpisode, EpisodeError
 
 
-def recycle_frame_memory() -> bool:
-    """Let this process reuse freed frame buffers instead of faulting in fresh pages per frame.
-
-    Every sample allocates ~1 MB float32 frames that live until the batch is collated. glibc's
-    defaults hand such blocks back to the OS on free, so the next sample's frames page-fault
-    their memory in again, which costs more than decoding them (measured ~0.5 ms per 240×320
-    frame here). Raising the mmap threshold (32 MB) and the trim threshold (1 GB) keeps freed
-    blocks in the heap for reuse; the price is that the process's RSS stays at its peak instead
-    of shrinking. The dataset calls this in DataLoader worker processes only (they exist to load
-    data); returns False where it does not apply (not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
-
-
 def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
     """uint8 frames → float32 in [0, 1], computed as LeRobot does (``(u8 / 255.0).to(float32)``)."""
     return (frames_u8 / 255.0).to(torch.float32)
