@@ -97,7 +97,7 @@ def slot_samples(path: str, nw: int, deltas, samples: int, pool: int):
     out = []
     for w in range(max(nw, 1)):
         world = World(0, 1, w, max(nw, 1))
-        spans = plan_spans(ds._lengths, 0, 0, world)
+        spans = plan_spans(ds._lengths, 0, 0, world, True, pool)
         order = pool_order([s.length for s in spans], pool, stable_seed(0, 0, 0, w))
         take = [(p, spans[p].start + f) for (p, f, _), _ in zip(order, range(samples // max(nw, 1)))]
         out.append((spans, take))
