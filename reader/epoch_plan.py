@@ -14,9 +14,9 @@ no coordination between processes. The plan:
    fill (fewer than ``pool_size * num_workers``), each episode is first cut into ``k`` slices
    (at most one per worker) and the sequence is one slice of every episode (episode ``i`` its
    slice ``i % k``), then another of every episode (slice ``(i + 1) % k``), and so on: a worker
-   then draws from ``k`` times as many episodes (a batch
-   comes from one worker, so this is what lets a batch mix as many episodes as a global shuffle
-   would), at the price of each of those episodes being read by ``k`` workers.
+   then draws from ``k`` times as many episodes (a batch comes from one worker, so this is what
+   lets a batch mix as many episodes as a global shuffle would), at the price of each of those
+   episodes being read by ``k`` workers.
 
 A slot's range maps to *spans* ``(shard, position, start, stop)`` of episode-local frames. An
 episode on a boundary or cut into slices is shared by several slots: each loads it whole (windows

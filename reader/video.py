@@ -6,8 +6,8 @@ a random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by
 first missing frame to the last one asked for: the held decoder goes front to back, every frame
 decoded once, window frames shared. Only the frames the next sample's window can still use are
 kept (the backward and forward window reach), none for a camera without a window: a pool of many
-episodes costs their compressed bytes and decoders (about 1 MB each at 480x640), not their
-frames.
+episodes costs their compressed bytes and decoders (1-2 MB each at 480x640, measured), not
+their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy: no torch
 intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds); :func:`to_float`

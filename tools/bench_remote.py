@@ -11,8 +11,10 @@ each epoch's first batch to its end (each epoch starts new DataLoader workers, a
 without ``persistent_workers``; whole-epoch rates, start-up included, are printed beside it; local
 and remote epochs alternate so that load drifts on a shared machine hit both); and bytes asked
 from storage ÷ bytes of the shards consumed (1.0: every byte once; tar headers are never read;
-an episode on a worker boundary is read by both workers; the proxy's own count of response body
-bytes is printed beside it). Targets: remote ÷
+an episode on a worker boundary is read by both workers, and a dataset with fewer episodes than
+``--pool`` x ``--workers`` has each episode sliced over the workers and read by each of them: see
+the README's "What shuffled means"; the proxy's own count of response body bytes is printed
+beside it). Targets: remote ÷
 local frames/s ≥ 0.9, bytes ratio ≤ 1.05. Prints ``dataset.io_stats()`` for both runs.
 
     python tools/bench_remote.py                    # the shipped fixture (320 frames, 2 cameras)
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-ms", type=float, default=50.0, help="added by the proxy to every request")
     p.add_argument("--epochs", type=int, default=3, help="steady-state epochs after one warm-up epoch")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--pool", type=int, default=64, help="episode_pool_size (64: the default)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--shard-size", type=int, default=2_000_000, help="bytes per shard when packing")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -85,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         s3fs.S3FileSystem(**s3_options(server.endpoint_url)).put(local, "bench/packed", recursive=True)
         proxy = FaultProxy(server.port, Faults(latency_s=a.latency_ms / 1000))
         runs = {
-            "local": LeRobotShardDataset(Store(local), seed=0),
+            "local": LeRobotShardDataset(Store(local), seed=0, episode_pool_size=a.pool),
             "remote": LeRobotShardDataset(
-                Store("s3://bench/packed", s3_options(proxy.endpoint_url, client_retries=True)), seed=0),
+                Store("s3://bench/packed", s3_options(proxy.endpoint_url, client_retries=True)), seed=0,
+                episode_pool_size=a.pool),
         }
         results = {name: {"frames": 0, "seconds": 0.0, "steady_frames": 0, "steady_seconds": 0.0} for name in runs}
         for name, ds in runs.items():  # warm-up epoch 0: time to first batch
