@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 import xxhash
@@ -290,7 +290,8 @@ class Manifest:
         return json.dumps(d, sort_keys=True, indent=1) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes, where: str = MANIFEST_NAME) -> "Manifest":
+    def from_json(cls, text: str | bytes, where: str = MANIFEST_NAME, bad_episodes: list[str] | None = None) -> "Manifest":
+        """Parse and check a manifest (:func:`check_manifest`; ``bad_episodes``: see there)."""
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -316,8 +317,7 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{where}: malformed manifest ({e!r})") from e
-        check_manifest(manifest, where)
-        return manifest
+        return check_manifest(manifest, where, bad_episodes)
 
 
 def _in_order(features: Mapping[str, Any], order: Any) -> dict[str, Any]:
@@ -335,26 +335,46 @@ def check_name(name: Any, pattern: "re.Pattern[str]", what: str, where: str) -> 
                           f"shard-NNNNNN.tar files and <key>.<suffix> members); the manifest is damaged or hostile")
 
 
-def check_manifest(m: "Manifest", where: str) -> None:
+def check_manifest(m: "Manifest", where: str, bad_episodes: list[str] | None = None) -> "Manifest":
     """Everything a reader trusts in a manifest before it opens a shard: names, byte ranges inside
-    each shard's recorded size, and each episode listed once."""
+    each shard's recorded size, and each episode listed once; returns ``m``.
+
+    With a ``bad_episodes`` list, an episode whose own entry is unusable (a byte range outside its
+    shard, a negative length, no members, a malformed member name) is left out of the returned
+    manifest and its error appended to the list; a bad shard name, size or an episode listed twice
+    still raises (they make the whole manifest untrustworthy)."""
     seen: dict[int, str] = {}
+    shards = []
     for s in m.shards:
         check_name(s.name, SHARD_NAME_RE, "shard", where)
         if s.bytes < 0:
             raise FormatError(f"{where}: {s.name} has negative size {s.bytes}")
+        kept = []
         for e in s.episodes:
             at = f"{where}: {s.name}, episode {e.episode_index}"
             if e.episode_index in seen:
                 raise FormatError(f"{at}: listed twice (also in {seen[e.episode_index]}); the manifest is damaged, repack")
             seen[e.episode_index] = s.name
-            if e.length < 0:
-                raise FormatError(f"{at}: negative length {e.length}")
-            if not e.members:
-                raise FormatError(f"{at}: no members")
-            for suffix, ref in e.members.items():
-                check_name(suffix, MEMBER_RE, "member", at)
-                if ref.offset < 0 or ref.size < 0 or ref.offset + ref.size > s.bytes:
-                    raise FormatError(
-                        f"{at}: member {suffix} at [{ref.offset}, {ref.offset + ref.size}) lies outside the "
-                        f"shard's {s.bytes} bytes; the manifest is damaged, repack or restore it")
+            try:
+                _check_episode(e, s.bytes, at)
+            except FormatError as err:
+                if bad_episodes is None:
+                    raise
+                bad_episodes.append(str(err))
+                continue
+            kept.append(e)
+        shards.append(s if len(kept) == len(s.episodes) else replace(s, episodes=tuple(kept)))
+    return m if bad_episodes is None else replace(m, shards=tuple(shards))
+
+
+def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str) -> None:
+    if e.length < 0:
+        raise FormatError(f"{at}: negative length {e.length}")
+    if not e.members:
+        raise FormatError(f"{at}: no members")
+    for suffix, ref in e.members.items():
+        check_name(suffix, MEMBER_RE, "member", at)
+        if ref.offset < 0 or ref.size < 0 or ref.offset + ref.size > shard_bytes:
+            raise FormatError(
+                f"{at}: member {suffix} at [{ref.offset}, {ref.offset + ref.size}) lies outside the "
+                f"shard's {shard_bytes} bytes; the manifest is damaged, repack or restore it")

@@ -71,8 +71,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     instead of float32 in [0, 1]: a quarter of the bytes through DataLoader workers; convert on
     the GPU (``frames / 255.0``: the float32 values, bit for bit on the CPU).
     ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising (see
-    :meth:`stats`); a rank that skips yields fewer than ``len(self)`` samples, so under DDP keep
-    the default ``"raise"`` or let the training loop tolerate uneven ranks.
+    :meth:`io_stats`); episodes whose manifest entries are damaged are left out (logged and
+    counted) before the epoch is planned. A rank that skips while reading yields fewer than
+    ``len(self)`` samples, so under DDP keep the default ``"raise"`` or let the training loop
+    tolerate uneven ranks.
     ``rename`` maps stored feature names to the names samples (and ``meta``) carry, e.g.
     ``{"observation.images.cam_high": "observation.images.top"}`` so datasets of different robots
     share keys in a mixture (``lerobot_wds.reader.mix``); ``delta_timestamps`` uses the new names.
@@ -106,7 +108,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         if episode_pool_size < 1:
             raise ValueError(f"episode_pool_size={episode_pool_size} must be >= 1")
         self.store = url if isinstance(url, Store) else Store(url, storage_options)
-        manifest = self.store.read_manifest()
+        # on_error="skip": an episode whose manifest entry is damaged is left out, logged and counted.
+        bad: list[str] = []
+        manifest = self.store.read_manifest(bad if on_error == "skip" else None)
+        for err in bad:
+            log.warning("skipping an episode the manifest lists unusably: %s", err)
+            self.store.stats.add(S.SKIPPED)
         unchecked = sum(m.xxh3 is None for s in manifest.shards for e in s.episodes for m in e.members.values())
         if unchecked:
             log.warning("%s: %d members carry no checksum (packed with format version 1) and are read unchecked; "
@@ -158,7 +165,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self.video_decode_device = video_decode_device
         self.on_error = on_error
         self._init_epochs()
-        self.skipped = 0
+        self.skipped = len(bad)
 
     # --- lerobot's dataset contract -----------------------------------------------------------
     @property

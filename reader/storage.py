@@ -118,7 +118,9 @@ class Store:
     def path(self, name: str) -> str:
         return f"{self._root.rstrip('/')}/{name}"
 
-    def read_manifest(self) -> Manifest:
+    def read_manifest(self, bad_episodes: list[str] | None = None) -> Manifest:
+        """The checked manifest; with a ``bad_episodes`` list, episodes whose entries are damaged are
+        left out and their errors appended to it (``lerobot_wds.format.check_manifest``)."""
         where = f"{self.url}/{MANIFEST_NAME}"
         try:
             text = self._cat_manifest(where)
@@ -126,7 +128,7 @@ class Store:
             raise FileNotFoundError(
                 f"{where} not found: is {self.url} a directory written by 'lerobot-wds pack'?"
             ) from e
-        manifest = Manifest.from_json(text, where=where)
+        manifest = Manifest.from_json(text, where=where, bad_episodes=bad_episodes)
         self._versions = {s.name: s.sha256 for s in manifest.shards}
         return manifest
 

@@ -46,7 +46,8 @@ class LeRobotTransitions(IterableDataset):
 
         super().__init__()
         store = url if isinstance(url, Store) else Store(url, storage_options)
-        meta = DatasetMeta(store.read_manifest(), rename=dataset_kwargs.get("rename"), where=store.url)
+        manifest = store.read_manifest([] if dataset_kwargs.get("on_error") == "skip" else None)
+        meta = DatasetMeta(manifest, rename=dataset_kwargs.get("rename"), where=store.url)
         features = list(meta.features)
         if obs_keys is None:
             obs_keys = [k for k in features if k.startswith("observation.")]

@@ -72,3 +72,27 @@ def test_episode_listed_twice_is_refused(packed, tmp_path):
         LeRobotShardDataset(str(ds))
     with pytest.raises(FormatError, match="listed twice"):
         verify(str(ds), decode=False)
+
+
+@pytest.mark.parametrize("offset,size", [(0, 10**15), (-512, 100)])
+def test_on_error_skip_leaves_out_an_episode_with_a_damaged_range(packed, tmp_path, caplog, offset, size):
+    """on_error="skip": the damaged entry's episode is left out (logged, counted), every frame of the
+    others comes out, and nothing of it is read or allocated."""
+    bad = {}
+
+    def edit(m):
+        e = _first_episode(m)
+        bad.update(index=e["episode_index"], length=e["length"], total=sum(
+            x["length"] for s in m["shards"] for x in s["episodes"]))
+        e["members"]["frames.arrow"] = [offset, size]
+
+    ds = LeRobotShardDataset(str(_copy_with(packed, tmp_path, edit)), on_error="skip", shuffle=False)
+    assert ds.skipped == 1 and ds.io_stats()["skipped"] == 1
+    assert f"episode {bad['index']}: member frames.arrow" in caplog.text
+    frames = [(int(s["episode_index"]), int(s["frame_index"])) for s in ds]
+    assert len(frames) == len(set(frames)) == bad["total"] - bad["length"] == ds.num_frames
+    assert bad["index"] not in {e for e, _ in frames}
+    # Names that could point outside the root stay fatal, whatever on_error says.
+    with pytest.raises(FormatError, match="not allowed"):
+        LeRobotShardDataset(str(_copy_with(packed, tmp_path / "n", lambda m: m["shards"][0].update(name="../x.tar"))),
+                            on_error="skip")
