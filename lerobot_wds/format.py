@@ -290,7 +290,9 @@ class Manifest:
         return json.dumps(d, sort_keys=True, indent=1) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes, where: str = MANIFEST_NAME, bad_episodes: list[str] | None = None) -> "Manifest":
+    def from_json(
+        cls, text: str | bytes, where: str = MANIFEST_NAME, bad_episodes: list[str] | None = None
+    ) -> "Manifest":
         """Parse and check a manifest (:func:`check_manifest`; ``bad_episodes``: see there)."""
         try:
             d = json.loads(text)

@@ -56,7 +56,6 @@ def pool_order(
     rng = random.Random(seed)
     # Parallel lists over the spans currently in the pool.
     positions: list[int] = []
-    sizes: list[int] = []
     starts: list[int] = []  # the random first frame of each span's order
     remaining: list[int] = []
     total = 0
@@ -67,7 +66,6 @@ def pool_order(
             n = int(lengths[nxt])
             if n > 0:
                 positions.append(nxt)
-                sizes.append(n)
                 starts.append(rng.randrange(n))
                 remaining.append(n)
                 total += n
@@ -79,11 +77,11 @@ def pool_order(
         while r >= remaining[i]:
             r -= remaining[i]
             i += 1
-        n = sizes[i]
+        n = int(lengths[positions[i]])
         frame = (starts[i] + n - remaining[i]) % n
         remaining[i] -= 1
         total -= 1
         done = remaining[i] == 0
         yield positions[i], frame, done
         if done:
-            del positions[i], sizes[i], starts[i], remaining[i]
+            del positions[i], starts[i], remaining[i]

@@ -110,8 +110,6 @@ class EpisodeVideo:
             back, fwd = self.reach.get(camera, (0, 0))
             for i in [i for i in have if i <= at - back or i > at + fwd]:
                 del have[i]
-        elif len(got) == 1:  # a handed-out frame must not be shared with a later sample
-            have.pop(wanted[0], None)
         return got
 
     def close(self) -> None:
