@@ -6,22 +6,49 @@ a random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by
 first missing frame to the last one asked for: the held decoder goes front to back, every frame
 decoded once, window frames shared. Only the frames the next sample's window can still use are
 kept (the backward and forward window reach), none for a camera without a window: a pool of many
-episodes costs their compressed bytes and decoders (1-2 MB each at 480x640, measured), not
-their frames.
+episodes costs their compressed bytes and decoders (1.3 MB each at 480x640 after a decode:
+``tools/bench_frame_costs.py``), not their frames.
 
-Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy: no torch
-intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds); :func:`to_float`
-makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit for bit.
+Frames come out as uint8 ``(N, C, H, W)``, contiguous, in their own storage (copied with numpy:
+no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds);
+:func:`to_float` makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit
+for bit.
+
+Why each frame is made contiguous once, at decode: torchcodec hands out ``(C, H, W)`` views of
+interleaved ``(H, W, C)`` pixels, so left as they are every later copy is a transpose: collate
+into the batch, and a window's stack for every sample that holds the frame. ``cv2.split``
+deinterleaves a 480x640 frame in 0.13 ms (numpy 0.34 ms, torch 0.41 ms), after which every stack
+is a plain copy (0.13 ms a frame instead of 0.40; ``tools/bench_frame_costs.py``); end to end,
+DataLoader workers delivered 15-20 % more samples/s (an A/B of ``tools/bench_peers.py``'s ours
+rows at 2 workers).
 """
 
 from __future__ import annotations
 
 from typing import Mapping
 
+import cv2
 import numpy as np
 import torch
 
 from .episodes import LoadedEpisode, EpisodeError
+
+
+def planar(frame: torch.Tensor) -> torch.Tensor:
+    """A ``(C, H, W)`` frame in contiguous storage of its own, the same values (torchcodec's frames
+    are views of interleaved ``(H, W, C)`` memory; see the module docstring for why)."""
+    if frame.is_contiguous() or frame.device.type != "cpu":
+        return frame.contiguous()
+    hwc = frame.permute(1, 2, 0).numpy()
+    out = torch.empty(frame.shape, dtype=frame.dtype)
+    planes = list(out.numpy())
+    if not hwc.flags.c_contiguous or len(planes) > 4:
+        return frame.contiguous()
+    written = cv2.split(hwc, planes)
+    if not all(w is p or np.shares_memory(w, p) for w, p in zip(written, planes)):
+        raise RuntimeError("cv2.split did not write into the planes it was given; report this with "
+                           f"cv2 {cv2.__version__} and numpy {np.__version__}")
+    return out
 
 
 def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
@@ -99,7 +126,7 @@ class EpisodeVideo:
             try:
                 for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
                     if i not in have:
-                        have[i] = dec.get_frame_at(i + lead).data
+                        have[i] = planar(dec.get_frame_at(i + lead).data)
                         self.decoded += 1
             except (RuntimeError, ValueError, IndexError) as e:
                 raise EpisodeError(

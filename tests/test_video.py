@@ -9,7 +9,7 @@ from lerobot_wds.packer.clip import ClipCutter, ClipRequest
 from lerobot_wds.reader.episodes import LoadedEpisode, EpisodeError
 from lerobot_wds.format import ShardEpisodeMeta
 from lerobot_wds.reader.pool import pool_order
-from lerobot_wds.reader.video import EpisodeVideo, to_float
+from lerobot_wds.reader.video import EpisodeVideo, planar, to_float
 
 ROOT = "tests/data/lerobot_v3_av1"
 TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes 2 (12 frames) and 3 (60)
@@ -87,3 +87,28 @@ def test_frames_float_equals_to_float(episode3):
     a = video.frames_float("observation.images.top", idx)
     b = to_float(EpisodeVideo(episode3).frames("observation.images.top", idx))
     assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_frames_are_planar_copies_of_torchcodec_frames(episode3):
+    """torchcodec returns CHW views of HWC memory; samples carry contiguous CHW frames with the same
+    values (what makes collate and window stacks plain copies), for single frames and windows."""
+    from torchcodec.decoders import VideoDecoder
+
+    cam = "observation.images.top"
+    lead = episode3.meta.clips[cam].lead_in
+    ref = VideoDecoder(episode3.clips[cam], seek_mode="exact")
+    assert not ref.get_frame_at(lead).data.is_contiguous()  # what planar() exists for
+    video = EpisodeVideo(episode3, reach={cam: (3, 0)})
+    for at in range(10):
+        window = video.frames(cam, np.clip(np.array([at - 3, at]), 0, 59), at)
+        single = EpisodeVideo(episode3).frames(cam, np.array([at]), at)
+        assert window.is_contiguous() and single.is_contiguous()
+        assert torch.equal(window[1], ref.get_frame_at(lead + at).data)
+        assert torch.equal(single[0], window[1])
+
+
+def test_planar_keeps_values_of_any_layout():
+    hwc = torch.randint(0, 256, (7, 5, 3), dtype=torch.uint8)
+    for frame in (hwc.permute(2, 0, 1), hwc.permute(2, 0, 1).contiguous(), hwc[:, :4].permute(2, 0, 1)):
+        out = planar(frame)
+        assert out.is_contiguous() and torch.equal(out, frame)

@@ -19,7 +19,8 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    ends; about 75 / sqrt(32) = 13 for a global shuffle here);
 3. the decode limit: bare torchcodec decode of every frame once, in file order (ranges of 8
    frames), from the packed in-memory clips, one process: samples/s = frames / (top + wrist
-   seconds);
+   seconds); for 2 workers, 2 such processes at once, each on half the episodes (their samples/s
+   summed): the ratio at 2 workers is against what 2 decoding processes reach on this machine;
 4. prints a markdown table and writes ``--plot`` (PNG).
 
 "win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
@@ -126,10 +127,11 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
             "phase_spread": spread}
 
 
-def decode_limit(packed: str, max_episodes: int = 50) -> dict:
-    """Bare torchcodec: every frame of each clip once, in file order, in one process, decoded in
-    ranges of 8 frames (the fastest bare way measured: a whole episode as one range is ~1.47x
-    slower, its output tensor's fresh pages cost more than the decode; frame by frame ~3 %)."""
+def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int = 1) -> dict:
+    """Bare torchcodec: every frame of each clip once, in file order, decoded in ranges of 8 frames
+    (the fastest bare way measured: a whole episode as one range is ~1.47x slower, its output
+    tensor's fresh pages cost more than the decode; frame by frame ~3 %), over episodes ``part``,
+    ``part + parts``, ... of the first ``max_episodes``."""
     import torch
     from torchcodec.decoders import VideoDecoder
 
@@ -142,7 +144,7 @@ def decode_limit(packed: str, max_episodes: int = 50) -> dict:
     m = Store(packed).read_manifest()
     lengths = [[e.length for e in s.episodes] for s in m.shards]
     spans = plan_spans(lengths, 0, 0, World(0, 1, 0, 1), False)[:max_episodes]
-    eps = _load_clips(packed, spans, set(range(len(spans))))
+    eps = _load_clips(packed, spans, set(range(part, len(spans), parts)))
     secs = {TOP: 0.0, WRIST: 0.0}
     frames = 0
     for ep in eps.values():
@@ -155,6 +157,24 @@ def decode_limit(packed: str, max_episodes: int = 50) -> dict:
                 dec.get_frames_in_range(lead + i, lead + min(i + 8, ep.length))
             secs[cam] += time.perf_counter() - t
     return {cam: frames / s for cam, s in secs.items()} | {"samples_s": frames / sum(secs.values())}
+
+
+def decode_limits(packed: str, workers: list[int]) -> dict:
+    """The decode limit in one process, and for each worker count n > 1 measured with n processes
+    decoding at once (each a share of the episodes; samples/s summed), so the ratio at n workers
+    is taken against what n decoding processes really reach on this machine, not n times one."""
+    out = decode_limit(packed)
+    for n in sorted({w for w in workers if w > 1}):
+        procs = [subprocess.Popen([sys.executable, __file__, "--limit-part", str(k), str(n), packed],
+                                  stdout=subprocess.PIPE, text=True) for k in range(n)]
+        parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        out[f"samples_s_{n}"] = sum(r["samples_s"] for r in parts)
+    return out
+
+
+def limit_for(limit: dict, workers: int) -> float:
+    """The decode limit a row with ``workers`` DataLoader workers is compared with."""
+    return limit.get(f"samples_s_{workers}", limit["samples_s"] * max(workers, 1))
 
 
 def run_child(args: list[str]) -> dict:
@@ -176,7 +196,7 @@ def table(rows: list[dict], limit: dict) -> str:
             ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"
             lines.append(f"| {'win' if win else 'no win'}, {nw} workers | "
                          + " | ".join(f"{v:.0f}" if v else "-" for v in vals)
-                         + f" | {ratio(o, m)} | {ratio(o, la)} | {ratio(o, limit['samples_s'] * max(nw, 1))} |")
+                         + f" | {ratio(o, m)} | {ratio(o, la)} | {ratio(o, limit_for(limit, nw))} |")
     lines.append("\nfirst batch s / peak RSS GB / distinct episodes per batch / consecutive-batch overlap / "
                  "batch-mean frame_index spread:\n")
     lines.append("| | " + " | ".join(READERS) + " |\n|---|" + "---|" * len(READERS))
@@ -197,8 +217,10 @@ def table(rows: list[dict], limit: dict) -> str:
             s = r.get("samples_s")
             lines.append(f"- {r['reader']} {'win' if r['win'] else 'no win'} {r['workers']} workers: "
                          + (f"{s:.0f} (÷ local {s / local:.2f})" if s and local else r.get("error", "-")))
-    lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order, 1 process): "
-                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s")
+    lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process: "
+                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s"
+                 + "".join(f"; {n} processes at once: {limit[f'samples_s_{n}']:.0f} samples/s"
+                           for n in (2, 3, 4, 8) if f"samples_s_{n}" in limit))
     return "\n".join(lines)
 
 
@@ -273,7 +295,12 @@ def main(argv=None) -> int:
     ap.add_argument("--moto-python", default=sys.executable, help="a Python with moto[server] for the S3 server")
     ap.add_argument("--plot", type=Path, default=REPO / "docs" / "bench_peers.png")
     ap.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    ap.add_argument("--limit-part", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.limit_part:
+        part, parts, packed = a.limit_part
+        print(json.dumps(decode_limit(packed, part=int(part), parts=int(parts))))
+        return 0
     if a.child:
         reader, path, nw, win, seconds, warmup, storage = a.child
         print(json.dumps(child(reader, path, int(nw), win == "1", float(seconds), float(warmup),
@@ -281,7 +308,7 @@ def main(argv=None) -> int:
         return 0
     a.workers = [int(w) for w in a.workers.split(",")]
     paths = prepare(a.data)
-    limit = decode_limit(paths["ours"])
+    limit = decode_limits(paths["ours"], a.workers)
     print(json.dumps({"decode_limit": limit}), flush=True)
     rows = []
     for win in (False, True):

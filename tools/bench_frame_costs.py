@@ -1,0 +1,102 @@
+"""What a decoded frame costs after torchcodec returns it: layout copies and decoder memory.
+
+torchcodec hands out ``(C, H, W)`` views of interleaved ``(H, W, C)`` pixels. This times, per
+frame of a packed dataset's camera (one thread, as in a DataLoader worker):
+
+- ``stack views``: DataLoader's collate (``torch.stack``) of 32 such views, per frame;
+- ``torch contiguous`` / ``numpy copy`` / ``cv2.split``: making one view contiguous ``(C, H, W)``;
+- ``stack contiguous``: collate of 32 contiguous frames, per frame;
+
+and the resident memory one open ``VideoDecoder`` holds after decoding a frame (50 decoders
+opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in reader/video.py.
+
+    .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def rss_anon() -> int:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon"))
+
+
+def per_frame_ms(fn, frames, reps: int) -> float:
+    fn(frames)
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn(frames)
+    return (time.perf_counter() - t) / reps / len(frames) * 1e3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("packed", help="a packed dataset (lerobot-wds pack output)")
+    ap.add_argument("--camera", required=True)
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--reps", type=int, default=20)
+    a = ap.parse_args(argv)
+
+    import cv2
+    import numpy as np
+    import torch
+    from torchcodec.decoders import VideoDecoder
+
+    from lerobot_wds.reader.episodes import EpisodeLoader
+    from lerobot_wds.reader.storage import Store
+    from lerobot_wds.reader.video import planar
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    store = Store(a.packed)
+    m = store.read_manifest()
+    where = [(s.name, e) for s in m.shards for e in s.episodes][: a.episodes]
+    loader = EpisodeLoader(store, where, list(range(len(where))), [a.camera], [], "raise")
+    eps = [loader.get(p) for p in range(len(where))]
+
+    ep = eps[0]
+    lead = ep.meta.clips[a.camera].lead_in
+    dec = VideoDecoder(ep.clips[a.camera], seek_mode="exact")
+    views = [dec.get_frame_at(lead + i).data for i in range(32)]
+    flat = [planar(v) for v in views]
+    assert all(torch.equal(f, v) and f.is_contiguous() for f, v in zip(flat, views))
+    shape = tuple(views[0].shape)
+    print(f"{a.camera}: frames {shape}, torchcodec strides {views[0].stride()} (contiguous: {views[0].is_contiguous()})")
+    rows = {
+        "stack views (collate)": lambda fs: torch.stack(fs),
+        "torch contiguous": lambda fs: [f.contiguous() for f in fs],
+        "numpy copy": lambda fs: [np.ascontiguousarray(f.numpy()) for f in fs],
+        "cv2.split (planar)": lambda fs: [planar(f) for f in fs],
+        "stack contiguous (collate)": lambda fs: torch.stack(flat),
+    }
+    for name, fn in rows.items():
+        print(f"  {name:28s} {per_frame_ms(fn, views, a.reps):.3f} ms/frame")
+
+    del dec, views, flat
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the OS, so the baseline is honest
+    base = rss_anon()
+    decoders = []
+    for ep in eps:
+        d = VideoDecoder(ep.clips[a.camera], seek_mode="exact")
+        d.get_frame_at(ep.meta.clips[a.camera].lead_in)
+        decoders.append(d)
+    gc.collect()
+    print(f"  memory of one open decoder after a decode: {(rss_anon() - base) / len(decoders) / 1e6:.2f} MB "
+          f"(mean of {len(decoders)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
