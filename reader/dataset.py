@@ -5,6 +5,7 @@ Data flow, one stage per module::
     manifest (storage.py) → plan_spans (epoch_plan.py) → pool_order (pool.py)
       → ranged reads in span order (storage.py) → parse_episode (episodes.py)
       → SampleBuilder.build (sample.py: window.py, video.py)
+      → in the training process itself (num_workers=0): built ahead in a thread (ahead.py)
 
 Why ranged reads instead of webdataset's shard-list → split → tar-iteration stages: the manifest
 already holds every member's byte range, so each (rank, worker) slot reads exactly the episodes
@@ -37,9 +38,11 @@ from . import io_stats as S
 from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
+from .ahead import run_ahead
 from .epochs import Resumable
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
+from .shared import in_worker
 from .storage import Store
 from .video import EpisodeVideo
 from .window import delta_indices
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 #: Stats counter: video frames torchcodec decoded and returned (÷ frames emitted per camera ≈ decode
 #: work per frame; 1 when each frame is decoded once).
 FRAMES_DECODED = "frames_decoded"
+#: Samples built ahead of the consumer when iterating in the training process (num_workers=0).
+AHEAD_SAMPLES = 8
 
 
 class LeRobotShardDataset(Resumable, IterableDataset):
@@ -237,23 +242,32 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             if draw[2]:
                 exhausted.add(draw[0])
         todo = [p for p in range(len(spans)) if p not in exhausted]
-        yield from self._emit(spans, todo, order)
+        draws = self._emit(spans, todo, order)
+        if world.num_workers == 1 and not in_worker() and (self._video_keys or self._image_keys):
+            # Built in the training process itself: decode ahead in a thread (reader/ahead.py).
+            draws = run_ahead(draws, AHEAD_SAMPLES, "lerobot-wds-decode")
+        for item in draws:
+            self._yielded += 1  # counted as the consumer takes it: what state_dict() reports
+            if item is not None:
+                yield item
 
-    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
+    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict | None]:
+        """One entry per draw of ``order``: the sample, or None for a draw skipped (on_error="skip")."""
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
         reach = self._builder.video_reach()
         videos: dict[int, EpisodeVideo | None] = {}
         timed = bool(self._video_keys or self._image_keys)  # decode seconds, when there is decoding
+        drawn = 0
         try:
             for p, f, done in order:
                 ep = loader.get(p)
                 if ep is None:  # episode skipped (on_error="skip")
                     self._count_skip(stats)
-                    self._yielded += 1
                     if done:
                         loader.drop(p)
+                    yield None
                     continue
                 video = videos.get(p)
                 if video is None and self._video_keys:
@@ -273,13 +287,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     if v is not None:
                         stats.add(FRAMES_DECODED, v.decoded)
                         v.close()
-                if self._yielded % 32 == 0:
+                drawn += 1
+                if drawn % 32 == 0:
                     stats.observe(S.POOL_EPISODES, len(loader.loaded))
-                self._yielded += 1
-                if item is not None:
-                    if self._rename:
-                        item = {self._rename.get(k, k): v for k, v in item.items()}
-                    yield item
+                if item is not None and self._rename:
+                    item = {self._rename.get(k, k): v for k, v in item.items()}
+                yield item
         finally:
             try:
                 stats.flush()

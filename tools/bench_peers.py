@@ -21,11 +21,14 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    frames), from the packed in-memory clips, one process: samples/s = frames / (top + wrist
    seconds); for 2 workers, 2 such processes at once, each on half the episodes (their samples/s
    summed): the ratio at 2 workers is against what 2 decoding processes reach on this machine;
-4. prints a markdown table and writes ``--plot`` (PNG).
+4. steps 2-3 are repeated ``--rounds`` times (default 3), rows interleaved, so a drift in the
+   machine's speed hits every reader alike; the table gives the median samples/s and first batch
+   over rounds, the highest peak RSS and the mean mixing measures (each round's rows in the JSON);
+5. prints a markdown table and writes ``--plot`` (PNG).
 
 "win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
 
-    .venv-lerobot/bin/python tools/bench_peers.py --seconds 20
+    .venv-lerobot/bin/python tools/bench_peers.py --seconds 10 --remote --moto-python .venv/bin/python
 """
 
 from __future__ import annotations
@@ -177,6 +180,29 @@ def limit_for(limit: dict, workers: int) -> float:
     return limit.get(f"samples_s_{workers}", limit["samples_s"] * max(workers, 1))
 
 
+def merge_rounds(rows: list[dict]) -> list[dict]:
+    """One row per (reader, workers, win, remote): the median over rounds of samples/s and first
+    batch, the highest peak RSS, the mean of the mixing measures; each round's samples/s kept."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["reader"], r["workers"], r["win"], r.get("remote", False)), []).append(r)
+    out = []
+    for (reader, nw, win, remote), rs in groups.items():
+        ok = [r for r in rs if "samples_s" in r]
+        row = {"reader": reader, "workers": nw, "win": win, "remote": remote}
+        if not ok:
+            out.append(row | {"error": rs[-1].get("error", "?")})
+            continue
+        row |= {"samples_s": statistics.median(r["samples_s"] for r in ok),
+                "first_s": statistics.median(r["first_s"] for r in ok),
+                "rss_gb": max(r["rss_gb"] for r in ok),
+                "rounds_samples_s": [round(r["samples_s"], 1) for r in ok]}
+        for k in ("distinct", "overlap", "phase_spread"):
+            row[k] = statistics.fmean(r[k] for r in ok)
+        out.append(row)
+    return out
+
+
 def run_child(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -288,6 +314,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=REPO / "bench_out" / "peers")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per row, after warm-up")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds after the first batch not counted")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="repeat every row this many times, interleaved; report medians (a shared machine's speed drifts)")
     ap.add_argument("--readers", default=",".join(READERS))
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--remote", action="store_true", help="also ours and lance from S3 on loopback")
@@ -308,23 +336,28 @@ def main(argv=None) -> int:
         return 0
     a.workers = [int(w) for w in a.workers.split(",")]
     paths = prepare(a.data)
-    limit = decode_limits(paths["ours"], a.workers)
-    print(json.dumps({"decode_limit": limit}), flush=True)
-    rows = []
-    for win in (False, True):
-        for nw in a.workers:
-            for reader in a.readers.split(","):
-                row = run_child([reader, paths[reader], str(nw), "1" if win else "0", str(a.seconds), str(a.warmup), "null"])
-                row.update(reader=reader, workers=nw, win=win)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-    if a.remote:
-        rows += remote_rows(a.data, paths, a)
-    print(table(rows, limit))
-    plot(rows, limit, a.plot)
-    (a.data / "bench_peers.json").write_text(json.dumps({"rows": rows, "decode_limit": limit}, indent=1))
+    rows, limits = [], []
+    for rnd in range(a.rounds):
+        limits.append(decode_limits(paths["ours"], a.workers))
+        print(json.dumps({"round": rnd, "decode_limit": limits[-1]}), flush=True)
+        for win in (False, True):
+            for nw in a.workers:
+                for reader in a.readers.split(","):
+                    row = run_child([reader, paths[reader], str(nw), "1" if win else "0", str(a.seconds),
+                                     str(a.warmup), "null"])
+                    row.update(reader=reader, workers=nw, win=win, round=rnd)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+        if a.remote:
+            for row in remote_rows(a.data, paths, a):
+                rows.append(row | {"round": rnd})
+    limit = {k: statistics.median(x[k] for x in limits) for k in limits[0]}
+    merged = merge_rounds(rows)
+    print(table(merged, limit))
+    plot(merged, limit, a.plot)
+    (a.data / "bench_peers.json").write_text(json.dumps({"rows": rows, "merged": merged, "decode_limit": limit,
+                                                         "decode_limits": limits}, indent=1))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
