@@ -5,7 +5,6 @@ Data flow, one stage per module::
     manifest (storage.py) → plan_spans (epoch_plan.py) → pool_order (pool.py)
       → ranged reads in span order (storage.py) → parse_episode (episodes.py)
       → SampleBuilder.build (sample.py: window.py, video.py)
-      → in the training process itself (num_workers=0): built ahead in a thread (ahead.py)
 
 Why ranged reads instead of webdataset's shard-list → split → tar-iteration stages: the manifest
 already holds every member's byte range, so each (rank, worker) slot reads exactly the episodes
@@ -38,7 +37,6 @@ from . import io_stats as S
 from .episodes import EpisodeError, EpisodeLoader
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
-from .ahead import run_ahead
 from .epochs import Resumable
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
@@ -53,8 +51,6 @@ log = logging.getLogger(__name__)
 #: Stats counter: video frames torchcodec decoded and returned (÷ frames emitted per camera ≈ decode
 #: work per frame; 1 when each frame is decoded once).
 FRAMES_DECODED = "frames_decoded"
-#: Samples built ahead of the consumer when iterating in the training process (num_workers=0).
-AHEAD_SAMPLES = 8
 
 
 class LeRobotShardDataset(Resumable, IterableDataset):
@@ -242,36 +238,29 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             if draw[2]:
                 exhausted.add(draw[0])
         todo = [p for p in range(len(spans)) if p not in exhausted]
-        draws = self._emit(spans, todo, order)
-        if world.num_workers == 1 and not in_worker() and (self._video_keys or self._image_keys):
-            # Built in the training process itself: decode ahead in a thread (reader/ahead.py).
-            draws = run_ahead(draws, AHEAD_SAMPLES, "lerobot-wds-decode")
-        for item in draws:
-            self._yielded += 1  # counted as the consumer takes it: what state_dict() reports
-            if item is not None:
-                yield item
+        yield from self._emit(spans, todo, order)
 
-    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict | None]:
-        """One entry per draw of ``order``: the sample, or None for a draw skipped (on_error="skip")."""
+    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
         reach = self._builder.video_reach()
         videos: dict[int, EpisodeVideo | None] = {}
         timed = bool(self._video_keys or self._image_keys)  # decode seconds, when there is decoding
-        drawn = 0
         try:
             for p, f, done in order:
                 ep = loader.get(p)
                 if ep is None:  # episode skipped (on_error="skip")
                     self._count_skip(stats)
+                    self._yielded += 1
                     if done:
                         loader.drop(p)
-                    yield None
                     continue
                 video = videos.get(p)
                 if video is None and self._video_keys:
-                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach)
+                    # planar in DataLoader workers only: there it speeds collate up, in the
+                    # training process collate's own threads transpose faster (reader/video.py).
+                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=in_worker())
                 try:
                     with stats.timer(S.DECODE_S) if timed else nullcontext():
                         item = self._builder.build(ep, video, spans[p].start + f)
@@ -287,12 +276,13 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     if v is not None:
                         stats.add(FRAMES_DECODED, v.decoded)
                         v.close()
-                drawn += 1
-                if drawn % 32 == 0:
+                if self._yielded % 32 == 0:
                     stats.observe(S.POOL_EPISODES, len(loader.loaded))
-                if item is not None and self._rename:
-                    item = {self._rename.get(k, k): v for k, v in item.items()}
-                yield item
+                self._yielded += 1
+                if item is not None:
+                    if self._rename:
+                        item = {self._rename.get(k, k): v for k, v in item.items()}
+                    yield item
         finally:
             try:
                 stats.flush()

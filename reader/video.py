@@ -9,18 +9,20 @@ kept (the backward and forward window reach), none for a camera without a window
 episodes costs their compressed bytes and decoders (1.3 MB each at 480x640 after a decode:
 ``tools/bench_frame_costs.py``), not their frames.
 
-Frames come out as uint8 ``(N, C, H, W)``, contiguous, in their own storage (copied with numpy:
+Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
 no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds);
 :func:`to_float` makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit
 for bit.
 
-Why each frame is made contiguous once, at decode: torchcodec hands out ``(C, H, W)`` views of
-interleaved ``(H, W, C)`` pixels, so left as they are every later copy is a transpose: collate
-into the batch, and a window's stack for every sample that holds the frame. ``cv2.split``
-deinterleaves a 480x640 frame in 0.13 ms (numpy 0.34 ms, torch 0.41 ms), after which every stack
-is a plain copy (0.13 ms a frame instead of 0.40; ``tools/bench_frame_costs.py``); end to end,
-DataLoader workers delivered 15-20 % more samples/s (an A/B of ``tools/bench_peers.py``'s ours
-rows at 2 workers).
+``planar=True`` (what the dataset sets in DataLoader workers) deinterleaves each frame once, at
+decode, into contiguous storage: torchcodec hands out ``(C, H, W)`` views of interleaved
+``(H, W, C)`` pixels, so left as they are every later copy is a transpose: collate into the
+batch, and a window's stack for every sample that holds the frame. ``cv2.split`` deinterleaves a
+480x640 frame in 0.09-0.14 ms (numpy and torch: 0.30-0.42 ms), after which every stack is a plain
+copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``, four runs). Measured end to end
+(A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers without windows, +11 %
+with; but -5 % in the training process itself (``num_workers=0``), where collate transposes with
+torch's intra-op threads on every core, which beats one thread deinterleaving first.
 """
 
 from __future__ import annotations
@@ -60,15 +62,18 @@ class EpisodeVideo:
     """Frames of one in-memory episode's cameras, by episode-local frame index.
 
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
-    reads (0, 0 without a window). Frames may be asked for in any order (a jump back seeks), but
+    reads (0, 0 without a window); ``planar``: frames in contiguous storage (see the module
+    docstring). Frames may be asked for in any order (a jump back seeks), but
     each frame is decoded once and memory stays at the window reach only when the emitted frames
     (``at``) go forward one by one, as the pool draws them.
     """
 
     def __init__(
         self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
+        planar: bool = False,
     ) -> None:
         self.episode = episode
+        self.planar = planar
         self.device = device
         self.reach = dict(reach or {})
         self._decoders: dict[str, object] = {}
@@ -126,7 +131,8 @@ class EpisodeVideo:
             try:
                 for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
                     if i not in have:
-                        have[i] = planar(dec.get_frame_at(i + lead).data)
+                        frame = dec.get_frame_at(i + lead).data
+                        have[i] = planar(frame) if self.planar else frame
                         self.decoded += 1
             except (RuntimeError, ValueError, IndexError) as e:
                 raise EpisodeError(

@@ -42,6 +42,19 @@ def test_parity_through_dataloader_workers(packed):
     assert seen == len(want)
 
 
+def test_uint8_frames_are_deinterleaved_in_workers_only(packed):
+    """reader/video.py ``planar``: in DataLoader workers uint8 frames come contiguous (collate then
+    copies instead of transposing); in the training process torchcodec's views stay as they are."""
+    ds = LeRobotShardDataset(packed("lerobot_v3_av1"), return_uint8=True, seed=1)
+    cam = "observation.images.top"
+    in_workers = [s[cam] for s in DataLoader(ds, batch_size=None, num_workers=2)]
+    assert len(in_workers) == 320 and all(f.is_contiguous() for f in in_workers)
+    here = {int(s["index"]): s[cam] for s in ds}
+    assert not any(f.is_contiguous() for f in here.values())
+    ordered = sorted((int(s["index"]), s[cam]) for s in DataLoader(ds, batch_size=None, num_workers=2))
+    assert all(torch.equal(f, here[i]) for i, f in ordered)
+
+
 def collect(path, num_workers, world_size=1, epoch=0, seed=0, **kw):
     """Per rank: the global indices yielded in one epoch through a DataLoader."""
     out = []

@@ -90,21 +90,23 @@ def test_frames_float_equals_to_float(episode3):
 
 
 def test_frames_are_planar_copies_of_torchcodec_frames(episode3):
-    """torchcodec returns CHW views of HWC memory; samples carry contiguous CHW frames with the same
-    values (what makes collate and window stacks plain copies), for single frames and windows."""
+    """torchcodec returns CHW views of HWC memory; with ``planar`` (in DataLoader workers) samples
+    carry contiguous CHW frames with the same values (what makes collate and window stacks plain
+    copies), for single frames and windows; without it, torchcodec's views as they are."""
     from torchcodec.decoders import VideoDecoder
 
     cam = "observation.images.top"
     lead = episode3.meta.clips[cam].lead_in
     ref = VideoDecoder(episode3.clips[cam], seek_mode="exact")
     assert not ref.get_frame_at(lead).data.is_contiguous()  # what planar() exists for
-    video = EpisodeVideo(episode3, reach={cam: (3, 0)})
+    video = EpisodeVideo(episode3, reach={cam: (3, 0)}, planar=True)
     for at in range(10):
         window = video.frames(cam, np.clip(np.array([at - 3, at]), 0, 59), at)
-        single = EpisodeVideo(episode3).frames(cam, np.array([at]), at)
-        assert window.is_contiguous() and single.is_contiguous()
+        single = EpisodeVideo(episode3, planar=True).frames(cam, np.array([at]), at)
+        as_given = EpisodeVideo(episode3).frames(cam, np.array([at]), at)
+        assert window.is_contiguous() and single.is_contiguous() and not as_given.is_contiguous()
         assert torch.equal(window[1], ref.get_frame_at(lead + at).data)
-        assert torch.equal(single[0], window[1])
+        assert torch.equal(single[0], window[1]) and torch.equal(as_given[0], window[1])
 
 
 def test_planar_keeps_values_of_any_layout():

@@ -8,9 +8,7 @@ frame of a packed dataset's camera (one thread, as in a DataLoader worker):
 - ``stack contiguous``: collate of 32 contiguous frames, per frame;
 
 the resident memory one open ``VideoDecoder`` holds after decoding a frame (50 decoders
-opened on 50 episodes' clips, RssAnon difference / 50); and whether torchcodec decodes in parallel
-from two Python threads (it releases the GIL: reader/ahead.py relies on it). Numbers quoted in
-reader/video.py and reader/ahead.py.
+opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in reader/video.py.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -22,7 +20,6 @@ import ctypes
 import gc
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -85,21 +82,6 @@ def main(argv=None) -> int:
     }
     for name, fn in rows.items():
         print(f"  {name:28s} {per_frame_ms(fn, views, a.reps):.3f} ms/frame")
-
-    def decode(ep, n: int = 120) -> None:
-        d = VideoDecoder(ep.clips[a.camera], seek_mode="exact")
-        lead = ep.meta.clips[a.camera].lead_in
-        for i in range(min(n, ep.length)):
-            d.get_frame_at(lead + i)
-
-    t = time.perf_counter()
-    decode(eps[0]), decode(eps[1])
-    one = time.perf_counter() - t
-    threads = [threading.Thread(target=decode, args=(ep,)) for ep in eps[:2]]
-    t = time.perf_counter()
-    [th.start() for th in threads], [th.join() for th in threads]
-    two = time.perf_counter() - t
-    print(f"  two episodes decoded in one thread {one:.2f} s, in two threads {two:.2f} s ({one / two:.2f}x)")
 
     del dec, views, flat
     gc.collect()
