@@ -27,9 +27,11 @@ import torch
 from .shared import in_worker
 from .world import World
 
-#: 2: the pool draws each episode in file order from a random start (1: by shuffled chunks of 8), and
-#: few episodes are sliced over workers; a version-1 state would resume into another order.
-STATE_VERSION = 2
+#: 3: the pool picks among its episodes uniformly while episodes wait to enter (2: always in
+#: proportion to remaining frames); 2: each episode drawn in file order from a random start (1: by
+#: shuffled chunks of 8), few episodes sliced over workers. An older state would resume into
+#: another order.
+STATE_VERSION = 3
 #: Workers the shared epoch counter has room for (one slot each, plus one for the main process).
 MAX_WORKERS = 1024
 

@@ -63,3 +63,18 @@ def test_stable_seed():
 def test_bad_pool_size():
     with pytest.raises(ValueError, match="episode_pool_size=0"):
         list(pool_order(LENGTHS, 0, 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_uniform_among_the_pool_while_spans_wait_then_in_proportion(seed):
+    """A long span beside short ones with more waiting: it gets about half the draws (every pool
+    member alike), not its share of the pool's frames (~95 %); once nothing waits, a uniform
+    shuffle of what is left, so every span ends near the end."""
+    lengths = [400] + [20] * 10 + [400]
+    draws = list(pool_order(lengths, 2, seed))
+    last_entry = next(k for k, (p, _, _) in enumerate(draws) if p == len(lengths) - 1)
+    while_waiting = [p for p, _, _ in draws[:last_entry]]
+    assert 0.35 < while_waiting.count(0) / len(while_waiting) < 0.65
+    tail = [p for p, _, _ in draws[last_entry:]]
+    ends = [max(k for k, p in enumerate(tail) if p == q) for q in set(tail)]
+    assert min(ends) > 0.9 * len(tail)  # the spans left run out together
