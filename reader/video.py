@@ -19,9 +19,9 @@ decode, into contiguous storage: torchcodec hands out ``(C, H, W)`` views of int
 ``(H, W, C)`` pixels, so left as they are every later copy is a transpose: collate into the
 batch, and a window's stack for every sample that holds the frame. ``cv2.split`` deinterleaves a
 480x640 frame in 0.09-0.14 ms (numpy and torch: 0.30-0.42 ms), after which every stack is a plain
-copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``, four runs). Measured end to end
-(A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers without windows, +11 %
-with; but -5 % in the training process itself (``num_workers=0``), where collate transposes with
+copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``, four runs).
+Measured end to end (A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers
+without windows, +11 % with; but -5 % in the training process itself (``num_workers=0``), where collate transposes with
 torch's intra-op threads on every core, which beats one thread deinterleaving first.
 """
 
@@ -42,10 +42,10 @@ def planar(frame: torch.Tensor) -> torch.Tensor:
     if frame.is_contiguous() or frame.device.type != "cpu":
         return frame.contiguous()
     hwc = frame.permute(1, 2, 0).numpy()
+    if not hwc.flags.c_contiguous or hwc.shape[2] > 4:  # not torchcodec's layout: a plain copy
+        return frame.contiguous()
     out = torch.empty(frame.shape, dtype=frame.dtype)
     planes = list(out.numpy())
-    if not hwc.flags.c_contiguous or len(planes) > 4:
-        return frame.contiguous()
     written = cv2.split(hwc, planes)
     if not all(w is p or np.shares_memory(w, p) for w, p in zip(written, planes)):
         raise RuntimeError("cv2.split did not write into the planes it was given; report this with "

@@ -94,6 +94,7 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
     from torch.utils.data import DataLoader
 
     from bench_refs import PeakRSS
+    from mixing_sim import measure
 
     with PeakRSS() as rss:
         ds = make_dataset(reader, path, win, storage)
@@ -121,12 +122,10 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
                         break
             epoch += 1
         del loader
-    full = [set(b) for b in eps if len(b) == 32]
-    distinct = sum(len(b) for b in full) / max(len(full), 1)
-    overlap = [len(a & b) / len(b) for a, b in zip(full, full[1:])]
+    distinct, overlap = measure([b for b in eps if len(b) == 32])
     spread = statistics.stdev(phase) if len(phase) > 1 else 0.0
     return {"reader": reader, "workers": nw, "win": win, "samples_s": n / (t_end - t_start), "first_s": first,
-            "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": sum(overlap) / max(len(overlap), 1),
+            "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": overlap,
             "phase_spread": spread}
 
 
@@ -177,7 +176,7 @@ def decode_limits(packed: str, workers: list[int]) -> dict:
 
 def limit_for(limit: dict, workers: int) -> float:
     """The decode limit a row with ``workers`` DataLoader workers is compared with."""
-    return limit.get(f"samples_s_{workers}", limit["samples_s"] * max(workers, 1))
+    return limit.get(f"samples_s_{workers}", limit["samples_s"])
 
 
 def merge_rounds(rows: list[dict]) -> list[dict]:
@@ -245,8 +244,8 @@ def table(rows: list[dict], limit: dict) -> str:
                          + (f"{s:.0f} (÷ local {s / local:.2f})" if s and local else r.get("error", "-")))
     lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process: "
                  f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s"
-                 + "".join(f"; {n} processes at once: {limit[f'samples_s_{n}']:.0f} samples/s"
-                           for n in (2, 3, 4, 8) if f"samples_s_{n}" in limit))
+                 + "".join(f"; {k.rsplit('_', 1)[1]} processes at once: {v:.0f} samples/s"
+                           for k, v in limit.items() if k.startswith("samples_s_")))
     return "\n".join(lines)
 
 

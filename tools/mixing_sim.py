@@ -22,8 +22,10 @@ sys.path.insert(0, str(REPO))
 
 
 def measure(batches: list[list[int]]) -> tuple[float, float]:
+    """(distinct episodes per batch, share of a batch's episodes also in the previous batch), from
+    each batch's episode indices (tools/bench_peers.py measures real batches with it too)."""
     full = [set(b) for b in batches]
-    distinct = sum(map(len, full)) / len(full)
+    distinct = sum(map(len, full)) / max(len(full), 1)
     overlap = sum(len(a & b) / len(b) for a, b in zip(full, full[1:])) / max(len(full) - 1, 1)
     return distinct, overlap
 
