@@ -27,11 +27,12 @@ import torch
 from .shared import in_worker
 from .world import World
 
+#: 4: the pool draws its episodes in rounds while episodes wait to enter (3: each draw uniformly);
 #: 3: the pool picks among its episodes uniformly while episodes wait to enter (2: always in
 #: proportion to remaining frames); 2: each episode drawn in file order from a random start (1: by
 #: shuffled chunks of 8), few episodes sliced over workers. An older state would resume into
 #: another order.
-STATE_VERSION = 3
+STATE_VERSION = 4
 #: Workers the shared epoch counter has room for (one slot each, plus one for the main process).
 MAX_WORKERS = 1024
 

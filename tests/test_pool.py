@@ -78,3 +78,13 @@ def test_uniform_among_the_pool_while_spans_wait_then_in_proportion(seed):
     tail = [p for p, _, _ in draws[last_entry:]]
     ends = [max(k for k, p in enumerate(tail) if p == q) for q in set(tail)]
     assert min(ends) > 0.9 * len(tail)  # the spans left run out together
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rounds_draw_every_pool_span_once_while_spans_wait(seed):
+    """While spans wait to enter (and none leaves), each block of ``pool_size`` draws is a
+    permutation of the pool: a batch holds as many distinct episodes as the pool allows."""
+    draws = [p for p, _, _ in pool_order([50] * 10, 5, seed)]
+    blocks = [draws[i:i + 5] for i in range(0, 250, 5)]
+    assert all(sorted(b) == [0, 1, 2, 3, 4] for b in blocks)
+    assert len({tuple(b) for b in blocks}) > 10  # each round in its own random order
