@@ -42,7 +42,7 @@ from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .shared import in_worker
 from .storage import Store
-from .video import EpisodeVideo
+from .video import MAIN_DECODE_THREADS, EpisodeVideo
 from .window import delta_indices
 from .world import World
 
@@ -258,9 +258,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     continue
                 video = videos.get(p)
                 if video is None and self._video_keys:
-                    # planar in DataLoader workers only: there it speeds collate up, in the
-                    # training process collate's own threads transpose faster (reader/video.py).
-                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=in_worker())
+                    # In DataLoader workers: planar (collate then copies), one decode thread (the
+                    # workers are the parallelism); in the training process: torchcodec's views
+                    # (collate's threads transpose them faster) and MAIN_DECODE_THREADS (reader/video.py).
+                    worker = in_worker()
+                    video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=worker,
+                                                     threads=1 if worker else MAIN_DECODE_THREADS)
                 try:
                     with stats.timer(S.DECODE_S) if timed else nullcontext():
                         item = self._builder.build(ep, video, spans[p].start + f)

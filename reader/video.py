@@ -6,8 +6,8 @@ a random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by
 first missing frame to the last one asked for: the held decoder goes front to back, every frame
 decoded once, window frames shared. Only the frames the next sample's window can still use are
 kept (the backward and forward window reach), none for a camera without a window: a pool of many
-episodes costs their compressed bytes and decoders (1.3 MB each at 480x640 after a decode:
-``tools/bench_frame_costs.py``), not their frames.
+episodes costs their compressed bytes and decoders (2.5 MB each at 480x640 with one thread, 8
+frames in: ``tools/bench_frame_costs.py``), not their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
 no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds);
@@ -23,10 +23,19 @@ copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``,
 Measured end to end (A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers
 without windows, +11 % with; but -5 % in the training process itself (``num_workers=0``), where collate transposes with
 torch's intra-op threads on every core, which beats one thread deinterleaving first.
+
+``threads`` is FFmpeg's decode threads per decoder. The dataset sets 1 in DataLoader workers (the
+workers already keep every core busy: two processes at 2 threads each decoded 7 % slower than at 1)
+and :data:`MAIN_DECODE_THREADS` in the training process (``num_workers=0``), where loading runs
+between training steps and the other cores wait: +26 % samples/s end to end on 2 cores
+(``tools/bench_peers.py``, 0 workers, with windows and without), at a memory price: a 480x640 AV1
+decoder holds 6.0 MB instead of 2.5 (240x320: 2.5 instead of 1.2; ``tools/bench_frame_costs.py``),
+and the pool holds one per episode and camera: +0.29 GB peak RSS at the default pool of 64 there.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 import cv2
@@ -34,6 +43,11 @@ import numpy as np
 import torch
 
 from .episodes import LoadedEpisode, EpisodeError
+
+
+#: FFmpeg decode threads per decoder in the training process (``num_workers=0``); 2, not every
+#: core: each thread adds to every held decoder's memory (see the module docstring).
+MAIN_DECODE_THREADS = min(2, os.cpu_count() or 1)
 
 
 def planar(frame: torch.Tensor) -> torch.Tensor:
@@ -62,18 +76,20 @@ class EpisodeVideo:
     """Frames of one in-memory episode's cameras, by episode-local frame index.
 
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
-    reads (0, 0 without a window); ``planar``: frames in contiguous storage (see the module
-    docstring). Frames may be asked for in any order (a jump back seeks), but
+    reads (0, 0 without a window); ``planar``: frames in contiguous storage; ``threads``: FFmpeg
+    decode threads per decoder (see the module docstring for both). Frames may be asked for in any
+    order (a jump back seeks), but
     each frame is decoded once and memory stays at the window reach only when the emitted frames
     (``at``) go forward one by one, as the pool draws them.
     """
 
     def __init__(
         self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
-        planar: bool = False,
+        planar: bool = False, threads: int = 1,
     ) -> None:
         self.episode = episode
         self.planar = planar
+        self.threads = threads
         self.device = device
         self.reach = dict(reach or {})
         self._decoders: dict[str, object] = {}
@@ -87,7 +103,8 @@ class EpisodeVideo:
 
             info = self.episode.meta.clips[camera]
             try:
-                dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact")
+                dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact",
+                                   num_ffmpeg_threads=self.threads)
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
             n = dec.metadata.num_frames

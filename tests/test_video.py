@@ -1,6 +1,8 @@
 """reader/video.py: in-memory clip decode is bit-identical to lerobot's frames; each frame is decoded once and
 only the window reach stays decoded."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,25 @@ def test_frames_are_planar_copies_of_torchcodec_frames(episode3):
         assert window.is_contiguous() and single.is_contiguous() and not as_given.is_contiguous()
         assert torch.equal(window[1], ref.get_frame_at(lead + at).data)
         assert torch.equal(single[0], window[1]) and torch.equal(as_given[0], window[1])
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_threads_decode_the_same_frames_on_threads_of_their_own(episode3):
+    """``threads=2`` (what the dataset sets in the training process): FFmpeg's decoder runs its
+    own threads, and the frames are the same bit for bit; ``threads=1`` starts none."""
+    cam = "observation.images.top"
+    before = os_threads()
+    one = EpisodeVideo(episode3)
+    frames_one = one.frames(cam, np.arange(60))
+    assert os_threads() == before
+    two = EpisodeVideo(episode3, threads=2)
+    frames_two = two.frames(cam, np.arange(60))
+    assert os_threads() >= before + 2
+    assert torch.equal(frames_one, frames_two)
+    two.close()
 
 
 def test_planar_keeps_values_of_any_layout():

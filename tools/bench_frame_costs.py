@@ -7,8 +7,8 @@ frame of a packed dataset's camera (one thread, as in a DataLoader worker):
 - ``torch contiguous`` / ``numpy copy`` / ``cv2.split``: making one view contiguous ``(C, H, W)``;
 - ``stack contiguous``: collate of 32 contiguous frames, per frame;
 
-the resident memory one open ``VideoDecoder`` holds after decoding a frame (50 decoders
-opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in reader/video.py.
+the resident memory one open ``VideoDecoder`` holds after decoding 8 frames, with 1 and 2 FFmpeg
+threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in reader/video.py.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -84,17 +84,21 @@ def main(argv=None) -> int:
         print(f"  {name:28s} {per_frame_ms(fn, views, a.reps):.3f} ms/frame")
 
     del dec, views, flat
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the OS, so the baseline is honest
-    base = rss_anon()
-    decoders = []
-    for ep in eps:
-        d = VideoDecoder(ep.clips[a.camera], seek_mode="exact")
-        d.get_frame_at(ep.meta.clips[a.camera].lead_in)
-        decoders.append(d)
-    gc.collect()
-    print(f"  memory of one open decoder after a decode: {(rss_anon() - base) / len(decoders) / 1e6:.2f} MB "
-          f"(mean of {len(decoders)})")
+    for threads in (1, 2):
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the OS, so the baseline is honest
+        base = rss_anon()
+        decoders = []
+        for ep in eps:
+            d = VideoDecoder(ep.clips[a.camera], seek_mode="exact", num_ffmpeg_threads=threads)
+            lead = ep.meta.clips[a.camera].lead_in
+            for i in range(min(8, ep.length)):  # a few frames in, as the pool holds them
+                d.get_frame_at(lead + i)
+            decoders.append(d)
+        gc.collect()
+        print(f"  memory of one open decoder, {threads} thread(s), after 8 frames: "
+              f"{(rss_anon() - base) / len(decoders) / 1e6:.2f} MB (mean of {len(decoders)})")
+        del decoders, d
     return 0
 
 

@@ -18,9 +18,11 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    ``frame_index`` (large when batches drift through episode phases together: all starts, then all
    ends; about 75 / sqrt(32) = 13 for a global shuffle here);
 3. the decode limit: bare torchcodec decode of every frame once, in file order (ranges of 8
-   frames), from the packed in-memory clips, one process: samples/s = frames / (top + wrist
-   seconds); for 2 workers, 2 such processes at once, each on half the episodes (their samples/s
-   summed): the ratio at 2 workers is against what 2 decoding processes reach on this machine;
+   frames), from the packed in-memory clips, one process, one FFmpeg thread: samples/s = frames /
+   (top + wrist seconds); for 0 workers, one process at the decode threads ours uses there
+   (``reader/video.py`` ``MAIN_DECODE_THREADS``); for 2 workers, 2 one-thread processes at once,
+   each on half the episodes (their samples/s summed): each ratio is against bare decoding with
+   the same processes and threads on this machine;
 4. steps 2-3 are repeated ``--rounds`` times (default 3), rows interleaved, so a drift in the
    machine's speed hits every reader alike; the table gives the median samples/s and first batch
    over rounds, the highest peak RSS and the mean mixing measures (each round's rows in the JSON);
@@ -129,11 +131,11 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
             "phase_spread": spread}
 
 
-def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int = 1) -> dict:
+def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int = 1, threads: int = 1) -> dict:
     """Bare torchcodec: every frame of each clip once, in file order, decoded in ranges of 8 frames
     (the fastest bare way measured: a whole episode as one range is ~1.47x slower, its output
     tensor's fresh pages cost more than the decode; frame by frame ~3 %), over episodes ``part``,
-    ``part + parts``, ... of the first ``max_episodes``."""
+    ``part + parts``, ... of the first ``max_episodes``, with ``threads`` FFmpeg threads."""
     import torch
     from torchcodec.decoders import VideoDecoder
 
@@ -154,7 +156,7 @@ def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int 
         for cam in secs:
             lead = ep.meta.clips[cam].lead_in
             t = time.perf_counter()
-            dec = VideoDecoder(ep.clips[cam])
+            dec = VideoDecoder(ep.clips[cam], num_ffmpeg_threads=threads)
             for i in range(0, ep.length, 8):
                 dec.get_frames_in_range(lead + i, lead + min(i + 8, ep.length))
             secs[cam] += time.perf_counter() - t
@@ -162,10 +164,15 @@ def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int 
 
 
 def decode_limits(packed: str, workers: list[int]) -> dict:
-    """The decode limit in one process, and for each worker count n > 1 measured with n processes
-    decoding at once (each a share of the episodes; samples/s summed), so the ratio at n workers
-    is taken against what n decoding processes really reach on this machine, not n times one."""
+    """The decode limit in one process at one thread; at 0 workers, one process at the decode
+    threads ours uses there (``MAIN_DECODE_THREADS``: key ``samples_s_0``); and for each worker
+    count n > 1, n processes decoding at once at one thread (each a share of the episodes;
+    samples/s summed), so each ratio is taken against what bare decoding with the same processes
+    and threads reaches on this machine, not n times one."""
+    from lerobot_wds.reader.video import MAIN_DECODE_THREADS
+
     out = decode_limit(packed)
+    out["samples_s_0"] = decode_limit(packed, threads=MAIN_DECODE_THREADS)["samples_s"]
     for n in sorted({w for w in workers if w > 1}):
         procs = [subprocess.Popen([sys.executable, __file__, "--limit-part", str(k), str(n), packed],
                                   stdout=subprocess.PIPE, text=True) for k in range(n)]
@@ -242,10 +249,11 @@ def table(rows: list[dict], limit: dict) -> str:
             s = r.get("samples_s")
             lines.append(f"- {r['reader']} {'win' if r['win'] else 'no win'} {r['workers']} workers: "
                          + (f"{s:.0f} (÷ local {s / local:.2f})" if s and local else r.get("error", "-")))
-    lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process: "
-                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s"
+    lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process, 1 thread: "
+                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s; "
+                 f"1 process at ours' 0-worker decode threads: {limit['samples_s_0']:.0f}"
                  + "".join(f"; {k.rsplit('_', 1)[1]} processes at once: {v:.0f} samples/s"
-                           for k, v in limit.items() if k.startswith("samples_s_")))
+                           for k, v in limit.items() if k.startswith("samples_s_") and k != "samples_s_0"))
     return "\n".join(lines)
 
 
