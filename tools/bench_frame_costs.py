@@ -1,11 +1,15 @@
 """What a decoded frame costs after torchcodec returns it: layout copies and decoder memory.
 
+First, the resident memory importing torchcodec adds to a process that has imported torch.
+
 torchcodec hands out ``(C, H, W)`` views of interleaved ``(H, W, C)`` pixels. This times, per
 frame of a packed dataset's camera (one thread, as in a DataLoader worker):
 
 - ``stack views``: DataLoader's collate (``torch.stack``) of 32 such views, per frame;
 - ``torch contiguous`` / ``numpy copy`` / ``cv2.split``: making one view contiguous ``(C, H, W)``;
 - ``stack contiguous``: collate of 32 contiguous frames, per frame;
+- a batch of 32 two-frame windows stacked into fresh memory (as collate does) and into memory
+  reused from the last batch;
 
 the resident memory one open ``VideoDecoder`` holds after decoding 8 frames, with 1 and 2 FFmpeg
 threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in reader/video.py.
@@ -32,6 +36,11 @@ def rss_anon() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon"))
 
 
+def vm_rss() -> int:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+
 def per_frame_ms(fn, frames, reps: int) -> float:
     fn(frames)
     t = time.perf_counter()
@@ -51,7 +60,11 @@ def main(argv=None) -> int:
     import cv2
     import numpy as np
     import torch
+
+    before = vm_rss()
     from torchcodec.decoders import VideoDecoder
+
+    print(f"importing torchcodec (torch already imported): +{(vm_rss() - before) / 1e6:.0f} MB resident")
 
     from lerobot_wds.reader.episodes import EpisodeLoader
     from lerobot_wds.reader.storage import Store
@@ -82,6 +95,15 @@ def main(argv=None) -> int:
     }
     for name, fn in rows.items():
         print(f"  {name:28s} {per_frame_ms(fn, views, a.reps):.3f} ms/frame")
+    # A batch of 32 two-frame windows: collate's output is fresh memory every batch; above glibc's
+    # largest mmap threshold (32 MB) every batch is new pages from the kernel, not reused heap.
+    windows = [torch.stack(flat[i % 31:i % 31 + 2]) for i in range(32)]
+    reused = torch.empty((32, *windows[0].shape), dtype=windows[0].dtype)
+    batch_mb = reused.numel() / 1e6
+    stacks = {"fresh (collate)": lambda ws: torch.stack(ws),
+              "into reused memory": lambda ws: torch.stack(ws, out=reused)}
+    for name, fn in stacks.items():
+        print(f"  stack 32 2-frame windows ({batch_mb:.0f} MB), {name:20s} {per_frame_ms(fn, windows, a.reps) * 32:.1f} ms/batch")
 
     del dec, views, flat
     for threads in (1, 2):
