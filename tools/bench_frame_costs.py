@@ -31,14 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def rss_anon() -> int:
+def status_bytes(field: str) -> int:
+    """A memory field of this process's /proc status (``VmRSS``, ``RssAnon``), in bytes."""
     with open(f"/proc/{os.getpid()}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon"))
-
-
-def vm_rss() -> int:
-    with open(f"/proc/{os.getpid()}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
 
 
 def per_frame_ms(fn, frames, reps: int) -> float:
@@ -61,10 +57,10 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    before = vm_rss()
+    before = status_bytes("VmRSS")
     from torchcodec.decoders import VideoDecoder
 
-    print(f"importing torchcodec (torch already imported): +{(vm_rss() - before) / 1e6:.0f} MB resident")
+    print(f"importing torchcodec (torch already imported): +{(status_bytes('VmRSS') - before) / 1e6:.0f} MB resident")
 
     from lerobot_wds.reader.episodes import EpisodeLoader
     from lerobot_wds.reader.storage import Store
@@ -109,7 +105,7 @@ def main(argv=None) -> int:
     for threads in (1, 2):
         gc.collect()
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the OS, so the baseline is honest
-        base = rss_anon()
+        base = status_bytes("RssAnon")
         decoders = []
         for ep in eps:
             d = VideoDecoder(ep.clips[a.camera], seek_mode="exact", num_ffmpeg_threads=threads)
@@ -119,7 +115,7 @@ def main(argv=None) -> int:
             decoders.append(d)
         gc.collect()
         print(f"  memory of one open decoder, {threads} thread(s), after 8 frames: "
-              f"{(rss_anon() - base) / len(decoders) / 1e6:.2f} MB (mean of {len(decoders)})")
+              f"{(status_bytes('RssAnon') - base) / len(decoders) / 1e6:.2f} MB (mean of {len(decoders)})")
         del decoders, d
     return 0
 
