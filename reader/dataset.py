@@ -59,8 +59,9 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     ``url``: the packed directory or its ``manifest.json`` (local path or fsspec URL), or a
     ready :class:`Store`. Keyword arguments keep LeRobot's names and units: ``delta_timestamps``
     (seconds per key), ``tolerance_s`` (seconds), ``episodes`` (episode indices to keep).
-    ``episode_pool_size`` episodes are interleaved per worker (their compressed bytes in memory;
-    each episode's frames decoded once, in file order: see reader/pool.py).
+    ``episode_pool_size`` episodes are interleaved per worker, drawn in rounds (their compressed
+    bytes and decoders in memory; each episode's frames decoded once, in file order: see
+    reader/pool.py and reader/video.py).
     ``rank``/``world_size`` default to torch.distributed, then ``RANK``/``WORLD_SIZE``, then a
     single process. The order depends on (seed, epoch): each new iteration is the next epoch, and
     :meth:`set_epoch` picks one; both reach DataLoader workers, ``persistent_workers=True``
