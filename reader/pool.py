@@ -35,8 +35,8 @@ only the spans still in the pool. Trade-offs: mixing across episodes is bounded 
 (a batch holds frames of at most ``pool_size`` episodes, and spans enter in plan order, so the
 start of an epoch favours the first spans); at 0 workers consecutive batches share episodes (a
 pool of 64 is two batches of 32); memory is ``pool_size`` compressed episodes and their decoders.
-Per draw the cost is O(1) Python work in rounds, O(pool_size) at the end, tiny next to a decode. ``shuffle=False`` yields spans in order, frames in
-order.
+Per draw the cost is O(1) Python work in rounds, O(pool_size) at the end, tiny next to a decode.
+``shuffle=False`` yields spans in order, frames in order.
 """
 
 from __future__ import annotations

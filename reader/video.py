@@ -21,8 +21,9 @@ batch, and a window's stack for every sample that holds the frame. ``cv2.split``
 480x640 frame in 0.09-0.14 ms (numpy and torch: 0.30-0.42 ms), after which every stack is a plain
 copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``, four runs).
 Measured end to end (A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers
-without windows, +11 % with; but -5 % in the training process itself (``num_workers=0``), where collate transposes with
-torch's intra-op threads on every core, which beats one thread deinterleaving first.
+without windows, +11 % with; but -5 % in the training process itself (``num_workers=0``), where
+collate transposes with torch's intra-op threads on every core, which beats one thread
+deinterleaving first.
 
 ``threads`` is FFmpeg's decode threads per decoder. The dataset sets 1 in DataLoader workers (the
 workers already keep every core busy: two processes at 2 threads each decoded 7 % slower than at 1)
@@ -30,7 +31,8 @@ and :data:`MAIN_DECODE_THREADS` in the training process (``num_workers=0``), whe
 between training steps and the other cores wait: +26 % samples/s end to end on 2 cores
 (``tools/bench_peers.py``, 0 workers, with windows and without), at a memory price: a 480x640 AV1
 decoder holds 6.0 MB instead of 2.5 (240x320: 2.5 instead of 1.2; ``tools/bench_frame_costs.py``),
-and the pool holds one per episode and camera: +0.29 GB peak RSS at the default pool of 64 there.
+and the pool holds one per episode and camera: +0.29 GB peak RSS in that benchmark (its 50
+episodes all in the pool).
 """
 
 from __future__ import annotations
@@ -78,9 +80,8 @@ class EpisodeVideo:
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
     reads (0, 0 without a window); ``planar``: frames in contiguous storage; ``threads``: FFmpeg
     decode threads per decoder (see the module docstring for both). Frames may be asked for in any
-    order (a jump back seeks), but
-    each frame is decoded once and memory stays at the window reach only when the emitted frames
-    (``at``) go forward one by one, as the pool draws them.
+    order (a jump back seeks), but each frame is decoded once and memory stays at the window reach
+    only when the emitted frames (``at``) go forward one by one, as the pool draws them.
     """
 
     def __init__(
