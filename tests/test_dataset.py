@@ -1,5 +1,6 @@
 """reader/dataset.py end to end: real packed shards, real DataLoaders, compared with lerobot's values."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.episodes import EpisodeError
+from lerobot_wds.reader.video import MAIN_DECODE_THREADS
 from reader_helpers import assert_sample_equal, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
@@ -53,6 +55,25 @@ def test_uint8_frames_are_deinterleaved_in_workers_only(packed):
     assert not any(f.is_contiguous() for f in here.values())
     ordered = sorted((int(s["index"]), s[cam]) for s in DataLoader(ds, batch_size=None, num_workers=2))
     assert all(torch.equal(f, here[i]) for i, f in ordered)
+
+
+def dav1d_threads(_batch=None) -> int:
+    """Threads of this process that dav1d (FFmpeg's AV1 decoder) started; a collate_fn in workers."""
+    return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "dav1d-worker" for t in os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(MAIN_DECODE_THREADS < 2, reason="one core: one decode thread everywhere")
+def test_decoders_run_threads_in_the_training_process_only(packed):
+    """reader/video.py ``threads``: in the training process decoders decode on threads of their
+    own (the other cores wait there); in DataLoader workers on none (the workers fill the cores)."""
+    ds = LeRobotShardDataset(packed("lerobot_v3_av1"), return_uint8=True, seed=1)
+    assert dav1d_threads() == 0
+    it = iter(ds)
+    next(it)
+    assert dav1d_threads() >= MAIN_DECODE_THREADS
+    del it
+    in_workers = list(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=dav1d_threads))
+    assert len(in_workers) == 80 and set(in_workers) == {0}
 
 
 def collect(path, num_workers, world_size=1, epoch=0, seed=0, **kw):
