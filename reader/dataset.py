@@ -248,6 +248,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         reach = self._builder.video_reach()
         videos: dict[int, EpisodeVideo | None] = {}
         timed = bool(self._video_keys or self._image_keys)  # decode seconds, when there is decoding
+        # In DataLoader workers: planar frames (collate then copies), one decode thread (the workers
+        # are the parallelism); in the training process: torchcodec's views (collate's threads
+        # transpose them faster) and MAIN_DECODE_THREADS (reader/video.py).
+        worker = in_worker()
         try:
             for p, f, done in order:
                 ep = loader.get(p)
@@ -259,10 +263,6 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     continue
                 video = videos.get(p)
                 if video is None and self._video_keys:
-                    # In DataLoader workers: planar (collate then copies), one decode thread (the
-                    # workers are the parallelism); in the training process: torchcodec's views
-                    # (collate's threads transpose them faster) and MAIN_DECODE_THREADS (reader/video.py).
-                    worker = in_worker()
                     video = videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=worker,
                                                      threads=1 if worker else MAIN_DECODE_THREADS)
                 try:

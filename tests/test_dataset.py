@@ -1,6 +1,5 @@
 """reader/dataset.py end to end: real packed shards, real DataLoaders, compared with lerobot's values."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from torch.utils.data import DataLoader
 from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.episodes import EpisodeError
 from lerobot_wds.reader.video import MAIN_DECODE_THREADS
-from reader_helpers import assert_sample_equal, expected, indices_of, pack_fixture
+from reader_helpers import assert_sample_equal, dav1d_threads, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
 
@@ -55,11 +54,6 @@ def test_uint8_frames_are_deinterleaved_in_workers_only(packed):
     assert not any(f.is_contiguous() for f in here.values())
     ordered = sorted((int(s["index"]), s[cam]) for s in DataLoader(ds, batch_size=None, num_workers=2))
     assert all(torch.equal(f, here[i]) for i, f in ordered)
-
-
-def dav1d_threads(_batch=None) -> int:
-    """Threads of this process that dav1d (FFmpeg's AV1 decoder) started; a collate_fn in workers."""
-    return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "dav1d-worker" for t in os.listdir("/proc/self/task"))
 
 
 @pytest.mark.skipif(MAIN_DECODE_THREADS < 2, reason="one core: one decode thread everywhere")

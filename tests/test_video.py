@@ -1,8 +1,6 @@
 """reader/video.py: in-memory clip decode is bit-identical to lerobot's frames; each frame is decoded once and
 only the window reach stays decoded."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,7 @@ from lerobot_wds.reader.episodes import LoadedEpisode, EpisodeError
 from lerobot_wds.format import ShardEpisodeMeta
 from lerobot_wds.reader.pool import pool_order
 from lerobot_wds.reader.video import EpisodeVideo, planar, to_float
+from reader_helpers import dav1d_threads
 
 ROOT = "tests/data/lerobot_v3_av1"
 TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes 2 (12 frames) and 3 (60)
@@ -111,21 +110,18 @@ def test_frames_are_planar_copies_of_torchcodec_frames(episode3):
         assert torch.equal(single[0], window[1]) and torch.equal(as_given[0], window[1])
 
 
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
 def test_threads_decode_the_same_frames_on_threads_of_their_own(episode3):
     """``threads=2`` (what the dataset sets in the training process): FFmpeg's decoder runs its
-    own threads, and the frames are the same bit for bit; ``threads=1`` starts none."""
+    own threads (dav1d's, counted by name), and the frames are the same bit for bit; ``threads=1``
+    starts none."""
     cam = "observation.images.top"
-    before = os_threads()
+    before = dav1d_threads()
     one = EpisodeVideo(episode3)
     frames_one = one.frames(cam, np.arange(60))
-    assert os_threads() == before
+    assert dav1d_threads() == before
     two = EpisodeVideo(episode3, threads=2)
     frames_two = two.frames(cam, np.arange(60))
-    assert os_threads() >= before + 2
+    assert dav1d_threads() >= before + 2
     assert torch.equal(frames_one, frames_two)
     two.close()
 

@@ -12,7 +12,8 @@ frame of a packed dataset's camera (one thread, as in a DataLoader worker):
   reused from the last batch;
 
 the resident memory one open ``VideoDecoder`` holds after decoding 8 frames, with 1 and 2 FFmpeg
-threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in reader/video.py.
+threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in
+reader/video.py.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
