@@ -42,7 +42,7 @@ from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .shared import in_worker
 from .storage import Store
-from .video import MAIN_DECODE_THREADS, EpisodeVideo
+from .video import MAIN_DECODE_THREADS, EpisodeVideo, import_decoders_before_fork
 from .window import delta_indices
 from .world import World
 
@@ -156,9 +156,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self._rename = dict(self.meta.rename)
         self._rename.update({f"{old}_is_pad": f"{new}_is_pad" for old, new in self.meta.rename.items()})
         if self._video_keys or self._image_keys:
-            # Importing torchcodec takes ~1.5 s; do it once here so forked DataLoader workers
-            # inherit it instead of each paying it before their first batch.
-            import torchcodec.decoders  # noqa: F401
+            import_decoders_before_fork()
         self.return_uint8 = return_uint8
         self.episode_pool_size = episode_pool_size
         self.shuffle = shuffle

@@ -52,6 +52,29 @@ from .episodes import LoadedEpisode, EpisodeError
 MAIN_DECODE_THREADS = min(2, os.cpu_count() or 1)
 
 
+_FORK_HOOKED = False
+
+
+def import_decoders_before_fork() -> None:
+    """Have torchcodec imported in this process right before it forks, rather than now.
+
+    Importing torchcodec costs ~1.1 s and 0.16-0.20 GB of memory per process (it imports
+    ``torch._dynamo``; ``tools/bench_frame_costs.py``). Forked DataLoader workers inherit what the
+    parent imported, so the parent imports it once, just before the first fork, instead of every
+    worker paying the time before its first batch. Spawned and forkserver workers import it
+    themselves, and a training process whose workers do all the decoding never needs it: there it
+    is never imported. Without workers, the first decode imports it.
+    """
+    global _FORK_HOOKED
+    if not _FORK_HOOKED and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_import_decoders)
+        _FORK_HOOKED = True
+
+
+def _import_decoders() -> None:
+    import torchcodec.decoders  # noqa: F401
+
+
 def planar(frame: torch.Tensor) -> torch.Tensor:
     """A ``(C, H, W)`` frame in contiguous storage of its own, the same values (torchcodec's frames
     are views of interleaved ``(H, W, C)`` memory; see the module docstring for why)."""

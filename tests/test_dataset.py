@@ -1,6 +1,9 @@
 """reader/dataset.py end to end: real packed shards, real DataLoaders, compared with lerobot's values."""
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +71,46 @@ def test_decoders_run_threads_in_the_training_process_only(packed):
     del it
     in_workers = list(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=dav1d_threads))
     assert len(in_workers) == 80 and set(in_workers) == {0}
+
+
+IMPORTS_SCRIPT = """
+import json, sys
+from torch.utils.data import DataLoader
+from lerobot_wds.reader import LeRobotShardDataset
+
+AT_START = None
+
+
+def note(_):  # worker_init_fn: was torchcodec there before this worker decoded anything?
+    global AT_START
+    AT_START = "torchcodec" in sys.modules
+
+
+def at_start(batch):  # collate_fn
+    return AT_START
+
+
+if __name__ == "__main__":
+    ds = LeRobotShardDataset(sys.argv[1], return_uint8=True)
+    out = {"after_init": "torchcodec" in sys.modules}
+    for context in ("spawn", "fork"):
+        flags = set(DataLoader(ds, batch_size=40, num_workers=1, multiprocessing_context=context,
+                               worker_init_fn=note, collate_fn=at_start))
+        out[context] = [sorted(flags), "torchcodec" in sys.modules]
+    print(json.dumps(out))
+"""
+
+
+def test_training_process_imports_torchcodec_only_to_fork_workers(packed, tmp_path):
+    """reader/video.py ``import_decoders_before_fork``: torchcodec (0.16-0.20 GB) is not imported by
+    making a dataset nor by spawned workers decoding; forked workers find it imported."""
+    script = tmp_path / "imports.py"
+    script.write_text(IMPORTS_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), packed("lerobot_v3_av1")], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got == {"after_init": False, "spawn": [[False], False], "fork": [[True], True]}
 
 
 def collect(path, num_workers, world_size=1, epoch=0, seed=0, **kw):
