@@ -10,6 +10,10 @@ frame of a packed dataset's camera (one thread, as in a DataLoader worker):
 - ``stack contiguous``: collate of 32 contiguous frames, per frame;
 - a batch of 32 two-frame windows stacked into fresh memory (as collate does) and into memory
   reused from the last batch;
+- a batch of 32 frames as a DataLoader worker's collate makes it: into a new shared-memory
+  segment (``torch.UntypedStorage._new_shared``, what ``default_collate`` allocates in a worker:
+  created, filled, freed), against a plain copy into reused memory: the transport cost every
+  reader pays per batch at ``num_workers > 0``, whatever it decodes;
 
 the resident memory one open ``VideoDecoder`` holds after decoding 8 frames, with 1 and 2 FFmpeg
 threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in
@@ -101,6 +105,27 @@ def main(argv=None) -> int:
               "into reused memory": lambda ws: torch.stack(ws, out=reused)}
     for name, fn in stacks.items():
         print(f"  stack 32 2-frame windows ({batch_mb:.0f} MB), {name:20s} {per_frame_ms(fn, windows, a.reps) * 32:.1f} ms/batch")
+
+    # A worker's batch: default_collate allocates it in a new shared-memory segment (so the batch
+    # crosses to the training process without a copy); the segment is created, faulted in page by
+    # page while filled, and freed when the training process drops the batch.
+    out = torch.empty((32, *shape), dtype=torch.uint8)
+    phases = {"create": 0.0, "fill": 0.0, "free": 0.0}
+    for _ in range(a.reps):
+        t0 = time.perf_counter()
+        storage = torch.UntypedStorage._new_shared(out.numel())
+        t1 = time.perf_counter()
+        shared = torch.empty(0, dtype=torch.uint8).set_(storage, 0, out.shape)
+        torch.stack(flat, out=shared)
+        t2 = time.perf_counter()
+        del shared, storage
+        t3 = time.perf_counter()
+        for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
+            phases[k] += v / a.reps * 1e3
+    plain = per_frame_ms(lambda fs: torch.stack(fs, out=out), flat, a.reps) * 32
+    print(f"  a worker's batch of 32 frames ({out.numel() / 1e6:.0f} MB) in new shared memory: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+          + f" = {sum(phases.values()):.1f} ms/batch; plain copy into reused memory {plain:.1f} ms/batch")
 
     del dec, views, flat
     for threads in (1, 2):

@@ -16,7 +16,8 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    consecutive-batch overlap = the fraction of a batch's episodes also in the previous batch;
    batch-mean frame_index spread = the standard deviation, over batches, of a batch's mean
    ``frame_index`` (large when batches drift through episode phases together: all starts, then all
-   ends; about 75 / sqrt(32) = 13 for a global shuffle here);
+   ends; about 75 / sqrt(32) = 13 for a global shuffle here); ``--pool N`` adds rows of ours at
+   ``episode_pool_size=N`` (reader ``ours-poolN``), to weigh memory against mixing in the same run;
 3. the decode limit: bare torchcodec decode of every frame once, in file order (ranges of 8
    frames), from the packed in-memory clips, one process, one FFmpeg thread: samples/s = frames /
    (top + wrist seconds); for 0 workers, one process at the decode threads ours uses there
@@ -30,7 +31,7 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
 
 "win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
 
-    .venv-lerobot/bin/python tools/bench_peers.py --seconds 10 --remote --moto-python .venv/bin/python
+    .venv-lerobot/bin/python tools/bench_peers.py --seconds 10 --remote --moto-python .venv/bin/python [--pool 24]
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 TOP, WRIST = "observation.images.top", "observation.images.wrist"
 READERS = ("lerobot", "streaming", "lance", "ours")
+POOL_READER = "ours-pool"  # "ours-pool24": ours at episode_pool_size=24 (--pool)
 
 
 def windows(fps: int = 30) -> dict[str, list[float]]:
@@ -87,7 +89,8 @@ def make_dataset(reader: str, path: str, win: bool, storage: dict | None):
     from lerobot_wds.reader.storage import Store
 
     url = Store(path, storage) if storage else path
-    return LeRobotShardDataset(url, delta_timestamps=deltas, return_uint8=True, seed=0)
+    pool = {"episode_pool_size": int(reader.removeprefix(POOL_READER))} if reader.startswith(POOL_READER) else {}
+    return LeRobotShardDataset(url, delta_timestamps=deltas, return_uint8=True, seed=0, **pool)
 
 
 def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: float, storage: dict | None) -> dict:
@@ -241,6 +244,17 @@ def table(rows: list[dict], limit: dict) -> str:
                              f" / {x.get('phase_spread', float('nan')):.0f}"
                              if x and "samples_s" in x else (x or {}).get("error", "-")[:60])
             lines.append(f"| {'win' if win else 'no win'}, {nw} workers | " + " | ".join(cells) + " |")
+    for pooled in sorted({r["reader"] for r in rows if r["reader"].startswith(POOL_READER)}):
+        lines.append(f"\n{pooled} (ours at episode_pool_size={pooled.removeprefix(POOL_READER)}): samples/s, "
+                     "÷ map, ÷ lance, peak RSS GB / distinct / overlap:\n")
+        for win in (False, True):
+            for nw in (0, 2):
+                x, m, la = (by.get((r, nw, win, False), {}) for r in (pooled, "lerobot", "lance"))
+                if "samples_s" not in x:
+                    continue
+                ratios = " ".join(f"{x['samples_s'] / y['samples_s']:.2f}" if "samples_s" in y else "-" for y in (m, la))
+                lines.append(f"- {'win' if win else 'no win'}, {nw} workers: {x['samples_s']:.0f}, {ratios}, "
+                             f"{x['rss_gb']:.2f} / {x['distinct']:.1f} / {x['overlap']:.2f}")
     remote = [r for r in rows if r.get("remote")]
     if remote:
         lines.append("\nremote (S3 on loopback, +latency per request), samples/s:\n")
@@ -325,6 +339,7 @@ def main(argv=None) -> int:
                     help="repeat every row this many times, interleaved; report medians (a shared machine's speed drifts)")
     ap.add_argument("--readers", default=",".join(READERS))
     ap.add_argument("--workers", default="0,2")
+    ap.add_argument("--pool", type=int, help="also ours at this episode_pool_size (rows 'ours-pool<N>')")
     ap.add_argument("--remote", action="store_true", help="also ours and lance from S3 on loopback")
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--moto-python", default=sys.executable, help="a Python with moto[server] for the S3 server")
@@ -343,13 +358,17 @@ def main(argv=None) -> int:
         return 0
     a.workers = [int(w) for w in a.workers.split(",")]
     paths = prepare(a.data)
+    readers = a.readers.split(",")
+    if a.pool:
+        readers.append(f"{POOL_READER}{a.pool}")
+        paths[readers[-1]] = paths["ours"]
     rows, limits = [], []
     for rnd in range(a.rounds):
         limits.append(decode_limits(paths["ours"], a.workers))
         print(json.dumps({"round": rnd, "decode_limit": limits[-1]}), flush=True)
         for win in (False, True):
             for nw in a.workers:
-                for reader in a.readers.split(","):
+                for reader in readers:
                     row = run_child([reader, paths[reader], str(nw), "1" if win else "0", str(a.seconds),
                                      str(a.warmup), "null"])
                     row.update(reader=reader, workers=nw, win=win, round=rnd)
