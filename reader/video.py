@@ -62,8 +62,8 @@ def import_decoders_before_fork() -> None:
     ``torch._dynamo``; ``tools/bench_frame_costs.py``). Forked DataLoader workers inherit what the
     parent imported, so the parent imports it once, just before the first fork, instead of every
     worker paying the time before its first batch. Spawned and forkserver workers import it
-    themselves, and a training process whose workers do all the decoding never needs it: there it
-    is never imported. Without workers, the first decode imports it.
+    themselves, so with them the training process, which then decodes nothing, never imports it.
+    Without workers, the first decode imports it.
     """
     global _FORK_HOOKED
     if not _FORK_HOOKED and hasattr(os, "register_at_fork"):
