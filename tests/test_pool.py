@@ -66,7 +66,7 @@ def test_bad_pool_size():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_uniform_among_the_pool_while_spans_wait_then_in_proportion(seed):
+def test_pool_members_drawn_alike_while_spans_wait_then_in_proportion(seed):
     """A long span beside short ones with more waiting: it gets about half the draws (every pool
     member alike), not its share of the pool's frames (~95 %); once nothing waits, a uniform
     shuffle of what is left, so every span ends near the end."""
