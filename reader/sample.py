@@ -43,10 +43,7 @@ class SampleBuilder:
 
     def build(self, episode: LoadedEpisode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
         """The sample at episode-local ``frame`` (0 ≤ frame < episode.length)."""
-        prepared = episode.cache.get("sample")
-        if prepared is None:
-            prepared = episode.cache["sample"] = self._prepare(episode)
-        steps, tasks = prepared
+        steps, tasks = self._prepared(episode)
         item: dict[str, Any] = {}
         for key, kind, a, b, c, pad_key in steps:
             if kind == _SCALAR:
@@ -78,6 +75,12 @@ class SampleBuilder:
         item["task"] = tasks[frame]
         return item
 
+    def video_frames(self, episode: LoadedEpisode, frame: int) -> list[tuple[str, np.ndarray]]:
+        """Per camera, the episode-local frames :meth:`build` reads for the sample at ``frame``."""
+        steps, _ = self._prepared(episode)
+        return [(key, a[frame : frame + 1] if kind == _VIDEO else b[frame].numpy())
+                for key, kind, a, b, _c, _p in steps if kind == _VIDEO or kind == _VIDEO_WINDOW]
+
     def video_reach(self) -> dict[str, tuple[int, int]]:
         """Per camera, how many frames before and after the sample's frame its window reads."""
         out = {}
@@ -89,6 +92,12 @@ class SampleBuilder:
     def _image(self, data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
         u8 = _decode_image(data, episode, key, frame)
         return u8 if self.return_uint8 else to_float(u8)
+
+    def _prepared(self, episode: LoadedEpisode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
+        prepared = episode.cache.get("sample")
+        if prepared is None:
+            prepared = episode.cache["sample"] = self._prepare(episode)
+        return prepared
 
     def _prepare(self, episode: LoadedEpisode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
         """Per-episode lookup tables, so a sample costs a few index operations: scalar columns as

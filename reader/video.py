@@ -25,14 +25,15 @@ without windows, +11 % with; but -5 % in the training process itself (``num_work
 collate transposes with torch's intra-op threads on every core, which beats one thread
 deinterleaving first.
 
-``threads`` is FFmpeg's decode threads per decoder. The dataset sets 1 in DataLoader workers (the
-workers already keep every core busy: two processes at 2 threads each decoded 7 % slower than at 1)
-and :data:`MAIN_DECODE_THREADS` in the training process (``num_workers=0``), where loading runs
-between training steps and the other cores wait: +26 % samples/s end to end on 2 cores
-(``tools/bench_peers.py``, 0 workers, with windows and without), at a memory price: a 480x640 AV1
-decoder holds 6.0 MB instead of 2.5 (240x320: 2.5 instead of 1.2; ``tools/bench_frame_costs.py``),
-and the pool holds one per episode and camera: +0.29 GB peak RSS in that benchmark (its 50
-episodes all in the pool).
+Decoders run one FFmpeg thread each, everywhere. In DataLoader workers the workers are the
+parallelism (they already keep every core busy: two processes at 2 threads each decoded 7 % slower
+than at 1). In the training process (``num_workers=0``), where loading runs between training steps
+and the other cores wait, the dataset decodes :data:`MAIN_DECODE_STREAMS` samples of different
+episodes at once, on threads of its own (torchcodec releases the GIL while it decodes): each
+decoder stays one-threaded, and a 480x640 AV1 decoder holds 2.5 MB instead of the 6.0 MB of a
+two-threaded one (240x320: 1.2 instead of 2.5; ``tools/bench_frame_costs.py``). The pool holds one
+per episode and camera, so this is what threading costs in memory. ``dataset.py`` says how the
+samples are grouped and why the threads never run past the sample being handed out.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ import torch
 from .episodes import LoadedEpisode, EpisodeError
 
 
-#: FFmpeg decode threads per decoder in the training process (``num_workers=0``); 2, not every
-#: core: each thread adds to every held decoder's memory (see the module docstring).
-MAIN_DECODE_THREADS = min(2, os.cpu_count() or 1)
+#: Samples of different episodes decoded at once in the training process (``num_workers=0``), one
+#: thread each (see the module docstring); 2, not every core: a DataLoader worker is the way to
+#: more cores, and every stream's decoded frames wait in memory for their turn.
+MAIN_DECODE_STREAMS = min(2, os.cpu_count() or 1)
 
 
 _FORK_HOOKED = False
@@ -101,19 +103,18 @@ class EpisodeVideo:
     """Frames of one in-memory episode's cameras, by episode-local frame index.
 
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
-    reads (0, 0 without a window); ``planar``: frames in contiguous storage; ``threads``: FFmpeg
-    decode threads per decoder (see the module docstring for both). Frames may be asked for in any
-    order (a jump back seeks), but each frame is decoded once and memory stays at the window reach
-    only when the emitted frames (``at``) go forward one by one, as the pool draws them.
+    reads (0, 0 without a window); ``planar``: frames in contiguous storage (see the module
+    docstring). Frames may be asked for in any order (a jump back seeks), but each frame is decoded
+    once and memory stays at the window reach only when the emitted frames (``at``) go forward one
+    by one, as the pool draws them. Not for use by two threads at once; one at a time is fine.
     """
 
     def __init__(
         self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
-        planar: bool = False, threads: int = 1,
+        planar: bool = False,
     ) -> None:
         self.episode = episode
         self.planar = planar
-        self.threads = threads
         self.device = device
         self.reach = dict(reach or {})
         self._decoders: dict[str, object] = {}
@@ -128,7 +129,7 @@ class EpisodeVideo:
             info = self.episode.meta.clips[camera]
             try:
                 dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact",
-                                   num_ffmpeg_threads=self.threads)
+                                   num_ffmpeg_threads=1)
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
             n = dec.metadata.num_frames
@@ -161,9 +162,23 @@ class EpisodeVideo:
             np.divide(t.numpy(), np.float32(255.0), out=out[j], dtype=np.float32)
         return torch.from_numpy(out)
 
+    def decode(self, camera: str, idx: np.ndarray) -> None:
+        """Decode the frames at ``idx`` that are not decoded yet and keep them for the next
+        :meth:`frames` call (which hands them out and lets go of those its window no longer needs)."""
+        self._decode_missing(camera, [int(i) for i in idx])
+
     def _gather(self, camera: str, idx: np.ndarray, at: int | None) -> list[torch.Tensor]:
-        have = self._frames.setdefault(camera, {})
         wanted = [int(i) for i in idx]
+        have = self._decode_missing(camera, wanted)
+        got = [have[i] for i in wanted]
+        if at is not None:  # keep what the next frame's window can use: [at + 1 - back, at + fwd]
+            back, fwd = self.reach.get(camera, (0, 0))
+            for i in [i for i in have if i <= at - back or i > at + fwd]:
+                del have[i]
+        return got
+
+    def _decode_missing(self, camera: str, wanted: list[int]) -> dict[int, torch.Tensor]:
+        have = self._frames.setdefault(camera, {})
         missing = [i for i in wanted if i not in have]
         if missing:
             dec = self._decoder(camera)
@@ -179,12 +194,7 @@ class EpisodeVideo:
                 raise EpisodeError(
                     f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"
                 ) from e
-        got = [have[i] for i in wanted]
-        if at is not None:  # keep what the next frame's window can use: [at + 1 - back, at + fwd]
-            back, fwd = self.reach.get(camera, (0, 0))
-            for i in [i for i in have if i <= at - back or i > at + fwd]:
-                del have[i]
-        return got
+        return have
 
     def close(self) -> None:
         """Release decoders and decoded frames (the episode left the pool)."""

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from lerobot_wds.reader import LeRobotShardDataset
+from lerobot_wds.reader.dataset import distinct_runs
+from lerobot_wds.reader.pool import pool_order
 from lerobot_wds.reader.episodes import EpisodeError
-from lerobot_wds.reader.video import MAIN_DECODE_THREADS
+from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
 from reader_helpers import assert_sample_equal, dav1d_threads, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
@@ -59,24 +62,38 @@ def test_uint8_frames_are_deinterleaved_in_workers_only(packed):
     assert all(torch.equal(f, here[i]) for i, f in ordered)
 
 
-@pytest.mark.skipif(MAIN_DECODE_THREADS < 2, reason="one core: one decode thread everywhere")
-def test_decoders_run_threads_in_the_training_process_only(packed):
-    """reader/video.py ``threads``: in the training process decoders decode on threads of their
-    own (the other cores wait there); in DataLoader workers on none (the workers fill the cores)."""
+def decode_helpers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lerobot-wds-decode")]
+
+
+@pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one sample decoded at a time everywhere")
+def test_training_process_decodes_samples_at_once_on_one_thread_decoders(packed):
+    """reader/video.py: in the training process samples of different episodes decode at once on
+    helper threads, each decoder one-threaded (dav1d starts no threads of its own); in DataLoader
+    workers neither (the workers are the parallelism). The samples are the same either way."""
     ds = LeRobotShardDataset(packed("lerobot_v3_av1"), return_uint8=True, seed=1)
-    assert dav1d_threads() == 0
     it = iter(ds)
-    next(it)
-    assert dav1d_threads() >= MAIN_DECODE_THREADS
-    del it
+    first = [next(it) for _ in range(8)]
+    helpers = decode_helpers()
+    assert len(helpers) == MAIN_DECODE_STREAMS - 1 and dav1d_threads() == 0
+    here = first + list(it)
+    assert not decode_helpers()  # the epoch ended: its helpers are gone
     in_workers = list(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=dav1d_threads))
     assert len(in_workers) == 80 and set(in_workers) == {0}
+    one_at_a_time = {int(s["index"]): s for s in DataLoader(ds, batch_size=None, num_workers=1)}
+    assert len(here) == len(one_at_a_time) == len(ds)
+    for s in here:
+        other = one_at_a_time[int(s["index"])]
+        assert s.keys() == other.keys()
+        assert all(torch.equal(v, other[k]) if isinstance(v, torch.Tensor) else v == other[k] for k, v in s.items())
 
 
 IMPORTS_SCRIPT = """
 import json, sys
 from torch.utils.data import DataLoader
 from lerobot_wds.reader import LeRobotShardDataset
+from lerobot_wds.reader.dataset import distinct_runs
+from lerobot_wds.reader.pool import pool_order
 
 AT_START = None
 
@@ -270,3 +287,15 @@ def test_persistent_stateful_loader_resumes_mid_epoch(packed, k):
     assert head + indices_of(resumed) == fresh[0]
     ds2.set_epoch(2)  # the resumed loader's persistent workers then run epoch 2 from its start
     assert indices_of(resumed) == fresh[1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_distinct_runs_cut_the_draws_into_runs_of_distinct_spans(n):
+    """reader/dataset.py ``distinct_runs``: the pool's draws, unchanged and in order, in runs of at
+    most ``n`` draws from distinct spans (what the training process decodes at once)."""
+    draws = list(pool_order([5, 1, 7, 3, 2], pool_size=2, seed=3))
+    runs = list(distinct_runs(iter(draws), n))
+    assert [d for run in runs for d in run] == draws
+    assert all(1 <= len(run) <= n and len({p for p, _, _ in run}) == len(run) for run in runs)
+    # a run ends early only where the next draw's span is already in it
+    assert all(len(a) == n or runs[i + 1][0][0] in {p for p, _, _ in a} for i, a in enumerate(runs[:-1]))

@@ -1,6 +1,8 @@
 """reader/video.py: in-memory clip decode is bit-identical to lerobot's frames; each frame is decoded once and
 only the window reach stays decoded."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,6 @@ from lerobot_wds.reader.episodes import LoadedEpisode, EpisodeError
 from lerobot_wds.format import ShardEpisodeMeta
 from lerobot_wds.reader.pool import pool_order
 from lerobot_wds.reader.video import EpisodeVideo, planar, to_float
-from reader_helpers import dav1d_threads
 
 ROOT = "tests/data/lerobot_v3_av1"
 TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes 2 (12 frames) and 3 (60)
@@ -110,20 +111,23 @@ def test_frames_are_planar_copies_of_torchcodec_frames(episode3):
         assert torch.equal(single[0], window[1]) and torch.equal(as_given[0], window[1])
 
 
-def test_threads_decode_the_same_frames_on_threads_of_their_own(episode3):
-    """``threads=2`` (what the dataset sets in the training process): FFmpeg's decoder runs its
-    own threads (dav1d's, counted by name), and the frames are the same bit for bit; ``threads=1``
-    starts none."""
+def test_frames_decoded_ahead_on_another_thread_are_handed_out_without_decoding_again(episode3):
+    """``decode`` (what the dataset's helper threads call a sample ahead): the frames it decodes on
+    another thread are the ones ``frames`` hands out, bit for bit, and none is decoded twice."""
     cam = "observation.images.top"
-    before = dav1d_threads()
-    one = EpisodeVideo(episode3)
-    frames_one = one.frames(cam, np.arange(60))
-    assert dav1d_threads() == before
-    two = EpisodeVideo(episode3, threads=2)
-    frames_two = two.frames(cam, np.arange(60))
-    assert dav1d_threads() >= before + 2
-    assert torch.equal(frames_one, frames_two)
-    two.close()
+    fresh = EpisodeVideo(episode3).frames(cam, np.arange(60))
+    video = EpisodeVideo(episode3, reach={cam: (3, 0)})
+    got = []
+    for i in range(60):
+        window = np.array([max(0, i - 3), i])
+        ahead = threading.Thread(target=video.decode, args=(cam, window))
+        ahead.start()
+        ahead.join()
+        assert video.decoded == i + 1  # only the new frame: the window's older one is still held
+        got.append(video.frames(cam, window, at=i))
+    assert video.decoded == 60
+    for i, pair in enumerate(got):
+        assert torch.equal(pair[0], fresh[max(0, i - 3)]) and torch.equal(pair[1], fresh[i])
 
 
 def test_planar_keeps_values_of_any_layout():

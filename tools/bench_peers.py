@@ -20,8 +20,9 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    ``episode_pool_size=N`` (reader ``ours-poolN``), to weigh memory against mixing in the same run;
 3. the decode limit: bare torchcodec decode of every frame once, in file order (ranges of 8
    frames), from the packed in-memory clips, one process, one FFmpeg thread: samples/s = frames /
-   (top + wrist seconds); for 0 workers, one process at the decode threads ours uses there
-   (``reader/video.py`` ``MAIN_DECODE_THREADS``); for 2 workers, 2 one-thread processes at once,
+   (top + wrist seconds); for 0 workers, one process on the decode threads ours uses there
+   (``reader/video.py`` ``MAIN_DECODE_STREAMS``, each thread a share of the episodes, one FFmpeg
+   thread per decoder: samples/s = frames / wall seconds); for 2 workers, 2 one-thread processes at once,
    each on half the episodes (their samples/s summed): each ratio is against bare decoding with
    the same processes and threads on this machine;
 4. steps 2-3 are repeated ``--rounds`` times (default 3), rows interleaved, so a drift in the
@@ -134,11 +135,15 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
             "phase_spread": spread}
 
 
-def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int = 1, threads: int = 1) -> dict:
+def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int = 1, streams: int = 1) -> dict:
     """Bare torchcodec: every frame of each clip once, in file order, decoded in ranges of 8 frames
     (the fastest bare way measured: a whole episode as one range is ~1.47x slower, its output
     tensor's fresh pages cost more than the decode; frame by frame ~3 %), over episodes ``part``,
-    ``part + parts``, ... of the first ``max_episodes``, with ``threads`` FFmpeg threads."""
+    ``part + parts``, ... of the first ``max_episodes``, one FFmpeg thread per decoder; with
+    ``streams`` > 1 on that many threads at once, each a share of the episodes (samples/s = frames
+    / wall seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from torchcodec.decoders import VideoDecoder
 
@@ -151,31 +156,40 @@ def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int 
     m = Store(packed).read_manifest()
     lengths = [[e.length for e in s.episodes] for s in m.shards]
     spans = plan_spans(lengths, 0, 0, World(0, 1, 0, 1), False)[:max_episodes]
-    eps = _load_clips(packed, spans, set(range(part, len(spans), parts)))
-    secs = {TOP: 0.0, WRIST: 0.0}
-    frames = 0
-    for ep in eps.values():
-        frames += ep.length
-        for cam in secs:
-            lead = ep.meta.clips[cam].lead_in
-            t = time.perf_counter()
-            dec = VideoDecoder(ep.clips[cam], num_ffmpeg_threads=threads)
-            for i in range(0, ep.length, 8):
-                dec.get_frames_in_range(lead + i, lead + min(i + 8, ep.length))
-            secs[cam] += time.perf_counter() - t
-    return {cam: frames / s for cam, s in secs.items()} | {"samples_s": frames / sum(secs.values())}
+    eps = list(_load_clips(packed, spans, set(range(part, len(spans), parts))).values())
+
+    def decode(share: list) -> dict[str, float]:
+        secs = {TOP: 0.0, WRIST: 0.0}
+        for ep in share:
+            for cam in secs:
+                lead = ep.meta.clips[cam].lead_in
+                t = time.perf_counter()
+                dec = VideoDecoder(ep.clips[cam], num_ffmpeg_threads=1)
+                for i in range(0, ep.length, 8):
+                    dec.get_frames_in_range(lead + i, lead + min(i + 8, ep.length))
+                secs[cam] += time.perf_counter() - t
+        return secs
+
+    frames = sum(ep.length for ep in eps)
+    if streams == 1:
+        secs = decode(eps)
+        return {cam: frames / s for cam, s in secs.items()} | {"samples_s": frames / sum(secs.values())}
+    t = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(decode, [eps[k::streams] for k in range(streams)]))
+    return {"samples_s": frames / (time.perf_counter() - t)}
 
 
 def decode_limits(packed: str, workers: list[int]) -> dict:
-    """The decode limit in one process at one thread; at 0 workers, one process at the decode
-    threads ours uses there (``MAIN_DECODE_THREADS``: key ``samples_s_0``); and for each worker
-    count n > 1, n processes decoding at once at one thread (each a share of the episodes;
+    """The decode limit in one process on one thread; at 0 workers, one process on the decode
+    threads ours uses there (``MAIN_DECODE_STREAMS``: key ``samples_s_0``); and for each worker
+    count n > 1, n processes decoding at once on one thread each (each a share of the episodes;
     samples/s summed), so each ratio is taken against what bare decoding with the same processes
     and threads reaches on this machine, not n times one."""
-    from lerobot_wds.reader.video import MAIN_DECODE_THREADS
+    from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
 
     out = decode_limit(packed)
-    out["samples_s_0"] = decode_limit(packed, threads=MAIN_DECODE_THREADS)["samples_s"]
+    out["samples_s_0"] = decode_limit(packed, streams=MAIN_DECODE_STREAMS)["samples_s"]
     for n in sorted({w for w in workers if w > 1}):
         procs = [subprocess.Popen([sys.executable, __file__, "--limit-part", str(k), str(n), packed],
                                   stdout=subprocess.PIPE, text=True) for k in range(n)]

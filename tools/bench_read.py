@@ -7,7 +7,8 @@ AV1 GOP 2, camera-like grain, via ``testkit.synthetic``), packed once into ``ben
 - samples/s (= frames/s of the sample stream) in steady state (after the first batch), time to
   first batch, peak resident memory of all processes (see ``rss_bytes``);
 - (a) ours ÷ a bare torchcodec loop decoding the same frames, same order, from the same in-memory
-  clips, one process per worker, with the decode threads ours uses there (target ≥ 0.8);
+  clips, one process per worker, one thread each (target ≥ 0.8; at 0 workers ours decodes
+  ``MAIN_DECODE_STREAMS`` samples at once, the bare loop one);
 - (c) ours ÷ the sequential decode limit: each needed frame decoded once, in file order (≥ 0.75);
 - (a*) ours ÷ what decoding plus the transport of LeRobot-format samples allow (a DataLoader
   moving premade float32 samples of the same shapes, no decoding): isolates the reader's own cost;
@@ -31,7 +32,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_refs import CAMS, PeakRSS, mixing, run_bare, transport_only  # noqa: E402
-from lerobot_wds.reader.video import MAIN_DECODE_THREADS  # noqa: E402
 
 
 def make_datasets(out: Path, episodes: int, length: int, hw: tuple[int, int], texture: float) -> tuple[str, str]:
@@ -181,9 +181,9 @@ def main(argv=None) -> int:
             r = max((run_ours(packed, nw, deltas, a.samples, a.pool) for _ in range(a.repeat)),
                     key=lambda x: x["samples_s"])
             _, slots = slot_samples(packed, nw, deltas, a.samples, a.pool)
-            threads = 1 if nw else MAIN_DECODE_THREADS  # the decode threads ours uses there
-            bare = max(run_bare(packed, slots, cam_windows, False, threads) for _ in range(a.repeat))
-            seq = max(run_bare(packed, slots, cam_windows, True, threads) for _ in range(a.repeat))
+            # One FFmpeg thread per decoder, as ours; at 0 workers ours also decodes two samples at once.
+            bare = max(run_bare(packed, slots, cam_windows, False) for _ in range(a.repeat))
+            seq = max(run_bare(packed, slots, cam_windows, True) for _ in range(a.repeat))
             transport = max(transport_only(hw, nw, deltas, a.samples) for _ in range(a.repeat))  # type: ignore[arg-type]
             # What decoding plus the format's transport allow together, per sample: 1/bare + 1/transport.
             floor = 1 / (1 / bare + 1 / transport)
