@@ -153,6 +153,24 @@ class MemberRef:
         return cls(int(v[0]), int(v[1]), xxh3)
 
 
+#: The tar header block right before every member's data (names that need a pax header have it
+#: before this block): what ties a manifest's byte range to the member it names.
+TAR_HEADER = 512
+
+
+def header_names(block: bytes | memoryview, name: str) -> bool:
+    """Whether ``block``, the :data:`TAR_HEADER` bytes before a member's data, is the tar header of
+    member ``name``: a ustar block whose name field holds ``name`` (for a name a ustar field cannot
+    hold whole, non-ASCII or 100 bytes or more, whose full name is in a pax header, the magic only)."""
+    b = bytes(block)
+    if len(b) != TAR_HEADER or b[257:262] != b"ustar":
+        return False
+    raw = name.encode("utf-8", "surrogateescape")
+    if not raw.isascii() or len(raw) >= 100:
+        return True
+    return b[:100].split(b"\0", 1)[0] == raw
+
+
 def member_checksum(data: bytes | memoryview) -> str:
     """XXH3-64 of a member's bytes as 16 hex digits: what the manifest records and the reader checks."""
     return xxhash.xxh3_64_hexdigest(data)
@@ -175,8 +193,9 @@ class ManifestEpisode:
 
     @property
     def span(self) -> tuple[int, int]:
-        """Byte range covering all of this episode's members: (first offset, end)."""
-        start = min(m.offset for m in self.members.values())
+        """Byte range covering all of this episode's members and their tar headers: (the first
+        member's header, the last member's end), so every member's header can be checked."""
+        start = min(m.offset for m in self.members.values()) - TAR_HEADER
         end = max(m.offset + m.size for m in self.members.values())
         return start, end
 
@@ -376,7 +395,7 @@ def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str) -> None:
         raise FormatError(f"{at}: no members")
     for suffix, ref in e.members.items():
         check_name(suffix, MEMBER_RE, "member", at)
-        if ref.offset < 0 or ref.size < 0 or ref.offset + ref.size > shard_bytes:
+        if ref.offset < TAR_HEADER or ref.size < 0 or ref.offset + ref.size > shard_bytes:
             raise FormatError(
                 f"{at}: member {suffix} at [{ref.offset}, {ref.offset + ref.size}) lies outside the "
-                f"shard's {shard_bytes} bytes; the manifest is damaged, repack or restore it")
+                f"shard's member data [{TAR_HEADER}, {shard_bytes}); the manifest is damaged, repack or restore it")

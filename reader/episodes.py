@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..format import (FRAMES_MEMBER, META_MEMBER, FormatError, ManifestEpisode, ShardEpisodeMeta, clip_member, episode_key,
-                      member_checksum)
+from ..format import (FRAMES_MEMBER, META_MEMBER, TAR_HEADER, FormatError, ManifestEpisode, ShardEpisodeMeta, clip_member,
+                      episode_key, header_names, member_checksum)
 from .storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,15 @@ class LoadedEpisode:
 
 
 def request_for(shard: str, entry: ManifestEpisode) -> tuple[str, int, int]:
-    """The ``(shard name, start, end)`` byte range holding all of ``entry``'s members."""
+    """The ``(shard name, start, end)`` byte range holding all of ``entry``'s members and their tar headers."""
     start, end = entry.span
     return shard, start, end
 
 
 def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, memoryview]:
-    """Slice the bytes of :func:`request_for`'s range into members (suffix → bytes, zero-copy)."""
+    """Slice the bytes of :func:`request_for`'s range into members (suffix → bytes, zero-copy),
+    each checked against its tar header (the manifest's range must hold the member it names: a
+    liar pointing one member at another's bytes, checksum and all, is caught here) and checksum."""
     start, end = entry.span
     if len(blob) != end - start:
         raise EpisodeError(
@@ -75,6 +77,13 @@ def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, 
     view = memoryview(blob)
     members = {k: view[m.offset - start : m.offset - start + m.size] for k, m in entry.members.items()}
     for suffix, m in entry.members.items():
+        name = f"{episode_key(entry.episode_index)}.{suffix}"
+        if not header_names(view[m.offset - start - TAR_HEADER : m.offset - start], name):
+            raise EpisodeError(
+                f"{shard}, episode {entry.episode_index}: member {name} is not at offset {m.offset}: the tar "
+                "header before it names another member or none; the manifest does not describe this "
+                "shard, repack or restore it"
+            )
         if m.xxh3 is not None and (got := member_checksum(members[suffix])) != m.xxh3:
             raise EpisodeError(
                 f"{shard}, episode {entry.episode_index}: member {episode_key(entry.episode_index)}.{suffix} "

@@ -104,16 +104,18 @@ class EpisodeVideo:
 
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
     reads (0, 0 without a window); ``planar``: frames in contiguous storage (see the module
-    docstring). Frames may be asked for in any order (a jump back seeks), but each frame is decoded
+    docstring); ``sizes[camera] = (width, height)``: what the dataset says its frames are (a clip
+    that decodes at another size, or at another than its episode metadata says, is an error). Frames may be asked for in any order (a jump back seeks), but each frame is decoded
     once and memory stays at the window reach only when the emitted frames (``at``) go forward one
     by one, as the pool draws them. Not for use by two threads at once; one at a time is fine.
     """
 
     def __init__(
         self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
-        planar: bool = False,
+        planar: bool = False, sizes: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.episode = episode
+        self.sizes = dict(sizes or {})
         self.planar = planar
         self.device = device
         self.reach = dict(reach or {})
@@ -132,6 +134,13 @@ class EpisodeVideo:
                                    num_ffmpeg_threads=1)
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
+            size, said = (dec.metadata.width, dec.metadata.height), (info.width, info.height)
+            if size != said or size != self.sizes.get(camera, said):
+                raise EpisodeError(
+                    f"{self.episode.where}: clip of camera {camera!r} decodes at {size[0]}x{size[1]}, its "
+                    f"metadata says {said[0]}x{said[1]}, the dataset "
+                    f"{'x'.join(map(str, self.sizes.get(camera, said)))}; repack this episode"
+                )
             n = dec.metadata.num_frames
             if n is not None and n < info.lead_in + self.episode.length:
                 raise EpisodeError(

@@ -11,6 +11,7 @@ import torch
 
 from lerobot_wds.reader.episodes import EpisodeError, parse_episode, request_for, split_members
 from lerobot_wds.format import ClipInfo, ManifestEpisode, ShardEpisodeMeta, MemberRef
+from lerobot_wds.packer.shards import ShardWriter
 
 DATA = "tests/data/lerobot_v3_images/data/chunk-000/file-000.parquet"
 
@@ -46,19 +47,32 @@ def test_parse_columns_and_clips():
     assert len(pngs) == 7 and pngs[0][:4] == b"\x89PNG"
 
 
+def _shard(members, names=None):
+    """A real tar shard holding ``members`` (under ``names``, default their own); (bytes, entry)."""
+    out = io.BytesIO()
+    w = ShardWriter(out)
+    refs = {k: w.add((names or {}).get(k, f"episode_000001.{k}"), v) for k, v in members.items()}
+    w.close()
+    return out.getvalue(), ManifestEpisode(1, 7, 20, refs)
+
+
 def test_split_members_from_one_range():
     _, members = episode_members()
-    entry = entry_for(members)
+    shard, entry = _shard(members)
     start, end = entry.span
-    blob = bytearray(end)
-    for k, ref in entry.members.items():
-        blob[ref.offset : ref.offset + ref.size] = members[k]
     name, a, b = request_for("shard-000003.tar", entry)
-    assert (name, a, b) == ("shard-000003.tar", start, end)
-    got = split_members(bytes(blob[a:b]), entry, name)
+    assert (name, a, b) == ("shard-000003.tar", start, end) and a == 0  # the first member's header too
+    got = split_members(shard[a:b], entry, name)
     assert {k: bytes(v) for k, v in got.items()} == members
     with pytest.raises(EpisodeError, match=r"shard-000003.tar, episode 1: expected \d+ bytes.*truncated"):
-        split_members(bytes(blob[a : b - 10]), entry, name)
+        split_members(shard[a : b - 10], entry, name)
+
+
+def test_a_range_must_hold_the_member_its_tar_header_names():
+    _, members = episode_members()
+    shard, entry = _shard(members, names={"cam.mp4": "episode_000002.cam.mp4"})
+    with pytest.raises(EpisodeError, match=r"shard-000003.tar, episode 1: member episode_000001.cam.mp4 is not at offset"):
+        split_members(shard[slice(*entry.span)], entry, "shard-000003.tar")
 
 
 def test_missing_member_names_shard_episode_member():

@@ -8,6 +8,7 @@ pack (no checksums) is still read, unchecked, with a warning.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lerobot_wds import LeRobotShardDataset
+from lerobot_wds.packer.shards import ShardWriter
 from lerobot_wds.reader.episodes import EpisodeError
 from reader_helpers import assert_sample_equal, expected, pack_fixture
 
@@ -77,25 +79,36 @@ def test_flipped_bytes_are_skipped_and_counted(pack):
     assert 0 not in {int(i["episode_index"]) for i in items}
 
 
-def test_clip_pointed_at_another_episodes_bytes(pack):
+@pytest.mark.parametrize("with_checksum", [False, True])
+def test_clip_pointed_at_another_episodes_bytes(pack, with_checksum):
+    """Every member's range must hold the member it names (its tar header says so): a manifest
+    pointing a clip at another episode's clip is refused even when it carries that clip's checksum."""
     m = _manifest(pack)
     eps = next(s["episodes"] for s in m["shards"] if len(s["episodes"]) >= 2)
-    eps[0]["members"][TOP][:2] = eps[1]["members"][TOP][:2]  # the next episode's clip; the checksum stays
+    n = 3 if with_checksum else 2
+    eps[0]["members"][TOP][:n] = eps[1]["members"][TOP][:n]  # the next episode's clip
     _write(pack, m)
     e = eps[0]["episode_index"]
-    with pytest.raises(EpisodeError, match=rf"episode {e}: member episode_{e:06d}\.{TOP} fails its checksum"):
+    with pytest.raises(EpisodeError, match=rf"episode {e}: member episode_{e:06d}\.{TOP} is not at offset"):
         _read_all(pack)
 
 
-def test_swapped_cameras(pack):
+@pytest.mark.parametrize("with_checksums", [False, True])
+def test_swapped_cameras(pack, with_checksums):
+    """Cameras swapped in the manifest, with or without their checksums following (a consistent
+    liar), never hand out one camera's frames as another's."""
     m = _manifest(pack)
     members = m["shards"][0]["episodes"][0]["members"]
     wrist = "observation.images.wrist.mp4"
     members[TOP], members[wrist] = members[wrist], members[TOP]
-    members[TOP][2], members[wrist][2] = members[wrist][2], members[TOP][2]  # a consistent liar: hashes follow
+    if not with_checksums:
+        members[TOP][2], members[wrist][2] = members[wrist][2], members[TOP][2]
     _write(pack, m)
-    with pytest.raises(EpisodeError, match="fails its checksum"):
+    with pytest.raises(EpisodeError, match=r"member episode_000000\.observation\.images\.(top|wrist)\.mp4 is not at offset"):
         _read_all(pack)
+    ds = LeRobotShardDataset(str(pack), shuffle=False, on_error="skip")
+    length = m["shards"][0]["episodes"][0]["length"]
+    assert len(list(ds)) == 320 - length and ds.skipped == length
 
 
 def test_verify_finds_what_the_reader_refuses(pack):
@@ -130,3 +143,30 @@ def test_malformed_checksum_is_a_manifest_error(pack):
     _write(pack, m)
     with pytest.raises(ValueError, match="member checksum '../../etc' is not 16 hex digits"):
         LeRobotShardDataset(str(pack))
+
+
+def test_a_consistent_shard_with_a_clip_of_another_size_is_refused(pack):
+    """A shard and manifest that agree with each other (headers, ranges, checksums) but hold the
+    wrist clip under the top camera's name: the clip decodes at another size than the episode's
+    metadata and the dataset say, so it is refused (or skipped), never handed out as the top camera."""
+    m = _manifest(pack)
+    shard = m["shards"][0]
+    data = (pack / shard["name"]).read_bytes()
+    out = io.BytesIO()
+    writer = ShardWriter(out)
+    for i, e in enumerate(shard["episodes"]):
+        got = {k: data[off : off + size] for k, (off, size, _) in e["members"].items()}
+        if i == 0:
+            got[TOP] = got["observation.images.wrist.mp4"]
+        refs = writer.add_sample(f"episode_{e['episode_index']:06d}", got)
+        e["members"] = {k: r.to_list() for k, r in refs.items()}
+    writer.close()
+    (pack / shard["name"]).write_bytes(out.getvalue())
+    shard["bytes"] = len(out.getvalue())
+    _write(pack, m)
+    e = shard["episodes"][0]["episode_index"]
+    with pytest.raises(EpisodeError, match=rf"episode {e}: clip of camera 'observation.images.top' decodes at 80x64, "
+                                           r"its metadata says 128x96, the dataset 128x96"):
+        _read_all(pack)
+    ds = LeRobotShardDataset(str(pack), shuffle=False, on_error="skip")
+    assert len(list(ds)) == 320 - shard["episodes"][0]["length"] and ds.skipped == shard["episodes"][0]["length"]
