@@ -21,9 +21,9 @@ batch, and a window's stack for every sample that holds the frame. ``cv2.split``
 480x640 frame in 0.09-0.14 ms (numpy and torch: 0.30-0.42 ms), after which every stack is a plain
 copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``, four runs).
 Measured end to end (A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers
-without windows, +11 % with; but -5 % in the training process itself (``num_workers=0``), where
-collate transposes with torch's intra-op threads on every core, which beats one thread
-deinterleaving first.
+without windows, +11 % with; but slower in the training process itself (``num_workers=0``), where
+collate transposes with torch's intra-op threads on every core: -5 % with one decode thread, and
+-6 to -12 % with the frames deinterleaved on the decode threads (three interleaved A/B rounds).
 
 Decoders run one FFmpeg thread each, everywhere. In DataLoader workers the workers are the
 parallelism (they already keep every core busy: two processes at 2 threads each decoded 7 % slower
