@@ -20,8 +20,10 @@ sample of the run is decoded before the first is handed out. So decoding never o
 training step or collate (whose own threads would compete for the cores), no decoder is used by
 two threads at once, each episode's frames are still decoded in file order, once, and the samples
 and their order are exactly those of one-at-a-time decoding. Measured (``tools/bench_peers.py``,
-0 workers, A/B of child rows): the same samples/s as two FFmpeg threads per decoder, at 0.29 GB
-less peak RSS with the 50-episode pool of that benchmark (decoders of one thread instead of two).
+480x640, 0 workers, four A/B rounds of child rows): against two FFmpeg threads per decoder, 0.29
+GB less peak RSS with the 50-episode pool of that benchmark (decoders of one thread instead of
+two) for -5 % samples/s without windows and -1 % with (medians); on 240x320 frames it is slower
+(README, Reading).
 
 Epochs and resume (``set_epoch``, ``state_dict``/``load_state_dict``): reader/epochs.py, shared
 with the mixture. The state is the epoch and the number of samples this slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
