@@ -105,9 +105,10 @@ class EpisodeVideo:
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
     reads (0, 0 without a window); ``planar``: frames in contiguous storage (see the module
     docstring); ``sizes[camera] = (width, height)``: what the dataset says its frames are (a clip
-    that decodes at another size, or at another than its episode metadata says, is an error). Frames may be asked for in any order (a jump back seeks), but each frame is decoded
-    once and memory stays at the window reach only when the emitted frames (``at``) go forward one
-    by one, as the pool draws them. Not for use by two threads at once; one at a time is fine.
+    that decodes at another size, or at another than its episode metadata says, is an error).
+    Frames may be asked for in any order (a jump back seeks), but each frame is decoded once and
+    memory stays at the window reach only when the emitted frames (``at``) go forward one by one,
+    as the pool draws them. Not for use by two threads at once; one at a time is fine.
     """
 
     def __init__(
