@@ -86,7 +86,7 @@ def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, 
             )
         if m.xxh3 is not None and (got := member_checksum(members[suffix])) != m.xxh3:
             raise EpisodeError(
-                f"{shard}, episode {entry.episode_index}: member {episode_key(entry.episode_index)}.{suffix} "
+                f"{shard}, episode {entry.episode_index}: member {name} "
                 f"fails its checksum (xxh3 {got}, manifest {m.xxh3}): the shard is damaged or the manifest "
                 "does not describe it; re-download or repack it"
             )

@@ -60,10 +60,8 @@ class SampleBuilder:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
                 frames_of = video.frames if self.return_uint8 else video.frames_float
-                if kind == _VIDEO:
-                    item[key] = frames_of(key, a[frame : frame + 1], frame)[0]
-                else:
-                    item[key] = frames_of(key, b[frame].numpy(), frame)
+                got = frames_of(key, _camera_frames(kind, a, b, frame), frame)
+                item[key] = got[0] if kind == _VIDEO else got
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]
             if pad_key is not None:
@@ -78,8 +76,8 @@ class SampleBuilder:
     def video_frames(self, episode: LoadedEpisode, frame: int) -> list[tuple[str, np.ndarray]]:
         """Per camera, the episode-local frames :meth:`build` reads for the sample at ``frame``."""
         steps, _ = self._prepared(episode)
-        return [(key, a[frame : frame + 1] if kind == _VIDEO else b[frame].numpy())
-                for key, kind, a, b, _c, _p in steps if kind == _VIDEO or kind == _VIDEO_WINDOW]
+        return [(key, _camera_frames(kind, a, b, frame)) for key, kind, a, b, _c, _p in steps
+                if kind == _VIDEO or kind == _VIDEO_WINDOW]
 
     def video_reach(self) -> dict[str, tuple[int, int]]:
         """Per camera, how many frames before and after the sample's frame its window reads."""
@@ -139,6 +137,12 @@ class SampleBuilder:
 
 
 _SCALAR, _ROW, _WINDOW, _IMAGE, _IMAGE_WINDOW, _VIDEO, _VIDEO_WINDOW, _OTHER = range(8)
+
+
+def _camera_frames(kind: int, frames: np.ndarray, windows: torch.Tensor | None, frame: int) -> np.ndarray:
+    """Episode-local frames a camera step reads for the sample at ``frame``: the frame itself, or
+    its window (the step's clamped window table row)."""
+    return frames[frame : frame + 1] if kind == _VIDEO else windows[frame].numpy()
 
 
 def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:

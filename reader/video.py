@@ -136,11 +136,11 @@ class EpisodeVideo:
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
             size, said = (dec.metadata.width, dec.metadata.height), (info.width, info.height)
-            if size != said or size != self.sizes.get(camera, said):
+            dataset = self.sizes.get(camera, said)
+            if size != said or size != dataset:
                 raise EpisodeError(
                     f"{self.episode.where}: clip of camera {camera!r} decodes at {size[0]}x{size[1]}, its "
-                    f"metadata says {said[0]}x{said[1]}, the dataset "
-                    f"{'x'.join(map(str, self.sizes.get(camera, said)))}; repack this episode"
+                    f"metadata says {said[0]}x{said[1]}, the dataset {dataset[0]}x{dataset[1]}; repack this episode"
                 )
             n = dec.metadata.num_frames
             if n is not None and n < info.lead_in + self.episode.length:

@@ -92,8 +92,6 @@ IMPORTS_SCRIPT = """
 import json, sys
 from torch.utils.data import DataLoader
 from lerobot_wds.reader import LeRobotShardDataset
-from lerobot_wds.reader.dataset import distinct_runs
-from lerobot_wds.reader.pool import pool_order
 
 AT_START = None
 

@@ -81,7 +81,7 @@ def _load_clips(path: str, spans, used):
 
 def _bare_worker(args) -> float:
     """Decode what the samples need (same order, in-memory clips); returns seconds spent."""
-    path, spans, take, cam_windows, sequential, threads, barrier = args
+    path, spans, take, cam_windows, sequential, barrier = args
     import torch
     from torchcodec.decoders import VideoDecoder
 
@@ -97,26 +97,26 @@ def _bare_worker(args) -> float:
                 need.setdefault((p, cam), set()).update(min(max(f + d, 0), L - 1) for d in cam_windows.get(cam, [0]))
         for (p, cam), frames in sorted(need.items()):
             lead = eps[p].meta.clips[cam].lead_in
-            VideoDecoder(eps[p].clips[cam], num_ffmpeg_threads=threads).get_frames_at(sorted(lead + i for i in frames))
+            VideoDecoder(eps[p].clips[cam], num_ffmpeg_threads=1).get_frames_at(sorted(lead + i for i in frames))
     else:
         decoders: dict[tuple[int, str], VideoDecoder] = {}
         for p, f in take:
             for cam in CAMS:
                 dec = decoders.get((p, cam))
                 if dec is None:
-                    dec = decoders[(p, cam)] = VideoDecoder(eps[p].clips[cam], num_ffmpeg_threads=threads)
+                    dec = decoders[(p, cam)] = VideoDecoder(eps[p].clips[cam], num_ffmpeg_threads=1)
                 L, lead = eps[p].length, eps[p].meta.clips[cam].lead_in
                 dec.get_frames_at([lead + min(max(f + d, 0), L - 1) for d in cam_windows.get(cam, [0])])
     return time.perf_counter() - t
 
 
-def run_bare(path: str, slots, cam_windows, sequential: bool, threads: int = 1) -> float:
+def run_bare(path: str, slots, cam_windows, sequential: bool) -> float:
     """samples/s of the bare decode loop, one process per worker, all started together, each
-    decoder with ``threads`` FFmpeg threads."""
+    decoder on one FFmpeg thread."""
     ctx = mp.get_context("fork")
     with ctx.Manager() as manager, ctx.Pool(len(slots)) as pool:
         barrier = manager.Barrier(len(slots))
-        secs = pool.map(_bare_worker, [(path, sp, tk, cam_windows, sequential, threads, barrier) for sp, tk in slots])
+        secs = pool.map(_bare_worker, [(path, sp, tk, cam_windows, sequential, barrier) for sp, tk in slots])
     return sum(len(tk) for _, tk in slots) / max(secs)
 
 
