@@ -181,15 +181,16 @@ def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int 
 
 
 def decode_limits(packed: str, workers: list[int]) -> dict:
-    """The decode limit in one process on one thread; at 0 workers, one process on the decode
-    threads ours uses there (``MAIN_DECODE_STREAMS``: key ``samples_s_0``); and for each worker
-    count n > 1, n processes decoding at once on one thread each (each a share of the episodes;
-    samples/s summed), so each ratio is taken against what bare decoding with the same processes
-    and threads reaches on this machine, not n times one."""
+    """The decode limit in one process on one thread; when 0 workers are measured, one process on
+    the decode threads ours uses there (``MAIN_DECODE_STREAMS``: key ``samples_s_0``); and for
+    each worker count n > 1, n processes decoding at once on one thread each (each a share of the
+    episodes; samples/s summed), so each ratio is taken against what bare decoding with the same
+    processes and threads reaches on this machine, not n times one."""
     from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
 
     out = decode_limit(packed)
-    out["samples_s_0"] = decode_limit(packed, streams=MAIN_DECODE_STREAMS)["samples_s"]
+    if 0 in workers:
+        out["samples_s_0"] = decode_limit(packed, streams=MAIN_DECODE_STREAMS)["samples_s"]
     for n in sorted({w for w in workers if w > 1}):
         procs = [subprocess.Popen([sys.executable, __file__, "--limit-part", str(k), str(n), packed],
                                   stdout=subprocess.PIPE, text=True) for k in range(n)]
@@ -278,10 +279,10 @@ def table(rows: list[dict], limit: dict) -> str:
             lines.append(f"- {r['reader']} {'win' if r['win'] else 'no win'} {r['workers']} workers: "
                          + (f"{s:.0f} (÷ local {s / local:.2f})" if s and local else r.get("error", "-")))
     lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process, 1 thread: "
-                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s; "
-                 f"1 process at ours' 0-worker decode threads: {limit['samples_s_0']:.0f}"
-                 + "".join(f"; {k.rsplit('_', 1)[1]} processes at once: {v:.0f} samples/s"
-                           for k, v in limit.items() if k.startswith("samples_s_") and k != "samples_s_0"))
+                 f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s"
+                 + "".join(f"; 1 process at ours' 0-worker decode threads: {v:.0f}" if k == "samples_s_0"
+                           else f"; {k.rsplit('_', 1)[1]} processes at once: {v:.0f} samples/s"
+                           for k, v in limit.items() if k.startswith("samples_s_")))
     return "\n".join(lines)
 
 
