@@ -23,7 +23,9 @@ copy (0.07-0.13 ms a frame instead of 0.35-0.40; ``tools/bench_frame_costs.py``,
 Measured end to end (A/B of ``tools/bench_peers.py``'s child rows): +5 % samples/s at 2 workers
 without windows, +11 % with; but slower in the training process itself (``num_workers=0``), where
 collate transposes with torch's intra-op threads on every core: -5 % with one decode thread, and
--6 to -12 % with the frames deinterleaved on the decode threads (three interleaved A/B rounds).
+-6 to -12 % with the frames deinterleaved on the decode threads (three interleaved A/B rounds),
+and -7 / -8 % deinterleaving only the cameras with a window (whose frames each go into two
+samples' stacks; two A/B rounds of ``tools/bench_peers.py --child``, 0 workers, windows).
 
 Decoders run one FFmpeg thread each, everywhere. In DataLoader workers the workers are the
 parallelism (they already keep every core busy: two processes at 2 threads each decoded 7 % slower
