@@ -1,0 +1,86 @@
+"""Where the CPU goes when ours streams a packed dataset: per process, per sample, and collate's share.
+
+One DataLoader over ours (batch 32, ``return_uint8=True``; with workers: spawn, prefetch 4,
+persistent), as ``tools/bench_peers.py`` measures it. After a warm-up it reads each process's CPU
+seconds (utime + stime from /proc) before and after ``--seconds`` of batches and prints, per
+sample yielded, the CPU of the training process and of each worker, and the share of wall time
+the training process spent in ``default_collate`` (at 0 workers only: with workers, collate runs
+in them). A machine whose cores are all busy has
+samples/s x CPU per sample = cores.
+
+    .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 2 [--windows]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+WINDOWS = {"action": [i / 30 for i in range(16)], "observation.images.top": [-0.1, 0.0]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("packed", help="a packed dataset (lerobot-wds pack output)")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--windows", action="store_true", help="a 16-step action window and the top camera at [-0.1, 0]")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup-batches", type=int, default=40)
+    a = ap.parse_args(argv)
+
+    from torch.utils.data import DataLoader, default_collate
+
+    from lerobot_wds.reader import LeRobotShardDataset
+
+    collate_s = [0.0]
+
+    def timed_collate(batch):
+        t = time.perf_counter()
+        out = default_collate(batch)
+        collate_s[0] += time.perf_counter() - t
+        return out
+
+    ds = LeRobotShardDataset(a.packed, delta_timestamps=WINDOWS if a.windows else None, return_uint8=True, seed=0)
+    kw = dict(multiprocessing_context="spawn", prefetch_factor=4, persistent_workers=True) if a.workers else {}
+    collate = default_collate if a.workers else timed_collate  # in workers collate runs there
+    it = iter(DataLoader(ds, batch_size=32, num_workers=a.workers, collate_fn=collate, **kw))
+    for _ in range(a.warmup_batches):
+        next(it)
+    me = os.getpid()
+    pids = [me] + [p for p in children(me) if cpu_seconds(p) > 0.5]  # workers, not the resource tracker
+    before = {p: cpu_seconds(p) for p in pids}
+    collate_s[0], n, t = 0.0, 0, time.perf_counter()
+    while time.perf_counter() - t < a.seconds:
+        n += len(next(it)["index"])
+    wall = time.perf_counter() - t
+    used = {p: (cpu_seconds(p) - before[p]) / n * 1e3 for p in pids}
+    del it
+    print(f"ours, {a.workers} workers, windows {a.windows}: {n / wall:.0f} samples/s over {wall:.1f} s")
+    print(f"  CPU per sample: training process {used[me]:.3f} ms"
+          + "".join(f", worker {k} {used[p]:.3f} ms" for k, p in enumerate(pids[1:]))
+          + f"; all {sum(used.values()):.3f} ms (x samples/s = {sum(used.values()) * n / wall / 1e3:.2f} cores busy)")
+    if not a.workers:
+        print(f"  collate in the training process: {collate_s[0] / wall:.0%} of wall time")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
