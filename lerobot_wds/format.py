@@ -275,6 +275,12 @@ class Manifest:
         return sum(len(s.episodes) for s in self.shards)
 
     @property
+    def video_sizes(self) -> dict[str, tuple[int, int]]:
+        """``(width, height)`` per camera, as its ``videos`` entry says (cameras without both left out)."""
+        return {k: (int(v["width"]), int(v["height"])) for k, v in self.videos.items()
+                if isinstance(v, Mapping) and "width" in v and "height" in v}
+
+    @property
     def total_frames(self) -> int:
         return sum(s.frames for s in self.shards)
 

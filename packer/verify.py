@@ -49,8 +49,11 @@ def inspect(out: str, storage_options: Mapping[str, Any] | None = None) -> str:
     return "\n".join(lines)
 
 
-def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool) -> list[str]:
+def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool,
+                dataset: tuple[int, int] | None) -> list[str]:
     from torchcodec.decoders import VideoDecoder
+
+    from ..reader.video import size_mismatch
 
     try:
         dec = VideoDecoder(data, seek_mode="exact")
@@ -61,8 +64,9 @@ def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool) -> 
     problems = []
     if n != info.num_frames or n < info.lead_in + length:
         problems.append(f"{where}: {n} frames, meta says num_frames {info.num_frames}, needs lead_in+length {info.lead_in + length}")
-    if tuple(frames.shape[2:]) != (info.height, info.width):
-        problems.append(f"{where}: frame is {tuple(frames.shape[1:])}, meta says {info.height}x{info.width}")
+    wrong = size_mismatch((frames.shape[3], frames.shape[2]), info, dataset)
+    if wrong:
+        problems.append(f"{where}: {wrong}")
     return problems
 
 
@@ -78,6 +82,7 @@ def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: b
     fs, root, m = _open(out, storage_options)
     problems: list[str] = []
     members = {FRAMES_MEMBER, META_MEMBER} | {clip_member(k) for k in m.video_keys}
+    sizes = m.video_sizes
     for s in m.shards:
         path = f"{root}/{s.name}"
         try:
@@ -110,5 +115,6 @@ def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: b
                 continue
             if decode or full:
                 for cam, info in ep.meta.clips.items():
-                    problems += _check_clip(ep.clips[cam], info, e.length, f"{where}.{clip_member(cam)}", full)
+                    problems += _check_clip(ep.clips[cam], info, e.length, f"{where}.{clip_member(cam)}", full,
+                                            sizes.get(cam))
     return problems

@@ -257,8 +257,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
         reach = self._builder.video_reach()
-        sizes = {k: (int(v["width"]), int(v["height"])) for k, v in self.meta.manifest.videos.items()
-                 if isinstance(v, Mapping) and "width" in v and "height" in v}
+        sizes = self.meta.manifest.video_sizes
         videos: dict[int, EpisodeVideo] = {}
         timed = bool(self._video_keys or self._image_keys)  # decode seconds, when there is decoding
         # In DataLoader workers: planar frames (collate then copies), one sample at a time (the

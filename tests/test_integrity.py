@@ -120,6 +120,20 @@ def test_verify_finds_what_the_reader_refuses(pack):
     assert r.returncode == 1 and f"member episode_000000.{TOP} fails its checksum" in r.stdout
 
 
+def test_verify_and_reader_refuse_a_dataset_size_the_clips_do_not_have(pack):
+    """The manifest's camera size is checked against every clip by the reader and by verify alike."""
+    m = _manifest(pack)
+    top = TOP.removesuffix(".mp4")
+    w, h = m["videos"][top]["width"], m["videos"][top]["height"]
+    m["videos"][top]["width"] = w * 2
+    _write(pack, m)
+    said = f"decodes at {w}x{h}, its metadata says {w}x{h}, the dataset {w * 2}x{h}"
+    with pytest.raises(EpisodeError, match=f"clip of camera '{top}' {said}; repack this episode"):
+        _read_all(pack)
+    r = subprocess.run([sys.executable, "-m", "lerobot_wds.packer.cli", "verify", str(pack)], capture_output=True, text=True)
+    assert r.returncode == 1 and f"episode_000000.{TOP}: {said}" in r.stdout
+
+
 def test_version_1_pack_is_read_unchecked_with_a_warning(pack, caplog):
     m = _manifest(pack)
     m["format_version"] = 1
