@@ -21,8 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
 
-WINDOWS = {"action": [i / 30 for i in range(16)], "observation.images.top": [-0.1, 0.0]}
+from bench_peers import loader_options, windows  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -58,10 +59,9 @@ def main(argv=None) -> int:
         collate_s[0] += time.perf_counter() - t
         return out
 
-    ds = LeRobotShardDataset(a.packed, delta_timestamps=WINDOWS if a.windows else None, return_uint8=True, seed=0)
-    kw = dict(multiprocessing_context="spawn", prefetch_factor=4, persistent_workers=True) if a.workers else {}
+    ds = LeRobotShardDataset(a.packed, delta_timestamps=windows() if a.windows else None, return_uint8=True, seed=0)
     collate = default_collate if a.workers else timed_collate  # in workers collate runs there
-    it = iter(DataLoader(ds, batch_size=32, num_workers=a.workers, collate_fn=collate, **kw))
+    it = iter(DataLoader(ds, batch_size=32, num_workers=a.workers, collate_fn=collate, **loader_options(a.workers)))
     for _ in range(a.warmup_batches):
         next(it)
     me = os.getpid()

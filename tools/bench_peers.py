@@ -58,6 +58,11 @@ def windows(fps: int = 30) -> dict[str, list[float]]:
     return {"action": [i / fps for i in range(16)], TOP: [-0.1, 0.0]}
 
 
+def loader_options(nw: int) -> dict:
+    """DataLoader settings of every row besides batch size and shuffle (spawn, prefetch 4, persistent)."""
+    return dict(multiprocessing_context="spawn", prefetch_factor=4, persistent_workers=True) if nw else {}
+
+
 def prepare(data: Path) -> dict[str, str]:
     """The lerobot dataset, its packed shards and its lance conversion under ``data`` (cached)."""
     from bench_peers_data import write
@@ -105,8 +110,7 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
     with PeakRSS() as rss:
         ds = make_dataset(reader, path, win, storage)
         mapstyle = not isinstance(ds, torch.utils.data.IterableDataset)
-        kw = dict(multiprocessing_context="spawn", prefetch_factor=4, persistent_workers=True) if nw else {}
-        loader = DataLoader(ds, batch_size=32, shuffle=mapstyle, num_workers=nw, **kw)
+        loader = DataLoader(ds, batch_size=32, shuffle=mapstyle, num_workers=nw, **loader_options(nw))
         t0 = time.perf_counter()
         first = None
         n, eps, phase, t_start, t_end, epoch = 0, [], [], None, None, 0
