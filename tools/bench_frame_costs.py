@@ -19,8 +19,11 @@ frame of a packed dataset's camera (one thread, as in a DataLoader worker):
   reader pays per batch at ``num_workers > 0``, whatever it decodes;
 
 the resident memory one open ``VideoDecoder`` holds after decoding 8 frames, with 1 and 2 FFmpeg
-threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50). Numbers quoted in
-reader/video.py.
+threads (50 decoders opened on 50 episodes' clips, RssAnon difference / 50); and what the pool
+would pay per draw if it let an episode's decoder go between draws instead of holding it: opening
+a decoder on the clip (``exact`` and ``approximate`` seek modes) and decoding the frame the pool
+asks for next (frames 10 and 11, one of each GOP-2 pair), against the next frame from a held
+decoder. Numbers quoted in reader/video.py.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -172,7 +175,37 @@ def main(argv=None) -> int:
         print(f"  memory of one open decoder, {threads} thread(s), after 8 frames: "
               f"{(status_bytes('RssAnon') - base) / len(decoders) / 1e6:.2f} MB (mean of {len(decoders)})")
         del decoders, d
+    reopen_costs(VideoDecoder, eps, a.camera)
     return 0
+
+
+def reopen_costs(VideoDecoder, eps: list, camera: str) -> None:
+    """Print ms per frame: the next frame from a held decoder, against a decoder opened for it."""
+    eps = [ep for ep in eps if ep.length > 12]
+    held = 0.0
+    for ep in eps:
+        lead = ep.meta.clips[camera].lead_in
+        dec = VideoDecoder(ep.clips[camera], seek_mode="exact", num_ffmpeg_threads=1)
+        dec.get_frame_at(lead)
+        t = time.perf_counter()
+        for i in range(1, 12):
+            dec.get_frame_at(lead + i)
+        held += (time.perf_counter() - t) / 11
+    print(f"  next frame, held decoder: {held / len(eps) * 1e3:.2f} ms")
+    for mode in ("exact", "approximate"):
+        opened = decoded = 0.0
+        for ep in eps:
+            lead = ep.meta.clips[camera].lead_in
+            for i in (10, 11):
+                t0 = time.perf_counter()
+                dec = VideoDecoder(ep.clips[camera], seek_mode=mode, num_ffmpeg_threads=1)
+                t1 = time.perf_counter()
+                dec.get_frame_at(lead + i)
+                t2 = time.perf_counter()
+                opened, decoded = opened + (t1 - t0) / 2, decoded + (t2 - t1) / 2
+        n = len(eps)
+        print(f"  next frame, decoder opened for it ({mode}): open {opened / n * 1e3:.2f} + decode "
+              f"{decoded / n * 1e3:.2f} = {(opened + decoded) / n * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":
