@@ -8,12 +8,14 @@ source, a damaged file, an OUT packed with other options; and ``OSError``: a ful
 read-only path) print one message naming what is at fault and exit with status 1, without a
 traceback. Anything else is a bug and shows its traceback. Each subcommand is one ``_add_<name>``
 (its arguments) and one ``_run_<name>`` (returns the exit status), listed in ``COMMANDS``.
+:func:`main` returns the status (for tests and callers in Python); :func:`run` is the program.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -172,5 +174,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``lerobot-wds`` program: :func:`main`, then exit with its status, skipping the
+    interpreter's teardown.
+
+    Arrow's native thread pools can abort that teardown after a command has finished, and the
+    process then exits with status -6 and "terminate called without an active exception" instead
+    of the command's status (apache/arrow#34314; seen once in this project's CI, after ``pack`` had
+    printed its error). By the time :func:`main` returns, everything a command wrote is closed and
+    in place, so the program flushes its output, disconnects from Ray if a pack started or joined
+    it, and leaves. ``train`` exits the usual way: lerobot's training keeps exit handlers of its own.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] == ["train"]:
+        sys.exit(code)
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the pipe's reader went away, or the stream is closed
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
@@ -24,6 +26,21 @@ def test_pack_inspect_verify(tmp_path, capsys):
     assert "observation.images.front: av1 yuv420p" in text and "observation.images.gripper: image" in text
     assert main(["verify", str(out)]) == 0
     assert "verified: OK" in capsys.readouterr().out
+
+
+def test_the_program_exits_with_the_commands_status_whatever_the_teardown_does(tmp_path):
+    # A native library that aborts in the interpreter's teardown (as Arrow's thread pools can:
+    # apache/arrow#34314) must neither replace the command's exit status nor lose its output.
+    program = ("import atexit, os, sys; atexit.register(os.abort); "  # a teardown that aborts
+               "from lerobot_wds.packer.cli import run; run()")
+
+    def lerobot_wds(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", program, *args], capture_output=True, text=True)
+
+    ok = lerobot_wds("check", str(DATA / "lerobot_v3_av1"))
+    assert ok.returncode == 0 and "checked 6 episodes, 320 frames, 14 files: OK" in ok.stdout
+    failed = lerobot_wds("verify", str(tmp_path / "nothing"))
+    assert failed.returncode == 1 and "manifest.json not found" in failed.stderr
 
 
 def test_verify_finds_a_damaged_shard(tmp_path, capsys):

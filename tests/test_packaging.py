@@ -35,7 +35,7 @@ def test_wheel_holds_only_the_package(wheel):
     assert "lerobot_wds/packer/cli.py" in names
     assert not [n for n in names if "synthetic" in n or "servers" in n or "testkit" in n or "/tests/" in n]
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "lerobot-wds = lerobot_wds.packer.cli:main" in entry
+    assert "lerobot-wds = lerobot_wds.packer.cli:run" in entry
 
 
 def test_installed_imports(wheel, tmp_path):
