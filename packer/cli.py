@@ -178,10 +178,10 @@ def run() -> None:
     """The ``lerobot-wds`` program: :func:`main`, then exit with its status, skipping the
     interpreter's teardown.
 
-    Arrow's native thread pools can abort that teardown after a command has finished, and the
-    process then exits with status -6 and "terminate called without an active exception" instead
-    of the command's status (apache/arrow#34314; seen once in this project's CI, after ``pack`` had
-    printed its error). By the time :func:`main` returns, everything a command wrote is closed and
+    Native threads can abort that teardown after a command has finished, and the process then
+    exits with status -6 and "terminate called without an active exception" instead of the
+    command's status: Arrow's thread pools are known to (apache/arrow#34314), and this project's CI
+    saw it once, after ``pack`` had printed its error. By the time :func:`main` returns, everything a command wrote is closed and
     in place, so the program flushes its output, disconnects from Ray if a pack started or joined
     it, and leaves. ``train`` exits the usual way: lerobot's training keeps exit handlers of its own.
     """
