@@ -4,13 +4,14 @@ One ``VideoDecoder`` per pool episode and camera, built from the clip bytes on f
 dropped when the episode leaves the pool. Held between draws, though decoders are the largest part
 of what a pool episode holds: a decoder opened for the frame the pool asks for next costs 3.6-5.0
 ms at 480x640 and 1.4-4.4 ms at 240x320 (``approximate`` and ``exact`` seek modes), against
-1.4-1.7 and 0.4-0.6 ms from the held one (``tools/bench_frame_costs.py``, two runs). The pool draws an episode's frames in file order (from
-a random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by frame, from the
-first missing frame to the last one asked for: the held decoder goes front to back, every frame
-decoded once, window frames shared. Only the frames the next sample's window can still use are
-kept (the backward and forward window reach), none for a camera without a window: a pool of many
-episodes costs their compressed bytes and decoders (2.5 MB each at 480x640 with one thread, 8
-frames in: ``tools/bench_frame_costs.py``), not their frames.
+1.4-1.7 and 0.4-0.6 ms from the held one (``tools/bench_frame_costs.py``, two runs). The pool
+draws an episode's frames in file order (from a random start, wrapping once: ``pool.py``), so a
+miss decodes forward, frame by frame, from the first missing frame to the last one asked for:
+the held decoder goes front to back, every frame decoded once, window frames shared. Only the
+frames the next sample's window can still use are kept (the backward and forward window reach),
+none for a camera without a window: a pool of many episodes costs their compressed bytes and
+decoders (2.5 MB each at 480x640 with one thread, 8 frames in: ``tools/bench_frame_costs.py``),
+not their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
 no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds);
