@@ -181,9 +181,10 @@ def run() -> None:
     Native threads can abort that teardown after a command has finished, and the process then
     exits with status -6 and "terminate called without an active exception" instead of the
     command's status: Arrow's thread pools are known to (apache/arrow#34314), and this project's CI
-    saw it once, after ``pack`` had printed its error. By the time :func:`main` returns, everything a command wrote is closed and
-    in place, so the program flushes its output, disconnects from Ray if a pack started or joined
-    it, and leaves. ``train`` exits the usual way: lerobot's training keeps exit handlers of its own.
+    saw it once, after ``pack`` had printed its error. By the time :func:`main` returns, everything
+    a command wrote is closed and in place, so the program flushes its output, disconnects from Ray
+    if a pack started or joined it, and leaves. ``train`` exits the usual way: lerobot's training
+    keeps exit handlers of its own.
     """
     argv = sys.argv[1:]
     code = main(argv)
