@@ -94,6 +94,17 @@ class ClipInfo:
     width: int
     height: int
 
+    def size_mismatch(self, size: tuple[int, int], dataset: tuple[int, int] | None) -> str | None:
+        """Why a clip that decodes at ``size`` (width, height) is not what this clip info and the
+        dataset (``dataset``: the manifest's ``videos`` entry, None when it has no size) say its
+        frames are; None when they all agree. The reader and ``verify`` both check it."""
+        said = (self.width, self.height)
+        dataset = dataset or said
+        if size == said == dataset:
+            return None
+        return (f"decodes at {size[0]}x{size[1]}, its metadata says {said[0]}x{said[1]}, "
+                f"the dataset {dataset[0]}x{dataset[1]}")
+
 
 @dataclass(frozen=True)
 class ShardEpisodeMeta:

@@ -53,8 +53,6 @@ def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool,
                 dataset: tuple[int, int] | None) -> list[str]:
     from torchcodec.decoders import VideoDecoder
 
-    from ..reader.video import size_mismatch
-
     try:
         dec = VideoDecoder(data, seek_mode="exact")
         n = len(dec)
@@ -64,7 +62,7 @@ def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool,
     problems = []
     if n != info.num_frames or n < info.lead_in + length:
         problems.append(f"{where}: {n} frames, meta says num_frames {info.num_frames}, needs lead_in+length {info.lead_in + length}")
-    wrong = size_mismatch((frames.shape[3], frames.shape[2]), info, dataset)
+    wrong = info.size_mismatch((frames.shape[3], frames.shape[2]), dataset)
     if wrong:
         problems.append(f"{where}: {wrong}")
     return problems

@@ -51,7 +51,6 @@ import cv2
 import numpy as np
 import torch
 
-from ..format import ClipInfo
 from .episodes import LoadedEpisode, EpisodeError
 
 
@@ -101,18 +100,6 @@ def planar(frame: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def size_mismatch(size: tuple[int, int], info: ClipInfo, dataset: tuple[int, int] | None) -> str | None:
-    """Why a clip that decodes at ``size`` (width, height) is not what its episode metadata
-    (``info``) and the dataset (``dataset``: the manifest's ``videos`` entry, None when it has no
-    size) say its frames are; None when they all agree. The reader and ``verify`` both check it."""
-    said = (info.width, info.height)
-    dataset = dataset or said
-    if size == said == dataset:
-        return None
-    return (f"decodes at {size[0]}x{size[1]}, its metadata says {said[0]}x{said[1]}, "
-            f"the dataset {dataset[0]}x{dataset[1]}")
-
-
 def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
     """uint8 frames → float32 in [0, 1], computed as LeRobot does (``(u8 / 255.0).to(float32)``)."""
     return (frames_u8 / 255.0).to(torch.float32)
@@ -154,7 +141,7 @@ class EpisodeVideo:
                                    num_ffmpeg_threads=1)
             except (RuntimeError, ValueError) as e:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
-            wrong = size_mismatch((dec.metadata.width, dec.metadata.height), info, self.sizes.get(camera))
+            wrong = info.size_mismatch((dec.metadata.width, dec.metadata.height), self.sizes.get(camera))
             if wrong:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} {wrong}; repack this episode")
             n = dec.metadata.num_frames
