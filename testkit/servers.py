@@ -3,9 +3,10 @@
 ``S3Server`` runs ``python -m moto.server`` as a subprocess on 127.0.0.1 (a free port), so clients
 talk real HTTP to a real S3 implementation. ``FaultProxy`` sits between a client and that server,
 relaying HTTP/1.1 requests one by one, and for a fraction of ``GET`` requests (deterministic by
-seed, at most ``max_faults`` in all) answers ``503 SlowDown`` or sends half the body and resets
-the connection (TCP RST); it can add a fixed latency to every request and counts the body bytes it
-relays (what a client really fetched). Every wait here is bounded in time.
+seed, at most ``max_faults`` in all, and at most ``max_in_a_row`` in a row for one ``Range`` of one
+path) answers ``503 SlowDown`` or sends half the body and resets the connection (TCP RST); it can
+add a fixed latency to every request and counts the body bytes it relays (what a client really
+fetched). Every wait here is bounded in time.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Faults:
     latency_s: float = 0.0  # added before every request (any method) is forwarded
     seed: int = 0
     max_faults: int = 200
+    max_in_a_row: int = 0  # faults one path's one Range may get in a row before one goes through; 0: no bound
     fail_path: str | None = None  # every GET whose path contains this gets 503 (unbounded)
 
 
@@ -103,6 +105,7 @@ class FaultProxy:
         self.faults = faults
         self._rng = random.Random(faults.seed)
         self._lock = threading.Lock()
+        self._in_a_row: dict[tuple[str, str], int] = {}  # (path, Range) -> faults in a row
         self.counts = {"requests": 0, "get": 0, "reset": 0, "slowdown": 0, "body_bytes": 0}
         proxy = self
 
@@ -124,7 +127,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
 
-    def _decide(self, method: str, path: str) -> str:
+    def _decide(self, method: str, path: str, range_header: str) -> str:
         with self._lock:
             self.counts["requests"] += 1
             if method != "GET":
@@ -134,20 +137,23 @@ class FaultProxy:
                 self.counts["slowdown"] += 1
                 return "slowdown"
             draw = self._rng.random()
+            key = (path, range_header)
+            in_a_row = self._in_a_row.pop(key, 0)
             if self.counts["reset"] + self.counts["slowdown"] >= self.faults.max_faults:
                 return "ok"
-            if draw < self.faults.reset:
-                self.counts["reset"] += 1
-                return "reset"
-            if draw < self.faults.reset + self.faults.slowdown:
-                self.counts["slowdown"] += 1
-                return "slowdown"
-            return "ok"
+            if self.faults.max_in_a_row and in_a_row >= self.faults.max_in_a_row:
+                return "ok"
+            decision = ("reset" if draw < self.faults.reset
+                        else "slowdown" if draw < self.faults.reset + self.faults.slowdown else "ok")
+            if decision != "ok":
+                self.counts[decision] += 1
+                self._in_a_row[key] = in_a_row + 1
+            return decision
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
-        decision = self._decide(h.command, h.path)
+        decision = self._decide(h.command, h.path, h.headers.get("Range", ""))
         if self.faults.latency_s:
             time.sleep(self.faults.latency_s)
         if decision == "slowdown":

@@ -77,7 +77,7 @@ def test_stream_from_s3_equals_local_and_lerobot(packed_both, local_run):
 def test_every_sample_once_through_faults(packed_both, local_run, fault_proxy, monkeypatch):
     url = packed_both[1]
     monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)  # leave retrying to reader/retry.py
-    proxy = fault_proxy(Faults(reset=0.2, slowdown=0.2, seed=7, max_faults=40))
+    proxy = fault_proxy(Faults(reset=0.2, slowdown=0.2, seed=7, max_faults=40, max_in_a_row=4))  # < 8 attempts
     store = Store(url, s3_options(proxy.endpoint_url), chunk_bytes=32_000,
                   retry=RetryPolicy(max_attempts=8, base_delay_s=0.001, max_delay_s=0.02))
     ds = LeRobotShardDataset(store, seed=1)
