@@ -47,6 +47,7 @@ from torch.utils.data import IterableDataset
 
 from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta
 from . import io_stats as S
+from .batch import BatchSlots
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
@@ -90,6 +91,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     counted) before the epoch is planned. A rank that skips while reading yields fewer than
     ``len(self)`` samples, so under DDP keep the default ``"raise"`` or let the training loop
     tolerate uneven ranks.
+    ``batch_size=N`` makes iteration yield batches of ``N`` samples (the last of each worker's
+    epoch may be shorter), each equal to ``default_collate`` of the same samples in the same
+    order: use ``DataLoader(ds, batch_size=None)``. Camera frames are then written once, straight
+    into the batch (in shared memory inside a worker), instead of into each sample and again into
+    the batch by the DataLoader's collate (reader/batch.py). ``len`` still counts samples; resume
+    state still counts samples, at batch boundaries.
     ``rename`` maps stored feature names to the names samples (and ``meta``) carry, e.g.
     ``{"observation.images.cam_high": "observation.images.top"}`` so datasets of different robots
     share keys in a mixture (``lerobot_wds.reader.mix``); ``delta_timestamps`` uses the new names.
@@ -114,6 +121,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         rename: Mapping[str, str] | None = None,
         return_uint8: bool = False,
         drop_n_last_frames: int = 0,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
@@ -122,6 +130,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             raise ValueError(f"drop_n_last_frames={drop_n_last_frames} must be >= 0")
         if episode_pool_size < 1:
             raise ValueError(f"episode_pool_size={episode_pool_size} must be >= 1")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1 (or None for single samples)")
         self.store = url if isinstance(url, Store) else Store(url, storage_options)
         # on_error="skip": an episode whose manifest entry is damaged is left out, logged and counted.
         bad: list[str] = []
@@ -177,6 +187,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self.world = World.detect(rank, world_size)
         self.video_decode_device = video_decode_device
         self.on_error = on_error
+        #: Samples per yielded batch; None: single samples.
+        self.batch_size = batch_size
         self._init_epochs()
         self.skipped = len(bad)
 
@@ -230,9 +242,27 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         """Start an iteration of the next epoch (see reader/epochs.py)."""
         world = World.detect(self.world.rank, self.world.world_size)
         epoch, skip, _ = self._begin(world)
-        return self._run(world, epoch, skip)
+        if self.batch_size is None:
+            return self._run(world, epoch, skip)
+        slots = self._batch_slots()
+        return slots.batches(self._run(world, epoch, skip, slots))
 
-    def _run(self, world: World, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
+    def _batch_slots(self) -> BatchSlots:
+        """The rows batches are built in: the frames of every camera whose size the dataset states,
+        when frames are decoded on the CPU and no ``image_transforms`` may change their shape
+        (otherwise those samples are built and collated as single samples are)."""
+        sizes = self.meta.manifest.video_sizes
+        direct = self.video_decode_device == "cpu" and self._builder.image_transforms is None
+        shapes = {}
+        for key in self._video_keys if direct else ():
+            if key in sizes:
+                width, height = sizes[key]
+                window = self._builder.deltas.get(key)
+                shapes[key] = ((len(window),) if window is not None else ()) + (3, height, width)
+        dtype = torch.uint8 if self.return_uint8 else torch.float32
+        return BatchSlots(self.batch_size, shapes, dtype, shared=in_worker(), rename=self._rename)
+
+    def _run(self, world: World, epoch: int, skip: int, slots: BatchSlots | None = None) -> Iterator[dict[str, Any]]:
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle, self.episode_pool_size)
         if not spans and self._epoch_frames:
             log.warning(
@@ -250,9 +280,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             if draw[2]:
                 exhausted.add(draw[0])
         todo = [p for p in range(len(spans)) if p not in exhausted]
-        yield from self._emit(spans, todo, order)
+        yield from self._emit(spans, todo, order, slots)
 
-    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]]) -> Iterator[dict]:
+    def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]],
+              slots: BatchSlots | None) -> Iterator[dict]:
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
@@ -263,7 +294,9 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         # In DataLoader workers: planar frames (collate then copies), one sample at a time (the
         # workers are the parallelism); in the training process: torchcodec's views (collate's
         # threads transpose them faster) and MAIN_DECODE_STREAMS samples decoded at once (video.py).
+        # Batches built here: torchcodec's views, deinterleaved straight into the batch (batch.py).
         worker = in_worker()
+        planar = worker and not (slots and slots.shapes)
         streams = 1 if worker or not self._video_keys or self.video_decode_device != "cpu" else MAIN_DECODE_STREAMS
         ahead = ThreadPoolExecutor(streams - 1, thread_name_prefix="lerobot-wds-decode") if streams > 1 else None
 
@@ -271,7 +304,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             if not self._video_keys:
                 return None
             if p not in videos:
-                videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=worker, sizes=sizes)
+                videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=planar, sizes=sizes)
             return videos[p]
 
         try:
@@ -287,7 +320,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                         self._count_skip(stats)
                         item = None
                     else:
-                        item = self._build(ep, video_of(p, ep), spans[p].start + f, timed)
+                        item = self._build(ep, video_of(p, ep), spans[p].start + f, timed, slots)
                     with stats.timer(S.DECODE_S) if pending else nullcontext():
                         for job in pending:
                             job.result()
@@ -313,12 +346,14 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             except (OSError, NameError, AttributeError):  # at interpreter exit, modules may be gone
                 pass
 
-    def _build(self, ep: LoadedEpisode, video: EpisodeVideo | None, frame: int, timed: bool) -> dict[str, Any] | None:
-        """The sample at episode-local ``frame``; None when it fails and ``on_error="skip"``."""
+    def _build(self, ep: LoadedEpisode, video: EpisodeVideo | None, frame: int, timed: bool,
+               slots: BatchSlots | None) -> dict[str, Any] | None:
+        """The sample at episode-local ``frame`` (its frames in the batch's next rows with ``slots``);
+        None when it fails and ``on_error="skip"``."""
         stats = self.store.stats
         try:
             with stats.timer(S.DECODE_S) if timed else nullcontext():
-                return self._builder.build(ep, video, frame)
+                return self._builder.build(ep, video, frame, slots.out() if slots else None)
         except EpisodeError as e:
             if self.on_error == "raise":
                 raise

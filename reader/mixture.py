@@ -92,6 +92,10 @@ class MixedDataset(Resumable, IterableDataset):
         if len({id(d) for d in self.datasets}) != len(self.datasets):
             raise ValueError("mix: the same dataset object twice; each source iterates on its own, "
                              "so construct it twice (e.g. with another seed or episodes=)")
+        batched = [i for i, d in enumerate(self.datasets) if getattr(d, "batch_size", None) is not None]
+        if batched:
+            raise ValueError(f"mix: datasets {batched} yield batches (batch_size); a mixture draws single samples: "
+                             "build them without batch_size and batch with the DataLoader")
         worlds = {(d.world.rank, d.world.world_size) for d in self.datasets}
         if len(worlds) != 1:
             raise ValueError(f"mix: datasets disagree on (rank, world_size): {sorted(worlds)}; build them with the same ranks")

@@ -41,8 +41,10 @@ class SampleBuilder:
         self.image_transforms = image_transforms
         self.return_uint8 = return_uint8
 
-    def build(self, episode: LoadedEpisode, video: EpisodeVideo | None, frame: int) -> dict[str, Any]:
-        """The sample at episode-local ``frame`` (0 ≤ frame < episode.length)."""
+    def build(self, episode: LoadedEpisode, video: EpisodeVideo | None, frame: int,
+              out: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """The sample at episode-local ``frame`` (0 ≤ frame < episode.length); ``out``: per camera, the
+        memory its frames are written into (the sample then holds it; see reader/batch.py)."""
         steps, tasks = self._prepared(episode)
         item: dict[str, Any] = {}
         for key, kind, a, b, c, pad_key in steps:
@@ -59,8 +61,12 @@ class SampleBuilder:
             elif kind == _VIDEO or kind == _VIDEO_WINDOW:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-                frames_of = video.frames if self.return_uint8 else video.frames_float
-                got = frames_of(key, _camera_frames(kind, a, b, frame), frame)
+                idx = _camera_frames(kind, a, b, frame)
+                if out is not None and key in out:
+                    rows = out[key].unsqueeze(0) if kind == _VIDEO else out[key]
+                    got = video.frames_into(key, idx, frame, rows)
+                else:
+                    got = (video.frames if self.return_uint8 else video.frames_float)(key, idx, frame)
                 item[key] = got[0] if kind == _VIDEO else got
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]

@@ -45,6 +45,8 @@ class LeRobotTransitions(IterableDataset):
         from .dataset import LeRobotShardDataset
 
         super().__init__()
+        if dataset_kwargs.get("batch_size") is not None:
+            raise ValueError("LeRobotTransitions yields single transitions; batch them with the DataLoader (no batch_size)")
         store = url if isinstance(url, Store) else Store(url, storage_options)
         manifest = store.read_manifest([] if dataset_kwargs.get("on_error") == "skip" else None)
         meta = DatasetMeta(manifest, rename=dataset_kwargs.get("rename"), where=store.url)

@@ -88,16 +88,28 @@ def planar(frame: torch.Tensor) -> torch.Tensor:
     are views of interleaved ``(H, W, C)`` memory; see the module docstring for why)."""
     if frame.is_contiguous() or frame.device.type != "cpu":
         return frame.contiguous()
-    hwc = frame.permute(1, 2, 0).numpy()
-    if not hwc.flags.c_contiguous or hwc.shape[2] > 4:  # not torchcodec's layout: a plain copy
-        return frame.contiguous()
     out = torch.empty(frame.shape, dtype=frame.dtype)
+    write_frame(frame, out)
+    return out
+
+
+def write_frame(frame: torch.Tensor, out: torch.Tensor) -> None:
+    """Copy a uint8 ``(C, H, W)`` CPU frame into ``out`` (contiguous, uint8 or float32); an
+    interleaved frame is deinterleaved by ``cv2.split`` on the way, and float32 gets
+    :func:`to_float`'s values, bit for bit."""
+    src = frame.numpy()
+    if out.dtype == torch.float32:
+        np.divide(src, np.float32(255.0), out=out.numpy(), dtype=np.float32)
+        return
+    hwc = frame.permute(1, 2, 0).numpy()
+    if frame.is_contiguous() or not hwc.flags.c_contiguous or hwc.shape[2] > 4:  # not torchcodec's layout
+        np.copyto(out.numpy(), src)
+        return
     planes = list(out.numpy())
     written = cv2.split(hwc, planes)
     if not all(w is p or np.shares_memory(w, p) for w, p in zip(written, planes)):
         raise RuntimeError("cv2.split did not write into the planes it was given; report this with "
                            f"cv2 {cv2.__version__} and numpy {np.__version__}")
-    return out
 
 
 def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
@@ -169,10 +181,19 @@ class EpisodeVideo:
         got = self._gather(camera, idx, at)
         if got[0].device.type != "cpu":
             return to_float(torch.stack(got))
-        out = np.empty((len(got), *got[0].shape), dtype=np.float32)
-        for j, t in enumerate(got):
-            np.divide(t.numpy(), np.float32(255.0), out=out[j], dtype=np.float32)
-        return torch.from_numpy(out)
+        out = torch.empty((len(got), *got[0].shape), dtype=torch.float32)
+        for j, frame in enumerate(got):
+            write_frame(frame, out[j])
+        return out
+
+    def frames_into(self, camera: str, idx: np.ndarray, at: int | None, out: torch.Tensor) -> torch.Tensor:
+        """Write the frames at ``idx`` into ``out`` (contiguous ``(len(idx), C, H, W)`` memory;
+        uint8, or float32 for :func:`to_float`'s values) and return it: what :meth:`frames` or
+        :meth:`frames_float` return, in memory the caller gives (a batch's rows: ``batch.py``).
+        CPU decoding only."""
+        for j, frame in enumerate(self._gather(camera, idx, at)):
+            write_frame(frame, out[j])
+        return out
 
     def decode(self, camera: str, idx: np.ndarray) -> None:
         """Decode the frames at ``idx`` that are not decoded yet and keep them for the next

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,6 +69,15 @@ def assert_resumes(make_loader: Callable[[], Any], k: int) -> None:
     got = indices_of(first) + rest
     assert len(got) == len(full) and len(set(got)) == len(got), f"k={k}: {len(got)} items, {len(set(got))} distinct, want {len(full)}"
     assert got == full, f"k={k}: resumed order differs from the uninterrupted epoch"
+
+
+def corrupt_copy(src: str | Path, tmp_path: Path, shard: str = "shard-000001.tar") -> Path:
+    """A copy of the packed dataset ``src`` with ``shard`` truncated to half its bytes."""
+    dst = Path(tmp_path) / "corrupt"
+    shutil.copytree(src, dst)
+    p = dst / shard
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return dst
 
 
 def dav1d_threads(_batch: Any = None) -> int:

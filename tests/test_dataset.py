@@ -1,11 +1,9 @@
 """reader/dataset.py end to end: real packed shards, real DataLoaders, compared with lerobot's values."""
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from lerobot_wds.reader.dataset import distinct_runs
 from lerobot_wds.reader.pool import pool_order
 from lerobot_wds.reader.episodes import EpisodeError
 from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
-from reader_helpers import assert_sample_equal, dav1d_threads, expected, indices_of, pack_fixture
+from reader_helpers import assert_sample_equal, corrupt_copy, dav1d_threads, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
 
@@ -200,14 +198,6 @@ def test_image_transforms_apply_to_cameras(packed):
     item = next(iter(ds))
     assert (item["observation.images.front"] == -1).all() and (item["observation.images.gripper"] == -1).all()
     assert item["observation.state"].abs().sum() > 0
-
-
-def corrupt_copy(src, tmp_path, shard="shard-000001.tar"):
-    dst = Path(tmp_path) / "corrupt"
-    shutil.copytree(src, dst)
-    p = dst / shard
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # truncated
-    return dst
 
 
 def test_truncated_shard_names_shard_and_episode(packed, tmp_path):

@@ -1,0 +1,107 @@
+"""reader/batch.py through the dataset: ``batch_size=N`` batches against the DataLoader's own
+batches of the same samples, on the real packed fixtures, in the training process and in workers."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from lerobot_wds.reader import LeRobotShardDataset, LeRobotTransitions, mix
+from reader_helpers import assert_resumes, corrupt_copy, expected, indices_of
+
+
+def assert_batches_equal(want: list[dict], got: list[dict]) -> None:
+    """Same batches, same keys in the same order, same dtypes, shapes and bits."""
+    assert [len(b["index"]) for b in got] == [len(b["index"]) for b in want]
+    for n, (w, g) in enumerate(zip(want, got)):
+        assert list(g) == list(w), f"batch {n}: keys {list(g)} != {list(w)}"
+        for key, value in w.items():
+            if isinstance(value, torch.Tensor):
+                assert g[key].dtype == value.dtype and g[key].shape == value.shape, f"batch {n}, {key}"
+                assert torch.equal(g[key], value), f"batch {n}, {key}: values differ"
+            else:
+                assert g[key] == value, f"batch {n}, {key}"
+
+
+@pytest.mark.parametrize("name", ["lerobot_v3_av1", "lerobot_v3_images"])
+@pytest.mark.parametrize("kind", ["plain", "windows"])
+@pytest.mark.parametrize("uint8", [True, False])
+def test_batches_equal_the_dataloaders_batches_of_the_same_samples(packed, name, kind, uint8):
+    js, _ = expected(name, kind)
+    args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=uint8, seed=4)
+    want = list(DataLoader(LeRobotShardDataset(packed(name), **args), batch_size=7))
+    got = list(LeRobotShardDataset(packed(name), batch_size=7, **args))
+    assert len(got[-1]["index"]) < 7  # the last batch of the epoch is short, as the DataLoader's
+    assert_batches_equal(want, got)
+
+
+@pytest.mark.parametrize("kind", ["plain", "windows"])
+def test_batches_from_workers_come_in_shared_memory(packed, kind):
+    js, _ = expected("lerobot_v3_av1", kind)
+    args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=True, seed=2)
+    path = packed("lerobot_v3_av1")
+    want = list(DataLoader(LeRobotShardDataset(path, **args), batch_size=16, num_workers=2))
+    got = list(DataLoader(LeRobotShardDataset(path, batch_size=16, **args), batch_size=None, num_workers=2))
+    assert_batches_equal(want, got)
+    assert sorted(indices_of(got)) == list(range(320))
+    assert all(b["observation.images.top"].is_shared() for b in got)
+
+
+def test_the_training_process_reuses_a_batchs_memory_once_nothing_holds_it(packed):
+    path, top = packed("lerobot_v3_av1"), "observation.images.top"
+    want = [b[top] for b in DataLoader(LeRobotShardDataset(path, return_uint8=True, seed=3), batch_size=8)]
+    kept, memory = [], []
+    for n, batch in enumerate(LeRobotShardDataset(path, return_uint8=True, seed=3, batch_size=8)):
+        frames = batch[top]
+        assert torch.equal(frames, want[n]), f"batch {n}"
+        memory.append(frames.untyped_storage().data_ptr())
+        if n % 3 == 0:
+            kept.append((n, frames[1].numpy()))  # a numpy view of one row, kept: that batch is never reused
+        del batch, frames
+    assert len(set(memory)) < len(memory) / 2  # the others are
+    for n, row in kept:
+        assert np.array_equal(row, want[n][1].numpy()), f"batch {n} was overwritten while a view of it was held"
+
+
+def test_image_transforms_and_renames_apply_to_batches(packed):
+    def flip(frames: torch.Tensor) -> torch.Tensor:
+        return frames.flip(-1)[..., :40]  # changes the shape: the frames cannot be written in place
+
+    path = packed("lerobot_v3_av1")
+    args = dict(image_transforms=flip, rename={"observation.images.top": "observation.images.front"}, seed=1)
+    want = list(DataLoader(LeRobotShardDataset(path, **args), batch_size=32))
+    got = list(LeRobotShardDataset(path, batch_size=32, **args))
+    assert got[0]["observation.images.front"].shape[-1] == 40
+    assert_batches_equal(want, got)
+
+
+def test_skipped_samples_leave_no_gap(packed, tmp_path):
+    path = corrupt_copy(packed("lerobot_v3_av1"), tmp_path)
+    want = list(DataLoader(LeRobotShardDataset(path, shuffle=False, on_error="skip"), batch_size=32))
+    ds = LeRobotShardDataset(path, shuffle=False, on_error="skip", batch_size=32)
+    got = list(ds)
+    assert 0 < ds.skipped < 320
+    assert_batches_equal(want, got)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_between_batches_is_exact(packed, num_workers):
+    path = packed("lerobot_v3_av1")
+
+    def make():
+        ds = LeRobotShardDataset(path, seed=9, return_uint8=True, batch_size=10)
+        return ds if num_workers == 0 else StatefulDataLoader(ds, batch_size=None, num_workers=num_workers)
+
+    for k in (1, 5):
+        assert_resumes(make, k)
+
+
+def test_mixtures_and_transitions_take_single_samples(packed):
+    path = packed("lerobot_v3_av1")
+    with pytest.raises(ValueError, match=r"mix: datasets \[1\] yield batches"):
+        mix([LeRobotShardDataset(path), LeRobotShardDataset(path, batch_size=8)], [1, 1])
+    with pytest.raises(ValueError, match="yields single transitions"):
+        LeRobotTransitions(path, batch_size=8)
+    with pytest.raises(ValueError, match="batch_size=0 must be >= 1"):
+        LeRobotShardDataset(path, batch_size=0)
