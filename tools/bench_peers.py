@@ -9,7 +9,8 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    episodes, ~13k frames, ``observation.images.top`` 480x640 + ``observation.images.wrist``
    240x320, AV1 lerobot defaults), packed (``lerobot-wds pack``) and converted for lance
    (``lerobot-lance-convert``); all cached under ``--data`` so re-runs skip them;
-2. for each reader x workers (0, 2) x windows (off/on), a fresh process: DataLoader batch 32,
+2. for each reader x workers (0, 2) x windows (off/on), a fresh process: DataLoader batch 32 (for
+   ``ours-batched``: the dataset's ``batch_size=32``, DataLoader ``batch_size=None``),
    ``return_uint8=True``, spawn workers, prefetch 4, persistent workers; the first batch's time
    from ``iter()``; then ``--warmup`` s, then samples/s over ``--seconds`` (epochs restart as
    needed); peak RSS of the process tree (``bench_refs.rss_bytes``); distinct episodes per batch;
@@ -50,7 +51,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 TOP, WRIST = "observation.images.top", "observation.images.wrist"
-READERS = ("lerobot", "streaming", "lance", "ours")
+BATCH = 32
+READERS = ("lerobot", "streaming", "lance", "ours", "ours-batched")
+OURS = ("ours", "ours-batched")  # per sample (DataLoader batch_size=32), and batch_size=32 in the dataset
 POOL_READER = "ours-pool"  # "ours-pool24": ours at episode_pool_size=24 (--pool)
 
 
@@ -74,7 +77,7 @@ def prepare(data: Path) -> dict[str, str]:
         subprocess.run([str(bindir / "lerobot-wds"), "pack", root, str(packed), "--no-progress"], check=True)
     if not (lance / "frames.lance").exists():
         subprocess.run([str(bindir / "lerobot-lance-convert"), "--root", root, "--out", str(lance)], check=True)
-    return {"lerobot": root, "streaming": root, "lance": str(lance), "ours": str(packed)}
+    return {"lerobot": root, "streaming": root, "lance": str(lance), "ours": str(packed), "ours-batched": str(packed)}
 
 
 def make_dataset(reader: str, path: str, win: bool, storage: dict | None):
@@ -96,7 +99,8 @@ def make_dataset(reader: str, path: str, win: bool, storage: dict | None):
 
     url = Store(path, storage) if storage else path
     pool = {"episode_pool_size": int(reader.removeprefix(POOL_READER))} if reader.startswith(POOL_READER) else {}
-    return LeRobotShardDataset(url, delta_timestamps=deltas, return_uint8=True, seed=0, **pool)
+    batched = {"batch_size": BATCH} if reader == "ours-batched" else {}
+    return LeRobotShardDataset(url, delta_timestamps=deltas, return_uint8=True, seed=0, **pool, **batched)
 
 
 def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: float, storage: dict | None) -> dict:
@@ -110,7 +114,8 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
     with PeakRSS() as rss:
         ds = make_dataset(reader, path, win, storage)
         mapstyle = not isinstance(ds, torch.utils.data.IterableDataset)
-        loader = DataLoader(ds, batch_size=32, shuffle=mapstyle, num_workers=nw, **loader_options(nw))
+        batch = None if reader == "ours-batched" else BATCH  # ours-batched: the dataset batches
+        loader = DataLoader(ds, batch_size=batch, shuffle=mapstyle, num_workers=nw, **loader_options(nw))
         t0 = time.perf_counter()
         first = None
         n, eps, phase, t_start, t_end, epoch = 0, [], [], None, None, 0
@@ -132,7 +137,7 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
                         break
             epoch += 1
         del loader
-    distinct, overlap = measure([b for b in eps if len(b) == 32])
+    distinct, overlap = measure([b for b in eps if len(b) == BATCH])
     spread = statistics.stdev(phase) if len(phase) > 1 else 0.0
     return {"reader": reader, "workers": nw, "win": win, "samples_s": n / (t_end - t_start), "first_s": first,
             "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": overlap,
@@ -241,16 +246,15 @@ def run_child(args: list[str]) -> dict:
 
 def table(rows: list[dict], limit: dict) -> str:
     by = {(r["reader"], r["workers"], r["win"], r.get("remote", False)): r for r in rows}
-    hdr = "| | " + " | ".join(READERS) + " | ours ÷ map | ours ÷ lance | ours ÷ decode limit |\n|---|" + "---|" * (len(READERS) + 3)
-    lines = [hdr]
+    hdr = ("| | " + " | ".join(READERS) + " | ÷ map | ÷ lance | ÷ decode limit |\n|---|" + "---|" * (len(READERS) + 3))
+    lines = ["ratios: ours / ours-batched\n", hdr]
     for win in (False, True):
         for nw in (0, 2):
-            vals = [by.get((r, nw, win, False), {}).get("samples_s") for r in READERS]
-            o, m, la = vals[3], vals[0], vals[2]
-            ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"
+            vals = {r: by.get((r, nw, win, False), {}).get("samples_s") for r in READERS}
+            ratio = lambda b: " / ".join(f"{vals[o] / b:.2f}" if vals.get(o) and b else "-" for o in OURS)
             lines.append(f"| {'win' if win else 'no win'}, {nw} workers | "
-                         + " | ".join(f"{v:.0f}" if v else "-" for v in vals)
-                         + f" | {ratio(o, m)} | {ratio(o, la)} | {ratio(o, limit_for(limit, nw))} |")
+                         + " | ".join(f"{v:.0f}" if v else "-" for v in vals.values())
+                         + f" | {ratio(vals['lerobot'])} | {ratio(vals['lance'])} | {ratio(limit_for(limit, nw))} |")
     lines.append("\nfirst batch s / peak RSS GB / distinct episodes per batch / consecutive-batch overlap / "
                  "batch-mean frame_index spread:\n")
     lines.append("| | " + " | ".join(READERS) + " |\n|---|" + "---|" * len(READERS))
@@ -315,7 +319,7 @@ def plot(rows: list[dict], limit: dict, out: Path) -> None:
 
 
 def remote_rows(data: Path, paths: dict, a) -> list[dict]:
-    """ours (and lance, if it reads from S3) from a moto S3 server through a latency proxy."""
+    """ours, ours-batched and lance from a moto S3 server through a latency proxy, with windows."""
     from testkit.servers import KEY, REGION, SECRET, FaultProxy, Faults, S3Server, s3_options
 
     import s3fs
@@ -336,7 +340,8 @@ def remote_rows(data: Path, paths: dict, a) -> list[dict]:
             ours = s3_options(proxy.endpoint_url, client_retries=True)
             lance = {"aws_access_key_id": KEY, "aws_secret_access_key": SECRET, "aws_region": REGION,
                      "aws_endpoint": proxy.endpoint_url, "allow_http": "true"}
-            for reader, url, opts in (("ours", "s3://bench/packed", ours), ("lance", "s3://bench/lance", lance)):
+            sources = [(o, "s3://bench/packed", ours) for o in OURS] + [("lance", "s3://bench/lance", lance)]
+            for reader, url, opts in sources:
                 for nw in a.workers:
                     row = run_child([reader, url, str(nw), "1", str(a.seconds), str(a.warmup), json.dumps(opts)])
                     row.update(reader=reader, workers=nw, win=True, remote=True)
@@ -359,7 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("--readers", default=",".join(READERS))
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--pool", type=int, help="also ours at this episode_pool_size (rows 'ours-pool<N>')")
-    ap.add_argument("--remote", action="store_true", help="also ours and lance from S3 on loopback")
+    ap.add_argument("--remote", action="store_true", help="also ours, ours-batched and lance from S3 on loopback")
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--moto-python", default=sys.executable, help="a Python with moto[server] for the S3 server")
     ap.add_argument("--plot", type=Path, default=REPO / "docs" / "bench_peers.png")
