@@ -14,11 +14,13 @@ decoders (2.5 MB each at 480x640 with one thread, 8 frames in: ``tools/bench_fra
 not their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
-no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds);
+no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds), or are
+written into memory the caller gives (:meth:`EpisodeVideo.frames_into`: a batch's rows, batch.py);
 :func:`to_float` makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit
 for bit.
 
-``planar=True`` (what the dataset sets in DataLoader workers) deinterleaves each frame once, at
+``planar=True`` (what the dataset sets in DataLoader workers for single samples; its batches
+get each frame deinterleaved straight into its row instead) deinterleaves each frame once, at
 decode, into contiguous storage: torchcodec hands out ``(C, H, W)`` views of interleaved
 ``(H, W, C)`` pixels, so left as they are every later copy is a transpose: collate into the
 batch, and a window's stack for every sample that holds the frame. ``cv2.split`` deinterleaves a
