@@ -31,7 +31,7 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Ten
     ``default_collate`` does in a worker: ``share_memory_()`` would allocate it twice and copy)."""
     if not shared:
         return torch.empty(shape, dtype=dtype)
-    nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+    nbytes = math.prod(shape) * dtype.itemsize
     return torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, shape)
 
 
@@ -77,7 +77,7 @@ class BatchSlots:
     def _reusable(self) -> dict[str, torch.Tensor] | None:
         """Buffers of an earlier batch that nothing outside this object uses any more."""
         for n, buffers in enumerate(self._handed_out):
-            if all(_users(b) == _users(torch.empty(0)) for b in buffers.values()):
+            if all(_users(b) == _ALONE for b in buffers.values()):
                 return self._handed_out.pop(n)
         return None
 
@@ -98,3 +98,5 @@ def _storage_users(t: torch.Tensor) -> int:
 #: Users of a tensor's storage (tensors, views, and so numpy arrays of them); None where this torch
 #: does not say, and then no buffer is ever reused.
 _users = _storage_users if hasattr(torch._C, "_storage_Use_Count") else None
+#: What :data:`_users` says of a tensor that nothing else uses.
+_ALONE = _users(torch.empty(0)) if _users is not None else None
