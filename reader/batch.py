@@ -8,13 +8,13 @@ so the DataLoader sends them without another copy) and each frame is deinterleav
 decoder's output straight into its row; the other keys, small, go through ``default_collate``.
 The batch equals ``default_collate`` of the same samples, key for key and bit for bit.
 
-In the training process (``num_workers=0``) the camera tensors of a batch are reused for a later
-batch once nothing else holds them (no tensor, view or numpy array of them is left: torch's count
-of their storage's users says so), because writing frames into freshly mapped memory is mostly
-page faults: cv2.split into a fresh 480x640 row took 0.45 ms, several times the copy itself
-(``cProfile`` of ``tools/bench_peers.py``'s child, windows). A loop that holds one batch while the
-next is built keeps two sets of them. Never in DataLoader workers: there the batch's memory is
-shared with the training process, which this process cannot see using it.
+The camera tensors' memory is reused for later batches once nothing holds it, because writing
+frames into freshly mapped memory is mostly page faults: cv2.split into a fresh 480x640 row took
+0.45 ms, several times the copy itself (``cProfile`` of ``tools/bench_peers.py``'s child,
+windows). In the training process (``num_workers=0``) torch's count of a storage's users says when
+nothing else holds it (no tensor, view or numpy array of it is left); a loop that holds one batch
+while the next is built keeps two sets. In a DataLoader worker the training process says so
+itself (``shm_ring.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from torch.utils.data import default_collate
+
+from . import io_stats as S
+from .shm_ring import WorkerRing
 
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
@@ -39,18 +42,21 @@ class BatchSlots:
     """Rows of the batch being filled, and the grouping of built samples into batches.
 
     ``shapes``: per camera key (the builder's names), the shape of one sample's frames;
-    ``rename``: stored names → the names samples carry. The dataset asks :meth:`out` for the row
+    ``rename``: stored names → the names samples carry; ``ring``: in a DataLoader worker, its
+    shared-memory sets (``shm_ring.py``), None in the training process; ``stats``: where
+    :data:`~.io_stats.BATCHES_IN_NEW_MEMORY` is counted. The dataset asks :meth:`out` for the row
     the sample it builds next writes its frames into, then hands the built sample to the
     generator :meth:`batches` (a sample that fails and is skipped is never handed over: its row
     goes to the next one).
     """
 
-    def __init__(self, size: int, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, shared: bool,
-                 rename: Mapping[str, str]) -> None:
+    def __init__(self, size: int, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype,
+                 ring: WorkerRing | None, rename: Mapping[str, str], stats: S.Stats) -> None:
         self.size = size
+        self.stats = stats
         self.shapes = dict(shapes)
         self.dtype = dtype
-        self.shared = shared
+        self.ring = ring
         self.names = {rename.get(k, k): k for k in self.shapes}  # sample key -> buffer key
         self._buffers: dict[str, torch.Tensor] = {}
         self._items: list[dict[str, Any]] = []
@@ -58,9 +64,12 @@ class BatchSlots:
 
     def out(self) -> dict[str, torch.Tensor]:
         """Per camera, the row of the current batch the next sample's frames go into."""
-        if not self._buffers:
-            self._buffers = self._reusable() or {
-                k: empty((self.size, *s), self.dtype, self.shared) for k, s in self.shapes.items()}
+        if not self._buffers and self.shapes:
+            self._buffers = self._reusable() or {}
+            if not self._buffers:
+                self._buffers = {k: empty((self.size, *s), self.dtype, self.ring is not None)
+                                 for k, s in self.shapes.items()}
+                self.stats.add(S.BATCHES_IN_NEW_MEMORY)
         row = len(self._items)
         return {k: b[row] for k, b in self._buffers.items()}
 
@@ -76,6 +85,8 @@ class BatchSlots:
 
     def _reusable(self) -> dict[str, torch.Tensor] | None:
         """Buffers of an earlier batch that nothing outside this object uses any more."""
+        if self.ring is not None:
+            return self.ring.take()
         for n, buffers in enumerate(self._handed_out):
             if all(_users(b) == _ALONE for b in buffers.values()):
                 return self._handed_out.pop(n)
@@ -84,11 +95,14 @@ class BatchSlots:
     def _assemble(self) -> dict[str, Any]:
         items, buffers = self._items, self._buffers
         self._items, self._buffers = [], {}
-        if not self.shared and buffers and _users is not None:
+        if self.ring is None and buffers and _users is not None:
             self._handed_out = [*self._handed_out[-1:], buffers]
         n = len(items)
         rest = default_collate([{k: v for k, v in s.items() if k not in self.names} for s in items])
-        return {k: (buffers[self.names[k]][:n] if k in self.names else rest[k]) for k in items[0]}
+        batch = {k: (buffers[self.names[k]][:n] if k in self.names else rest[k]) for k in items[0]}
+        if self.ring is None or not buffers:
+            return batch
+        return self.ring.hand_out(batch, [k for k in batch if k in self.names], buffers)
 
 
 def _storage_users(t: torch.Tensor) -> int:

@@ -55,6 +55,7 @@ from .epochs import Resumable
 from .pool import pool_order, stable_seed
 from .sample import SampleBuilder
 from .shared import in_worker
+from .shm_ring import WorkerRing
 from .storage import Store
 from .video import MAIN_DECODE_STREAMS, EpisodeVideo, import_decoders_before_fork
 from .window import delta_indices
@@ -189,6 +190,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self.on_error = on_error
         #: Samples per yielded batch; None: single samples.
         self.batch_size = batch_size
+        self._ring: WorkerRing | None = None
         self._init_epochs()
         self.skipped = len(bad)
 
@@ -260,7 +262,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 window = self._builder.deltas.get(key)
                 shapes[key] = ((len(window),) if window is not None else ()) + (3, height, width)
         dtype = torch.uint8 if self.return_uint8 else torch.float32
-        return BatchSlots(self.batch_size, shapes, dtype, shared=in_worker(), rename=self._rename)
+        if in_worker() and self._ring is None:
+            self._ring = WorkerRing()  # this worker's, kept across epochs (persistent workers)
+        return BatchSlots(self.batch_size, shapes, dtype, self._ring if in_worker() else None, self._rename,
+                          self.store.stats)
 
     def _run(self, world: World, epoch: int, skip: int, slots: BatchSlots | None = None) -> Iterator[dict[str, Any]]:
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle, self.episode_pool_size)

@@ -54,6 +54,9 @@ SKIPPED = "skipped"
 #: Episodes held in the shuffle pool (observed per sample), and prefetched bytes in memory.
 POOL_EPISODES = "pool_episodes"
 PREFETCH_BYTES = "prefetch_bytes"
+#: Batches (``batch_size=N``) whose camera tensors went into newly allocated memory; the others
+#: reused the memory of an earlier batch that nothing held any more (reader/batch.py).
+BATCHES_IN_NEW_MEMORY = "batches_in_new_memory"
 
 
 class Stats:

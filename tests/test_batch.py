@@ -1,6 +1,8 @@
 """reader/batch.py through the dataset: ``batch_size=N`` batches against the DataLoader's own
 batches of the same samples, on the real packed fixtures, in the training process and in workers."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -62,6 +64,36 @@ def test_the_training_process_reuses_a_batchs_memory_once_nothing_holds_it(packe
     assert len(set(memory)) < len(memory) / 2  # the others are
     for n, row in kept:
         assert np.array_equal(row, want[n][1].numpy()), f"batch {n} was overwritten while a view of it was held"
+
+
+@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
+def test_workers_reuse_a_batchs_memory_once_the_training_process_lets_go_of_it(packed, strategy):
+    js, _ = expected("lerobot_v3_av1", "windows")
+    path, top = packed("lerobot_v3_av1"), "observation.images.top"
+    args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=True, seed=3)
+    want = [b[top] for b in DataLoader(LeRobotShardDataset(path, **args), batch_size=8, num_workers=2)]
+    ds = LeRobotShardDataset(path, batch_size=8, **args)
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy(strategy)
+    kept = []
+    try:
+        for n, batch in enumerate(DataLoader(ds, batch_size=None, num_workers=2)):
+            frames = batch[top]
+            assert torch.equal(frames, want[n]), f"batch {n}"
+            if n % 8 == 0:
+                kept.append((n, frames[1].numpy()))  # a numpy view of one row: that batch is never reused
+            elif n % 8 == 3:
+                kept.append((n, batch))  # the batch itself
+            del batch, frames
+            time.sleep(0.02)  # a training step, during which the released batches are reported
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
+    new = ds.io_stats()["batches_in_new_memory"]
+    for n, held in kept:
+        got = held[top] if isinstance(held, dict) else held
+        want_n = want[n] if isinstance(held, dict) else want[n][1].numpy()
+        assert np.array_equal(got, want_n), f"batch {n} was overwritten while the training process held it"
+    assert len(want) == 40 and len(kept) <= new < 30  # the others reused released memory
 
 
 def test_image_transforms_and_renames_apply_to_batches(packed):
