@@ -20,21 +20,23 @@ import numpy as np
 CAMS = ("observation.images.top", "observation.images.wrist")
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, shmem_base: int = 0) -> int:
     """Resident bytes of the process tree under ``pid`` (Linux /proc/<pid>/status): every
-    process's private anonymous memory plus the root's file-backed and shared pages, so the
-    ~0.5 GB of libraries that forked DataLoader workers share with their parent count once.
-    Anonymous pages a worker shares copy-on-write with its parent count in both, so this is an
-    upper bound. (PSS from smaps_rollup would be exact but costs ~20 ms of CPU per read, enough to
-    skew the measurement it is part of.)"""
-    total, todo, root = 0, [pid], True
+    process's private anonymous memory plus the root's file-backed pages, so the ~0.5 GB of
+    libraries that forked DataLoader workers share with their parent count once; plus the machine's
+    shared memory (``Shmem`` of /proc/meminfo) above ``shmem_base``: the batches DataLoader
+    workers hand to the training process live there, mapped by processes that may never touch
+    them, so no process's RSS shows them. Anonymous pages a worker shares copy-on-write with its
+    parent count in both, so this is an upper bound. (PSS from smaps_rollup would be exact but
+    costs ~20 ms of CPU per read, enough to skew the measurement it is part of.)"""
+    total, todo, root = max(0, shmem_bytes() - shmem_base), [pid], True
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
                     field = line.split(":", 1)[0]
-                    if field == "RssAnon" or (root and field in ("RssFile", "RssShmem")):
+                    if field == "RssAnon" or (root and field == "RssFile"):
                         total += int(line.split()[1]) * 1024
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(c) for c in f.read().split()]
@@ -44,18 +46,25 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def shmem_bytes() -> int:
+    """Shared memory in use on this machine (tmpfs and shared anonymous pages), in bytes."""
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Shmem:"))
+
+
 class PeakRSS:
-    """Samples the RSS of this process tree every 20 ms; ``peak`` in bytes."""
+    """Samples the RSS of this process tree every 20 ms (shared memory counted from when it
+    starts: :func:`rss_bytes`); ``peak`` in bytes."""
 
     def __enter__(self) -> "PeakRSS":
-        self.peak, self._stop = 0, threading.Event()
+        self.peak, self._stop, self._shmem = 0, threading.Event(), shmem_bytes()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(os.getpid()))
+            self.peak = max(self.peak, rss_bytes(os.getpid(), self._shmem))
             time.sleep(0.02)
 
     def __exit__(self, *exc: object) -> None:
