@@ -344,11 +344,11 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                             item = {self._rename.get(k, k): v for k, v in item.items()}
                         yield item
         finally:
-            if ahead is not None:
-                ahead.shutdown(wait=True, cancel_futures=True)
             try:
+                if ahead is not None:
+                    ahead.shutdown(wait=True, cancel_futures=True)
                 stats.flush()
-            except (OSError, NameError, AttributeError):  # at interpreter exit, modules may be gone
+            except (OSError, NameError, AttributeError):  # a generator closed at interpreter exit: modules may be gone
                 pass
 
     def _build(self, ep: LoadedEpisode, video: EpisodeVideo | None, frame: int, timed: bool,
