@@ -8,7 +8,9 @@ the training process spent in ``default_collate`` (at 0 workers only: with worke
 in them). A machine whose cores are all busy has
 samples/s x CPU per sample = cores.
 
-    .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 2 [--windows]
+``--batched``: the dataset builds the batches (``batch_size=32``, DataLoader ``batch_size=None``).
+
+    .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 2 [--windows] [--batched]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("packed", help="a packed dataset (lerobot-wds pack output)")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--windows", action="store_true", help="a 16-step action window and the top camera at [-0.1, 0]")
+    ap.add_argument("--batched", action="store_true", help="batch_size=32 in the dataset")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup-batches", type=int, default=40)
     a = ap.parse_args(argv)
@@ -59,9 +62,14 @@ def main(argv=None) -> int:
         collate_s[0] += time.perf_counter() - t
         return out
 
-    ds = LeRobotShardDataset(a.packed, delta_timestamps=windows() if a.windows else None, return_uint8=True, seed=0)
-    collate = default_collate if a.workers else timed_collate  # in workers collate runs there
-    it = iter(DataLoader(ds, batch_size=32, num_workers=a.workers, collate_fn=collate, **loader_options(a.workers)))
+    ds = LeRobotShardDataset(a.packed, delta_timestamps=windows() if a.windows else None, return_uint8=True, seed=0,
+                             batch_size=32 if a.batched else None)
+    if a.batched:
+        loader = DataLoader(ds, batch_size=None, num_workers=a.workers, **loader_options(a.workers))
+    else:
+        collate = default_collate if a.workers else timed_collate  # in workers collate runs there
+        loader = DataLoader(ds, batch_size=32, num_workers=a.workers, collate_fn=collate, **loader_options(a.workers))
+    it = iter(loader)
     for _ in range(a.warmup_batches):
         next(it)
     me = os.getpid()
@@ -73,11 +81,12 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t
     used = {p: (cpu_seconds(p) - before[p]) / n * 1e3 for p in pids}
     del it
-    print(f"ours, {a.workers} workers, windows {a.windows}: {n / wall:.0f} samples/s over {wall:.1f} s")
+    print(f"ours{' batched' if a.batched else ''}, {a.workers} workers, windows {a.windows}: "
+          f"{n / wall:.0f} samples/s over {wall:.1f} s")
     print(f"  CPU per sample: training process {used[me]:.3f} ms"
           + "".join(f", worker {k} {used[p]:.3f} ms" for k, p in enumerate(pids[1:]))
           + f"; all {sum(used.values()):.3f} ms (x samples/s = {sum(used.values()) * n / wall / 1e3:.2f} cores busy)")
-    if not a.workers:
+    if not a.workers and not a.batched:
         print(f"  collate in the training process: {collate_s[0] / wall:.0%} of wall time")
     return 0
 
