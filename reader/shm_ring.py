@@ -14,10 +14,12 @@ Only the training process knows when a batch is no longer used, so it says so:
 - The worker (:class:`WorkerRing`) hands out each set of camera tensors with a slot number, a
   serial number never used before, and a small shared ``released`` table (one int64 per slot).
 - The batch is a :class:`RingBatch`, a dict whose pickling makes the training process run
-  :func:`arrived` when it unpickles the batch: that returns a plain ``dict`` and keeps a weak
-  reference to the batch's camera storages. At every arrival, each earlier batch whose storages
-  are all gone in this process (no tensor, view, numpy array or pinned-memory copy source of
-  them is left) has its serial written into its slot of its worker's ``released`` table.
+  :func:`arrived` when it unpickles the batch: that returns a plain ``dict`` and keeps weak
+  references to the batch's camera storages. A thread of the training process checks them every
+  :data:`POLL_S`: once a batch's storages are all gone in this process (no tensor, view or numpy
+  array of them is left; with ``pin_memory``, once the pinned copy is made), its serial is
+  written into its slot of its worker's ``released`` table, and the thread ends when no batch is
+  left to watch.
 - The worker writes into a set again only when the table holds that set's own serial. A set whose
   release never comes (the batch is kept, or never unpickled by :func:`arrived`) is simply not
   reused: the worker forgets it after :data:`SLOTS` newer ones and allocates fresh memory, as a
