@@ -126,12 +126,12 @@ def _watch() -> None:
     while True:
         time.sleep(POLL_S)
         with _LOCK:
-            if not report_released():
+            if not _report_released():
                 _WATCHER = None
                 return
 
 
-def report_released() -> int:
+def _report_released() -> int:
     """Write the serial of every watched batch that no longer has a storage alive in this process
     into its worker's ``released`` table; returns the number of batches still watched. Call with
     ``_LOCK`` held."""
