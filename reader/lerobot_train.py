@@ -16,22 +16,40 @@ script: the one that makes the datasets marks the run as streaming (an iterable 
 sampler: it shuffles itself) and, on ``--resume=true``, loads the data position; the one that saves
 checkpoints writes the data position next to lerobot's training state.
 
+Batches: while the training runs, ``torch.utils.data.DataLoader`` is a subclass that, given a
+packed dataset, a ``batch_size`` and the default collate (what lerobot asks for, unless the dataset
+has language columns), has the dataset build the batches itself (``batch_size`` of
+``LeRobotShardDataset``: each camera frame written once, into reused shared memory; reader/batch.py)
+and passes them through (``batch_size=None``). The batches are the same, key for key and bit for bit,
+and so is every worker's share of them, so the data position below holds for both. Every other
+DataLoader is torch's, unchanged.
+
+Several processes (``accelerate launch``, ``torchrun``): each reads its own share of every epoch
+(the dataset's rank and world size are accelerate's process index and count; the shares are
+equal, as ``DistributedSampler``'s), and accelerate only places its batches on the device: a third
+wrapper, around ``Accelerator.prepare_data_loader``, keeps accelerate from dispatching our
+datasets' batches from the main process, which has one process load for all and cannot put
+lerobot's ``task`` strings of several batches together (accelerate's ``concatenate`` raises
+``TypeError``).
+
 Data position: what the training loop consumed, per DataLoader worker, computed from the step
 count (as lerobot's own ``compute_sampler_state`` does for its sampler), not from the workers,
 which run ahead of the loop. A DataLoader takes batches from its workers in turn; a worker's slot
 of an epoch is known from the plan, so ``step`` batches fix how many samples each worker gave
-(:func:`advance`). The resumed run continues each worker where the loop stopped using it: the stop
-and the resumed run together cover the epoch exactly once.
+(:func:`advance`). Every process takes one batch a step from loaders of equal shares, so the
+position is the same in every process. The resumed run continues each worker where the loop
+stopped using it: the stop and the resumed run together cover the epoch exactly once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .dataset import LeRobotShardDataset
 from .epoch_plan import slot_range
@@ -66,28 +84,26 @@ def worker_sizes(dataset: LeRobotShardDataset, num_workers: int) -> list[int]:
                                    for i in range(w))]
 
 
-def advance(epoch: int, yielded: Sequence[int], steps: int, sizes: Sequence[int], batch_size: int,
-            processes: int = 1) -> tuple[int, list[int]]:
+def advance(epoch: int, yielded: Sequence[int], steps: int, sizes: Sequence[int], batch_size: int) -> tuple[int, list[int]]:
     """The data position after ``steps`` more training steps from (``epoch``, samples ``yielded``
-    per worker). Each step takes ``processes`` batches (accelerate's dispatcher; fewer at the end of
-    an epoch); a DataLoader takes batches from the workers that still have one, in turn from worker
-    0, and a worker's last batch of an epoch may be short."""
+    per worker). Each step takes one batch; a DataLoader takes batches from the workers that still
+    have one, in turn from worker 0, and a worker's last batch of an epoch may be short."""
     yielded = list(yielded)
     if len(yielded) != len(sizes):
         raise ValueError(f"data position has {len(yielded)} workers, the DataLoader {len(sizes)}")
-    full = math.ceil(sum(math.ceil(n / batch_size) for n in sizes) / processes)
+    full = sum(math.ceil(n / batch_size) for n in sizes)
     if full == 0:
         raise ValueError("the dataset yields no batches")
     while steps > 0:
         left = [math.ceil((n - y) / batch_size) for n, y in zip(sizes, yielded)]
-        in_pass = math.ceil(sum(left) / processes)
+        in_pass = sum(left)
         if steps >= in_pass:  # this epoch ends: go on with whole epochs
             steps -= in_pass
             epoch += 1 + steps // full
             steps %= full
             yielded = [0] * len(sizes)
             continue
-        batches, taken = steps * processes, [0] * len(sizes)
+        batches, taken = steps, [0] * len(sizes)
         while batches:
             for w in range(len(sizes)):
                 if batches and taken[w] < left[w]:
@@ -124,14 +140,15 @@ def _metadata(repo_id: str, root: Any = None, **_: Any) -> DatasetMeta:
 def _dataset(repo_id: str, root: Any = None, *, episodes: Sequence[int] | None = None,
              delta_timestamps: Mapping[str, Sequence[float]] | None = None, image_transforms: Any = None,
              tolerance_s: float = 1e-4, return_uint8: bool = True, **_: Any) -> TrainShardDataset:
-    """``LeRobotDataset(...)``/``StreamingLeRobotDataset(...)`` as lerobot's factory calls them.
-    Ranks: accelerate's dispatcher feeds every rank from the main process's loader, so the
-    dataset is one stream (``world_size=1``)."""
+    """``LeRobotDataset(...)``/``StreamingLeRobotDataset(...)`` as lerobot's factory calls them: this
+    process's share (see the module docstring)."""
     cfg = _Run.cfg
+    rank, processes = _process()
     ds = TrainShardDataset(
         _store(root), delta_timestamps=delta_timestamps, episodes=episodes, image_transforms=image_transforms,
         tolerance_s=tolerance_s, return_uint8=return_uint8, seed=cfg.seed if cfg.seed is not None else 0,
-        rank=0, world_size=1, drop_n_last_frames=getattr(cfg.trainable_config, "drop_n_last_frames", 0) or 0,
+        rank=rank, world_size=processes,
+        drop_n_last_frames=getattr(cfg.trainable_config, "drop_n_last_frames", 0) or 0,
     )
     ds.meta.repo_id = repo_id
     return ds
@@ -141,7 +158,7 @@ def _position_file(checkpoint_dir: Path) -> Path:
     return Path(checkpoint_dir) / "training_state" / POSITION_FILE
 
 
-def _load_position(cfg: Any, ds: TrainShardDataset, num_processes: int) -> None:
+def _load_position(cfg: Any, ds: TrainShardDataset) -> None:
     path = _position_file(cfg.checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -149,36 +166,76 @@ def _load_position(cfg: Any, ds: TrainShardDataset, num_processes: int) -> None:
             "resume it with the command that wrote it"
         )
     pos = json.loads(path.read_text())
-    now = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "num_processes": num_processes}
+    now = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "num_processes": ds.world.world_size}
     diff = {k: (pos.get(k), v) for k, v in now.items() if pos.get(k) != v}
     if diff:
         raise ValueError(f"{path}: the checkpoint was written with other settings (saved, now): {diff}; "
                          "resume with the saved ones to continue the data exactly")
     ds.load_state_dict({"version": pos["version"], "epoch": pos["epoch"], "yielded": pos["yielded"],
-                        "slot": [0, 1, None, max(cfg.num_workers, 1)], "config": pos["config"]})
+                        "slot": [ds.world.rank, ds.world.world_size, None, max(cfg.num_workers, 1)],
+                        "config": pos["config"]})
     ds.first_epoch = int(pos["epoch"])
     _Run.start = (int(pos["step"]), int(pos["epoch"]), list(pos["yielded"]))
 
 
-def _num_processes() -> int:
-    try:
-        from accelerate import PartialState
+def _process() -> tuple[int, int]:
+    """This process's index and the number of processes, as accelerate counts them."""
+    from accelerate import PartialState
 
-        return PartialState().num_processes
-    except ImportError:  # pragma: no cover - lerobot-train requires accelerate
-        return 1
+    state = PartialState()
+    return state.process_index, state.num_processes
 
 
 def position_at(step: int) -> dict[str, Any]:
     """The data position after ``step`` training steps of this run (what a checkpoint stores)."""
     ds, cfg = _Run.dataset, _Run.cfg
     start_step, epoch, yielded = _Run.start
-    processes = _num_processes()
-    epoch, yielded = advance(epoch, yielded, step - start_step, worker_sizes(ds, cfg.num_workers),
-                             cfg.batch_size, processes)
+    epoch, yielded = advance(epoch, yielded, step - start_step, worker_sizes(ds, cfg.num_workers), cfg.batch_size)
     return {"version": ds.state_dict()["version"], "step": step, "epoch": epoch, "yielded": yielded,
-            "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "num_processes": processes,
+            "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "num_processes": ds.world.world_size,
             "config": ds._config()}
+
+
+def _batching_loader(base: type) -> type:
+    """A subclass of the DataLoader class ``base`` whose loaders of a packed dataset with lerobot's
+    batch settings get their batches from the dataset (see the module docstring)."""
+
+    class DataLoader(base):  # type: ignore[misc, valid-type]
+        def __init__(self, dataset: Any, *args: Any, **kwargs: Any) -> None:
+            size = kwargs.get("batch_size")
+            if (isinstance(dataset, LeRobotShardDataset) and dataset.batch_size is None and not args
+                    and isinstance(size, int) and size > 0 and not kwargs.get("drop_last")
+                    and all(kwargs.get(k) is None for k in ("collate_fn", "sampler", "batch_sampler"))):
+                dataset.batch_size, kwargs["batch_size"] = size, None
+            super().__init__(dataset, *args, **kwargs)
+
+    DataLoader.__qualname__ = DataLoader.__name__ = base.__name__
+    DataLoader.__module__ = __name__
+    return DataLoader
+
+
+def _per_process(prepare: Callable[..., Any]) -> Callable[..., Any]:
+    """``Accelerator.prepare_data_loader`` that prepares loaders of our datasets for this process
+    alone: batches placed on the device, neither dispatched nor split (see the module docstring)."""
+
+    @functools.wraps(prepare)
+    def prepare_data_loader(self: Any, data_loader: Any, device_placement: bool | None = None,
+                            slice_fn_for_dispatch: Any = None) -> Any:
+        if (not isinstance(getattr(data_loader, "dataset", None), LeRobotShardDataset)
+                or getattr(data_loader, "_is_accelerate_prepared", False)):
+            return prepare(self, data_loader, device_placement, slice_fn_for_dispatch)
+        from accelerate.data_loader import prepare_data_loader as prepare_alone
+        from accelerate.utils import DistributedType
+
+        if device_placement is None:
+            device_placement = self.device_placement and self.distributed_type != DistributedType.XLA
+        loader = prepare_alone(data_loader, self.device, num_processes=1, process_index=0, put_on_device=device_placement,
+                               dispatch_batches=False, non_blocking=self.non_blocking)
+        self._dataloaders.append(loader)
+        return loader
+
+    prepare_data_loader._lerobot_wds = True  # type: ignore[attr-defined]
+    return prepare_data_loader
 
 
 def install() -> None:
@@ -198,7 +255,7 @@ def install() -> None:
         _Run.dataset = train
         _Run.start = (0, 0, [0] * max(cfg.num_workers, 1))
         if cfg.resume:
-            _load_position(cfg, train, _num_processes())
+            _load_position(cfg, train)
         return train, evaluation
 
     def save_checkpoint_and_position(checkpoint_dir: Path, step: int, *args: Any, **kwargs: Any) -> Any:
@@ -210,6 +267,14 @@ def install() -> None:
 
     script.make_train_eval_datasets = make_train_eval_datasets
     script.save_checkpoint = save_checkpoint_and_position
+    data = script.torch.utils.data
+    if not getattr(data.DataLoader, "_lerobot_wds", False):
+        data.DataLoader = _batching_loader(data.DataLoader)
+        data.DataLoader._lerobot_wds = True
+    from accelerate import Accelerator
+
+    if not getattr(Accelerator.prepare_data_loader, "_lerobot_wds", False):
+        Accelerator.prepare_data_loader = _per_process(Accelerator.prepare_data_loader)
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -39,12 +40,24 @@ def pack(src: Path, out: Path) -> Path:
     return out
 
 
-def train(args: list[str], spy: Path) -> list[dict]:
-    """Run the training (a subprocess) and return the batches its loop consumed, in order."""
+def train(args: list[str], spy: Path, processes: int = 1) -> list[dict]:
+    """Run the training (a subprocess; with ``processes`` > 1 under ``torchrun``, which accelerate
+    runs as several CPU processes with gloo) and return the batches its loop consumed, in order
+    (with several processes: per step, a list of each process's batch)."""
     env = {**os.environ, "SPY_OUT": str(spy), "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, str(SPY), *COMMON, *args], env=env, capture_output=True, text=True, cwd=REPO)
+    launch = [sys.executable]
+    if processes > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+                  f"--master_port={port}"]
+    run = subprocess.run([*launch, str(SPY), *COMMON, *args], env=env, capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-4000:]
-    return [json.loads(line) for line in spy.read_text().splitlines()]
+    if processes == 1:
+        return [json.loads(line) for line in spy.read_text().splitlines()]
+    per_rank = [[json.loads(line) for line in Path(f"{spy}.{r}").read_text().splitlines()] for r in range(processes)]
+    return [list(step) for step in zip(*per_rank, strict=True)]
 
 
 def frames(batches: list[dict]) -> list[int]:
@@ -59,6 +72,7 @@ def test_act_checkpoint_resume_is_exact_and_epochs_differ(tmp_path: Path) -> Non
     args = [*SMALL_ACT, f"--dataset.root={root}", "--dataset.episodes=[2]", "--num_workers=2", "--save_freq=3"]
     a = train([*args, "--steps=6", f"--output_dir={tmp_path / 'run'}"], tmp_path / "a.jsonl")
     assert len(a) == 6
+    assert all(x["built_by_dataset"] for x in a)  # the dataset builds lerobot's batches (reader/batch.py)
     ckpt = tmp_path / "run" / "checkpoints" / "000003"
     assert (ckpt / "pretrained_model" / "model.safetensors").is_file()
     position = json.loads((ckpt / "training_state" / "lerobot_wds_data_position.json").read_text())
@@ -68,11 +82,37 @@ def test_act_checkpoint_resume_is_exact_and_epochs_differ(tmp_path: Path) -> Non
     b = train(["--resume=true", f"--config_path={ckpt / 'pretrained_model' / 'train_config.json'}", "--steps=8",
                f"--output_dir={tmp_path / 'resumed'}"], tmp_path / "b.jsonl")
     assert len(b) == 5  # steps 4..8
+    assert all(x["built_by_dataset"] for x in b)
     # The stop and the resumed run cover epoch 0 exactly once; epoch 1 is the uninterrupted one.
     assert sorted(frames(a[:3]) + frames(b[:1])) == epoch
     assert frames(b[1:3]) == frames(a[4:6])
     assert sorted(frames(b[1:5])) == epoch
     assert frames(b[1:5]) != frames(a[:4])  # two epochs, two orders
+
+
+def test_two_processes_read_disjoint_shares_and_resume_exactly(tmp_path: Path) -> None:
+    """``torchrun`` with two processes (accelerate on the CPU, gloo): each reads its own half of the
+    epoch, nothing is dispatched from the main process (whose ``concatenate`` raises on lerobot's
+    task strings), and the data position holds for both."""
+    root = pack(FIXTURE, tmp_path / "packed")
+    epoch = list(range(125, 137))
+    # Episode 2's 12 frames: 6 per process, 3 per worker: an epoch is 2 steps of a batch of 3 per process.
+    args = [*SMALL_ACT, f"--dataset.root={root}", "--dataset.episodes=[2]", "--num_workers=2", "--save_freq=3"]
+    a = train([*args, "--steps=6", f"--output_dir={tmp_path / 'run'}"], tmp_path / "a.jsonl", processes=2)
+    assert len(a) == 6 and all(x["built_by_dataset"] for step in a for x in step)
+    for e in range(3):
+        shares = [frames([step[r] for step in a[2 * e: 2 * e + 2]]) for r in (0, 1)]
+        assert len(shares[0]) == len(shares[1]) == 6 and sorted(shares[0] + shares[1]) == epoch
+    ckpt = tmp_path / "run" / "checkpoints" / "000003"
+    position = json.loads((ckpt / "training_state" / "lerobot_wds_data_position.json").read_text())
+    assert (position["epoch"], position["yielded"], position["num_processes"]) == (1, [3, 0], 2)
+
+    b = train(["--resume=true", f"--config_path={ckpt / 'pretrained_model' / 'train_config.json'}", "--steps=8",
+               f"--output_dir={tmp_path / 'resumed'}"], tmp_path / "b.jsonl", processes=2)
+    assert len(b) == 5  # steps 4..8
+    assert b[:3] == a[3:6]  # the rest of epoch 1, then epoch 2, as the uninterrupted run had them
+    assert sorted(frames(a[2] + b[0])) == epoch  # the stop and the resumed run: epoch 1 exactly once
+    assert sorted(frames(b[3] + b[4])) == epoch
 
 
 def test_diffusion_never_sees_dropped_frames_and_splits_eval_by_episode(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Runs ``lerobot-wds train ARGS...`` in this process and writes, per training step, the ``index``,
-``episode_index`` and ``frame_index`` of the batch the loop consumed (one JSON line each) to the
-file named by ``SPY_OUT``. The loop itself is lerobot's; this only watches its batches."""
+``episode_index`` and ``frame_index`` of the batch the loop consumed, and whether the dataset built
+it (``built_by_dataset``), one JSON line each, to the file named by ``SPY_OUT`` (under ``torchrun`` with
+several processes: ``SPY_OUT.<rank>``, one file per process). The loop itself is
+lerobot's; this only watches its batches."""
 
 import json
 import os
@@ -14,9 +16,13 @@ cycle = script.cycle
 
 
 def watched(loader):
-    with open(os.environ["SPY_OUT"], "a") as out:
+    path = os.environ["SPY_OUT"]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        path += f".{os.environ['RANK']}"
+    with open(path, "a") as out:
         for batch in cycle(loader):
             row = {k: batch[k].tolist() for k in ("index", "episode_index", "frame_index")}
+            row["built_by_dataset"] = getattr(loader.dataset, "batch_size", None) is not None
             out.write(json.dumps(row) + "\n")
             out.flush()
             yield batch
