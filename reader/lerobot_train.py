@@ -26,11 +26,11 @@ DataLoader is torch's, unchanged.
 
 Several processes (``accelerate launch``, ``torchrun``): each reads its own share of every epoch
 (the dataset's rank and world size are accelerate's process index and count; the shares are
-equal, as ``DistributedSampler``'s), and accelerate only places its batches on the device: a third
-wrapper, around ``Accelerator.prepare_data_loader``, keeps accelerate from dispatching our
-datasets' batches from the main process, which has one process load for all and cannot put
-lerobot's ``task`` strings of several batches together (accelerate's ``concatenate`` raises
-``TypeError``).
+equal: fewer frames than processes are left out of an epoch), and accelerate only places its
+batches on the device: a wrapper around ``Accelerator.prepare_data_loader`` keeps accelerate from
+dispatching our datasets' batches from the main process, its default for an iterable dataset,
+which has one process load for all and cannot put lerobot's ``task`` strings of several batches
+together (accelerate's ``concatenate`` raises ``TypeError``).
 
 Data position: what the training loop consumed, per DataLoader worker, computed from the step
 count (as lerobot's own ``compute_sampler_state`` does for its sampler), not from the workers,
@@ -201,6 +201,8 @@ def _batching_loader(base: type) -> type:
     batch settings get their batches from the dataset (see the module docstring)."""
 
     class DataLoader(base):  # type: ignore[misc, valid-type]
+        _lerobot_wds = True
+
         def __init__(self, dataset: Any, *args: Any, **kwargs: Any) -> None:
             size = kwargs.get("batch_size")
             if (isinstance(dataset, LeRobotShardDataset) and dataset.batch_size is None and not args
@@ -270,7 +272,6 @@ def install() -> None:
     data = script.torch.utils.data
     if not getattr(data.DataLoader, "_lerobot_wds", False):
         data.DataLoader = _batching_loader(data.DataLoader)
-        data.DataLoader._lerobot_wds = True
     from accelerate import Accelerator
 
     if not getattr(Accelerator.prepare_data_loader, "_lerobot_wds", False):

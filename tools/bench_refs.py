@@ -53,8 +53,11 @@ def shmem_bytes() -> int:
 
 
 class PeakRSS:
-    """Samples the RSS of this process tree every 20 ms (shared memory counted from when it
-    starts: :func:`rss_bytes`); ``peak`` in bytes."""
+    """Samples the RSS of this process tree (or of ``pid``'s) every 20 ms (shared memory counted
+    from when it starts: :func:`rss_bytes`); ``peak`` in bytes."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = os.getpid() if pid is None else pid
 
     def __enter__(self) -> "PeakRSS":
         self.peak, self._stop, self._shmem = 0, threading.Event(), shmem_bytes()
@@ -64,7 +67,7 @@ class PeakRSS:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(os.getpid(), self._shmem))
+            self.peak = max(self.peak, rss_bytes(self.pid, self._shmem))
             time.sleep(0.02)
 
     def __exit__(self, *exc: object) -> None:
