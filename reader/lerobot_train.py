@@ -84,7 +84,8 @@ def worker_sizes(dataset: LeRobotShardDataset, num_workers: int) -> list[int]:
                                    for i in range(w))]
 
 
-def advance(epoch: int, yielded: Sequence[int], steps: int, sizes: Sequence[int], batch_size: int) -> tuple[int, list[int]]:
+def advance(epoch: int, yielded: Sequence[int], steps: int, sizes: Sequence[int],
+            batch_size: int) -> tuple[int, list[int]]:
     """The data position after ``steps`` more training steps from (``epoch``, samples ``yielded``
     per worker). Each step takes one batch; a DataLoader takes batches from the workers that still
     have one, in turn from worker 0, and a worker's last batch of an epoch may be short."""
@@ -231,8 +232,9 @@ def _per_process(prepare: Callable[..., Any]) -> Callable[..., Any]:
 
         if device_placement is None:
             device_placement = self.device_placement and self.distributed_type != DistributedType.XLA
-        loader = prepare_alone(data_loader, self.device, num_processes=1, process_index=0, put_on_device=device_placement,
-                               dispatch_batches=False, non_blocking=self.non_blocking)
+        loader = prepare_alone(data_loader, self.device, num_processes=1, process_index=0,
+                               put_on_device=device_placement, dispatch_batches=False,
+                               non_blocking=self.non_blocking)
         self._dataloaders.append(loader)
         return loader
 

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{got['alone_samples_per_s']:7.1f} from the loader alone, "
                       f"first batch {got['first_batch_s']:5.1f} s, peak RSS {got['peak_rss_gb']:.2f} GB", flush=True)
     print(f"\nmedians of {a.rounds} rounds, batch 32, ACT (16-step action window), training step a no-op")
-    print(f"{'row':12s} {'workers':>7s} {'loop':>7s} {'÷ lerobot':>10s} {'alone':>7s} {'÷ lerobot':>10s} {'peak RSS GB':>12s}")
+    print(f"{'row':12s} {'workers':>7s} {'loop':>7s} {'÷ lerobot':>10s} {'alone':>7s} {'÷ lerobot':>10s} "
+          f"{'peak RSS GB':>12s}")
 
     def med(row: str, nw: int, key: str) -> float:
         return statistics.median(g[key] for g in results[(row, nw)])
