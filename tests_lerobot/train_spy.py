@@ -1,8 +1,8 @@
 """Runs ``lerobot-wds train ARGS...`` in this process and writes, per training step, the ``index``,
 ``episode_index`` and ``frame_index`` of the batch the loop consumed, and whether the dataset built
-it (``built_by_dataset``), one JSON line each, to the file named by ``SPY_OUT`` (under ``torchrun`` with
-several processes: ``SPY_OUT.<rank>``, one file per process). The loop itself is
-lerobot's; this only watches its batches."""
+it (``built_by_dataset``), one JSON line each, to the file named by ``SPY_OUT`` (under ``torchrun``
+with several processes: ``SPY_OUT.<rank>``, one file per process). The loop itself is lerobot's;
+this only watches its batches."""
 
 import json
 import os
