@@ -78,11 +78,13 @@ def child(row: str, root: str, workers: int, warmup: int, steps: int, out: str) 
         if row == "ours-single":
             lerobot_train._batching_loader = lambda base: base
         lerobot_train.main(args)
-    def rate(ts: list[tuple[float, int]]) -> float:
-        return sum(n for _, n in ts[warmup + 1:]) / (ts[-1][0] - ts[warmup][0])
-
-    Path(out).write_text(json.dumps({"samples_per_s": rate(loop), "alone_samples_per_s": rate(alone),
+    Path(out).write_text(json.dumps({"samples_per_s": rate(loop, warmup), "alone_samples_per_s": rate(alone, warmup),
                                      "first_batch_s": alone[0][0] - start}))
+
+
+def rate(batches: list[tuple[float, int]], warmup: int) -> float:
+    """Samples/s from (arrival time, batch size) pairs, the first ``warmup`` batches left out."""
+    return sum(n for _, n in batches[warmup + 1:]) / (batches[-1][0] - batches[warmup][0])
 
 
 def run_row(row: str, root: str, workers: int, warmup: int, steps: int) -> dict:
