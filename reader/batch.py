@@ -73,6 +73,33 @@ class BatchSlots:
         row = len(self._items)
         return {k: b[row] for k, b in self._buffers.items()}
 
+    def left(self) -> int:
+        """Rows of the current batch not yet taken by a handed-over sample."""
+        return self.size - len(self._items)
+
+    def rows(self, n: int) -> list[dict[str, torch.Tensor]]:
+        """Per camera, the rows of the next ``n`` samples (``n`` ≤ :meth:`left`), for samples built
+        out of order (on several threads); they must then be handed over in the order of their rows,
+        after :meth:`close_gaps`."""
+        if n > self.left():
+            raise ValueError(f"internal: {n} rows asked for, {self.left()} left in the batch")
+        self.out()
+        base = len(self._items)
+        return [{k: b[base + j] for k, b in self._buffers.items()} for j in range(n)]
+
+    def close_gaps(self, built: list[dict[str, Any] | None]) -> None:
+        """``built``: the samples built into :meth:`rows`, None where one was skipped. Moves the frames
+        of the samples after a skipped one up, so that the samples handed over fill consecutive rows."""
+        base = dst = len(self._items)
+        for j, sample in enumerate(built):
+            if sample is None:
+                continue
+            if dst != base + j:
+                for k, b in self._buffers.items():
+                    b[dst].copy_(b[base + j])
+                    sample[k] = b[dst]
+            dst += 1
+
     def batches(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Group the samples (built into the rows :meth:`out` gave) into batches of ``size``; the
         last one may be shorter."""

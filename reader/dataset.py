@@ -13,17 +13,28 @@ idles), and resume refills the pool without reading the epoch so far. The order 
 samples is a pure function of (manifest, seed, epoch, rank, worker): workers never list storage
 and share no state.
 
-Decoding in the training process (``num_workers=0``): the pool's draws are taken in runs of up to
-``MAIN_DECODE_STREAMS`` consecutive draws from distinct episodes (``distinct_runs``); helper
-threads decode the frames of a run's later samples while this thread builds the first, and every
-sample of the run is decoded before the first is handed out. So decoding never overlaps the
-training step or collate (whose own threads would compete for the cores), no decoder is used by
-two threads at once, each episode's frames are still decoded in file order, once, and the samples
-and their order are exactly those of one-at-a-time decoding. Measured (``tools/bench_peers.py``,
-480x640, 0 workers, four A/B rounds of child rows): against two FFmpeg threads per decoder, 0.29
-GB less peak RSS with the 50-episode pool of that benchmark (decoders of one thread instead of
-two) for -5 % samples/s without windows and -1 % with (medians); on 240x320 frames it is slower
-(README, Reading).
+Decoding in the training process (``num_workers=0``), on ``MAIN_DECODE_STREAMS`` threads (this
+one and helpers), so that loading uses the cores the training step leaves idle and never runs
+into the step itself:
+
+- batches built by the dataset (``batch_size``): a batch's draws are shared out over the threads
+  by episode (all draws of an episode on one thread, in draw order; episodes longest first to the
+  least loaded thread), and each thread decodes its samples' frames and writes them into their
+  rows of the batch (``batch_runs``, ``_build_rows``). Against decoding on the helpers while this
+  thread built one sample at a time (the single-sample scheme below), +15 % samples/s with
+  windows and +38 % without (480x640, medians of four interleaved A/B rounds of
+  ``tools/bench_peers.py --child ours-batched bench_out/peers/packed 0 <win> 8 3 null``: 448 / 513
+  and 473 / 653), the same peak RSS;
+- single samples: the pool's draws are taken in runs of up to ``MAIN_DECODE_STREAMS`` consecutive
+  draws from distinct episodes (``distinct_runs``); the helpers decode the frames of a run's later
+  samples while this thread builds the first. Measured (four A/B rounds of child rows): against
+  two FFmpeg threads per decoder, 0.29 GB less peak RSS with the 50-episode pool of that
+  benchmark (decoders of one thread instead of two) for -5 % samples/s without windows and -1 %
+  with (medians); on 240x320 frames it is slower (README, Reading).
+
+Either way every sample of a run is built before the first is handed out, no decoder is used by two
+threads at once, each episode's frames are still decoded in file order, once, and the samples and
+their order are exactly those of one-at-a-time decoding.
 
 Epochs and resume (``set_epoch``, ``state_dict``/``load_state_dict``): reader/epochs.py, shared
 with the mixture. The state is the epoch and the number of samples this slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
@@ -37,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from itertools import islice
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -312,24 +324,16 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=planar, sizes=sizes)
             return videos[p]
 
+        def build(run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None]) -> list[dict | None]:
+            if slots is None:
+                return self._build_distinct(run, eps, video_of, spans, timed, ahead)
+            return self._build_rows(run, eps, video_of, spans, timed, ahead, streams, slots)
+
         try:
-            for group in distinct_runs(order, streams):
-                eps = [loader.get(p) for p, _, _ in group]
-                # The group's other samples decode on the helper threads while this thread builds
-                # the first; all are decoded before the first is handed out, so decoding never
-                # runs on into the training step. Distinct episodes: no decoder used twice at once.
-                pending = [ahead.submit(_predecode, video_of(p, ep), self._builder.video_frames(ep, spans[p].start + f))
-                           for (p, f, _), ep in zip(group[1:], eps[1:]) if ep is not None] if ahead else []
-                for (p, f, done), ep in zip(group, eps):
-                    if ep is None:  # episode skipped (on_error="skip")
-                        self._count_skip(stats)
-                        item = None
-                    else:
-                        item = self._build(ep, video_of(p, ep), spans[p].start + f, timed, slots)
-                    with stats.timer(S.DECODE_S) if pending else nullcontext():
-                        for job in pending:
-                            job.result()
-                        pending = []
+            runs = batch_runs(order, slots) if slots is not None else distinct_runs(order, streams)
+            for run in runs:
+                eps = [loader.get(p) for p, _, _ in run]
+                for (p, _, done), item in zip(run, build(run, eps)):
                     if done:
                         loader.drop(p)
                         v = videos.pop(p, None)
@@ -351,20 +355,80 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             except (OSError, NameError, AttributeError):  # a generator closed at interpreter exit: modules may be gone
                 pass
 
-    def _build(self, ep: LoadedEpisode, video: EpisodeVideo | None, frame: int, timed: bool,
-               slots: BatchSlots | None) -> dict[str, Any] | None:
-        """The sample at episode-local ``frame`` (its frames in the batch's next rows with ``slots``);
-        None when it fails and ``on_error="skip"``."""
-        stats = self.store.stats
-        try:
-            with stats.timer(S.DECODE_S) if timed else nullcontext():
-                return self._builder.build(ep, video, frame, slots.out() if slots else None)
-        except EpisodeError as e:
-            if self.on_error == "raise":
-                raise
-            log.warning("skipping frame %d: %s", frame, e)
-            self._count_skip(stats)
+    def _build_distinct(self, run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None], video_of: Callable,
+                        spans: list[Span], timed: bool, ahead: ThreadPoolExecutor | None) -> list[dict | None]:
+        """The samples of a run of draws from distinct episodes, one at a time on this thread, while
+        the helper threads decode the frames of the run's later samples."""
+        pending = [ahead.submit(_predecode, video_of(p, ep), self._builder.video_frames(ep, spans[p].start + f))
+                   for (p, f, _), ep in zip(run[1:], eps[1:]) if ep is not None] if ahead else []
+        built = []
+        for (p, f, _), ep in zip(run, eps):
+            built.append(self._build(ep, video_of(p, ep) if ep is not None else None, spans[p].start + f, timed))
+            with self.store.stats.timer(S.DECODE_S) if pending else nullcontext():
+                for job in pending:
+                    job.result()
+                pending = []
+        return built
+
+    def _build_rows(self, run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None], video_of: Callable,
+                    spans: list[Span], timed: bool, ahead: ThreadPoolExecutor | None, streams: int,
+                    slots: BatchSlots) -> list[dict | None]:
+        """The samples of a run of draws, each written into its row of the batch: the run's episodes
+        shared out over this thread and the helper threads (each episode's draws on one thread, in
+        order), so decoding and the writes into the batch run on every decode stream at once."""
+        rows = slots.rows(len(run))
+        jobs: dict[int, list[tuple[int, LoadedEpisode | None, int]]] = {}  # span -> its draws (j, episode, frame)
+        for j, ((p, f, _), ep) in enumerate(zip(run, eps)):
+            jobs.setdefault(p, []).append((j, ep, spans[p].start + f))
+        shares: list[list[tuple[int, LoadedEpisode | None, EpisodeVideo | None, int]]] = [[] for _ in range(streams)]
+        for p, draws in sorted(jobs.items(), key=lambda kv: -len(kv[1])):  # longest first, to the least loaded
+            share = min(shares, key=len)
+            share.extend((j, ep, video_of(p, ep) if ep is not None else None, frame) for j, ep, frame in draws)
+
+        def build_share(share: list) -> list[tuple[int, dict | EpisodeError | None]]:
+            out = []
+            for j, ep, video, frame in share:
+                try:
+                    out.append((j, None if ep is None else self._builder.build(ep, video, frame, rows[j])))
+                except EpisodeError as e:
+                    out.append((j, e))
+            return out
+
+        with self.store.stats.timer(S.DECODE_S) if timed else nullcontext():
+            pending = [ahead.submit(build_share, share) for share in shares[1:] if share] if ahead else []
+            results = dict(build_share(shares[0]))
+            for job in pending:
+                results.update(job.result())
+        built: list[dict | None] = []
+        for j, (p, f, _) in enumerate(run):
+            got = results[j]
+            if isinstance(got, EpisodeError):
+                got = self._skip_or_raise(got, spans[p].start + f)
+            elif got is None:
+                self._count_skip(self.store.stats)  # episode skipped (on_error="skip")
+            built.append(got)
+        slots.close_gaps(built)
+        return built
+
+    def _build(self, ep: LoadedEpisode | None, video: EpisodeVideo | None, frame: int,
+               timed: bool) -> dict[str, Any] | None:
+        """The sample at episode-local ``frame``; None when it fails (or its episode did) and
+        ``on_error="skip"``."""
+        if ep is None:  # episode skipped (on_error="skip")
+            self._count_skip(self.store.stats)
             return None
+        try:
+            with self.store.stats.timer(S.DECODE_S) if timed else nullcontext():
+                return self._builder.build(ep, video, frame)
+        except EpisodeError as e:
+            return self._skip_or_raise(e, frame)
+
+    def _skip_or_raise(self, error: EpisodeError, frame: int) -> None:
+        if self.on_error == "raise":
+            raise error
+        log.warning("skipping frame %d: %s", frame, error)
+        self._count_skip(self.store.stats)
+        return None
 
     def _count_skip(self, stats: S.Stats) -> None:
         self.skipped += 1
@@ -374,6 +438,13 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         """Fetch/decode/wait seconds, bytes, pool occupancy, retries and skips, summed over this
         process and its DataLoader workers (see reader/stats.py)."""
         return self.store.stats.snapshot()
+
+
+def batch_runs(draws: Iterator[tuple[int, int, bool]], slots: BatchSlots) -> Iterator[list[tuple[int, int, bool]]]:
+    """The draws in order, in runs that fill the rest of the batch being built (asked when the
+    previous run's samples have been handed over, so skipped samples are made up for)."""
+    while run := list(islice(draws, slots.left())):
+        yield run
 
 
 def distinct_runs(draws: Iterable[tuple[int, int, bool]], n: int) -> Iterator[list[tuple[int, int, bool]]]:

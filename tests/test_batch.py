@@ -1,6 +1,7 @@
 """reader/batch.py through the dataset: ``batch_size=N`` batches against the DataLoader's own
 batches of the same samples, on the real packed fixtures, in the training process and in workers."""
 
+import threading
 import time
 
 import numpy as np
@@ -10,6 +11,9 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds.reader import LeRobotShardDataset, LeRobotTransitions, mix
+from lerobot_wds.reader.batch import BatchSlots
+from lerobot_wds.reader.io_stats import Stats
+from lerobot_wds.reader.video import MAIN_DECODE_STREAMS, EpisodeVideo
 from reader_helpers import assert_resumes, corrupt_copy, expected, indices_of
 
 
@@ -108,12 +112,51 @@ def test_image_transforms_and_renames_apply_to_batches(packed):
     assert_batches_equal(want, got)
 
 
-def test_skipped_samples_leave_no_gap(packed, tmp_path):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_skipped_samples_leave_no_gap(packed, tmp_path, shuffle):
     path = corrupt_copy(packed("lerobot_v3_av1"), tmp_path)
-    want = list(DataLoader(LeRobotShardDataset(path, shuffle=False, on_error="skip"), batch_size=32))
-    ds = LeRobotShardDataset(path, shuffle=False, on_error="skip", batch_size=32)
+    want = list(DataLoader(LeRobotShardDataset(path, shuffle=shuffle, on_error="skip"), batch_size=32))
+    ds = LeRobotShardDataset(path, shuffle=shuffle, on_error="skip", batch_size=32)
     got = list(ds)
     assert 0 < ds.skipped < 320
+    assert_batches_equal(want, got)
+
+
+def test_rows_of_skipped_samples_are_closed_up():
+    slots = BatchSlots(4, {"cam": (2, 3)}, torch.uint8, None, {}, Stats())
+    slots.out()["cam"].fill_(9)  # row 0: a sample handed over earlier
+    slots._items.append({"cam": None})
+    rows = slots.rows(3)
+    built = []
+    for n, row in enumerate(rows):
+        row["cam"].fill_(n + 1)
+        built.append(None if n == 1 else {"cam": row["cam"]})
+    slots.close_gaps(built)
+    frames = slots._buffers["cam"]
+    assert [int(frames[r, 0, 0]) for r in range(3)] == [9, 1, 3]
+    assert built[2]["cam"].data_ptr() == frames[2].data_ptr()  # the sample now holds its new row
+    with pytest.raises(ValueError, match="3 left"):
+        slots.rows(4)
+
+
+@pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one decode thread")
+def test_the_training_process_builds_a_batchs_rows_on_every_decode_thread(packed, monkeypatch):
+    """reader/dataset.py: at 0 workers a batch's samples are decoded and written into their rows on
+    this thread and the helpers at once (each episode on one thread), and the batches are still
+    the DataLoader's batches of the same samples."""
+    js, _ = expected("lerobot_v3_av1", "windows")
+    args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=True, seed=5)
+    threads = set()
+    frames_into = EpisodeVideo.frames_into
+
+    def spy(self, *a, **k):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return frames_into(self, *a, **k)
+
+    want = list(DataLoader(LeRobotShardDataset(packed("lerobot_v3_av1"), **args), batch_size=16))
+    monkeypatch.setattr(EpisodeVideo, "frames_into", spy)
+    got = list(LeRobotShardDataset(packed("lerobot_v3_av1"), batch_size=16, **args))
+    assert threads == {"MainThread", "lerobot-wds-decode"}
     assert_batches_equal(want, got)
 
 
