@@ -48,9 +48,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from itertools import islice
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
