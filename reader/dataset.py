@@ -317,23 +317,20 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         streams = 1 if worker or not self._video_keys or self.video_decode_device != "cpu" else MAIN_DECODE_STREAMS
         ahead = ThreadPoolExecutor(streams - 1, thread_name_prefix="lerobot-wds-decode") if streams > 1 else None
 
-        def video_of(p: int, ep: LoadedEpisode) -> EpisodeVideo | None:
-            if not self._video_keys:
+        def video_of(p: int, ep: LoadedEpisode | None) -> EpisodeVideo | None:
+            if not self._video_keys or ep is None:  # no cameras, or the episode was skipped
                 return None
             if p not in videos:
                 videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=planar, sizes=sizes)
             return videos[p]
 
-        def build(run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None]) -> list[dict | None]:
-            if slots is None:
-                return self._build_distinct(run, eps, video_of, spans, timed, ahead)
-            return self._build_rows(run, eps, video_of, spans, timed, ahead, streams, slots)
-
         try:
             runs = batch_runs(order, slots) if slots is not None else distinct_runs(order, streams)
             for run in runs:
                 eps = [loader.get(p) for p, _, _ in run]
-                for (p, _, done), item in zip(run, build(run, eps)):
+                built = (self._build_distinct(run, eps, video_of, spans, timed, ahead) if slots is None
+                         else self._build_rows(run, eps, video_of, spans, timed, ahead, streams, slots))
+                for (p, _, done), item in zip(run, built):
                     if done:
                         loader.drop(p)
                         v = videos.pop(p, None)
@@ -363,7 +360,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                    for (p, f, _), ep in zip(run[1:], eps[1:]) if ep is not None] if ahead else []
         built = []
         for (p, f, _), ep in zip(run, eps):
-            built.append(self._build(ep, video_of(p, ep) if ep is not None else None, spans[p].start + f, timed))
+            built.append(self._build(ep, video_of(p, ep), spans[p].start + f, timed))
             with self.store.stats.timer(S.DECODE_S) if pending else nullcontext():
                 for job in pending:
                     job.result()
@@ -383,7 +380,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         shares: list[list[tuple[int, LoadedEpisode | None, EpisodeVideo | None, int]]] = [[] for _ in range(streams)]
         for p, draws in sorted(jobs.items(), key=lambda kv: -len(kv[1])):  # longest first, to the least loaded
             share = min(shares, key=len)
-            share.extend((j, ep, video_of(p, ep) if ep is not None else None, frame) for j, ep, frame in draws)
+            share.extend((j, ep, video_of(p, ep), frame) for j, ep, frame in draws)
 
         def build_share(share: list) -> list[tuple[int, dict | EpisodeError | None]]:
             out = []
