@@ -29,6 +29,9 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
 4. steps 2-3 are repeated ``--rounds`` times (default 3), rows interleaved, so a drift in the
    machine's speed hits every reader alike; the table gives the median samples/s and first batch
    over rounds, the highest peak RSS and the mean mixing measures (each round's rows in the JSON);
+   ``--remote``: ours, ours-batched and lance with windows also from an S3 API on loopback (moto,
+   started once, behind a proxy adding ``--latency-ms`` per request), each right after the same
+   row from disk, and the remote ÷ local ratio also as the median over rounds of those pairs;
 5. prints a markdown table and writes ``--plot`` (PNG).
 
 "win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
@@ -44,7 +47,9 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -283,9 +288,10 @@ def table(rows: list[dict], limit: dict) -> str:
         lines.append("\nremote (S3 on loopback, +latency per request), samples/s:\n")
         for r in remote:
             local = by.get((r["reader"], r["workers"], r["win"], False), {}).get("samples_s")
-            s = r.get("samples_s")
+            s, paired = r.get("samples_s"), r.get("paired_local_ratio")
             lines.append(f"- {r['reader']} {'win' if r['win'] else 'no win'} {r['workers']} workers: "
-                         + (f"{s:.0f} (÷ local {s / local:.2f})" if s and local else r.get("error", "-")))
+                         + (f"{s:.0f} (÷ local {s / local:.2f}; paired by round {paired:.2f})" if s and local and paired
+                            else r.get("error", "-")))
     lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process, 1 thread: "
                  f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s"
                  + "".join(f"; 1 process at ours' 0-worker decode threads: {v:.0f}" if k == "samples_s_0"
@@ -318,13 +324,14 @@ def plot(rows: list[dict], limit: dict, out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
-def remote_rows(data: Path, paths: dict, a) -> list[dict]:
-    """ours, ours-batched and lance from a moto S3 server through a latency proxy, with windows."""
+@contextmanager
+def remote_sources(paths: dict, a) -> Iterator[dict[str, tuple[str, dict]]]:
+    """``{reader: (url, storage options)}`` for ours, ours-batched and lance, served for the whole run
+    by a moto S3 server on loopback through a latency proxy (``--latency-ms`` per request)."""
     from testkit.servers import KEY, REGION, SECRET, FaultProxy, Faults, S3Server, s3_options
 
     import s3fs
 
-    rows = []
     exe, sys.executable = sys.executable, a.moto_python  # S3Server runs `sys.executable -m moto.server`
     try:
         server = S3Server()
@@ -340,18 +347,22 @@ def remote_rows(data: Path, paths: dict, a) -> list[dict]:
             ours = s3_options(proxy.endpoint_url, client_retries=True)
             lance = {"aws_access_key_id": KEY, "aws_secret_access_key": SECRET, "aws_region": REGION,
                      "aws_endpoint": proxy.endpoint_url, "allow_http": "true"}
-            sources = [(o, "s3://bench/packed", ours) for o in OURS] + [("lance", "s3://bench/lance", lance)]
-            for reader, url, opts in sources:
-                for nw in a.workers:
-                    row = run_child([reader, url, str(nw), "1", str(a.seconds), str(a.warmup), json.dumps(opts)])
-                    row.update(reader=reader, workers=nw, win=True, remote=True)
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+            yield {o: ("s3://bench/packed", ours) for o in OURS} | {"lance": ("s3://bench/lance", lance)}
         finally:
             proxy.stop()
     finally:
         server.stop()
-    return rows
+
+
+def paired_remote_ratio(rows: list[dict], reader: str, nw: int) -> float | None:
+    """Median over rounds of remote ÷ local samples/s of one reader (windows), each remote row
+    against the local row run just before it."""
+    def by_round(remote: bool) -> dict[int, float]:
+        return {r["round"]: r["samples_s"] for r in rows if r["reader"] == reader and r["workers"] == nw
+                and r["win"] and r.get("remote", False) == remote and "samples_s" in r}
+    local, remote = by_round(False), by_round(True)
+    ratios = [remote[k] / local[k] for k in remote if k in local]
+    return statistics.median(ratios) if ratios else None
 
 
 def main(argv=None) -> int:
@@ -387,22 +398,28 @@ def main(argv=None) -> int:
         readers.append(f"{POOL_READER}{a.pool}")
         paths[readers[-1]] = paths["ours"]
     rows, limits = [], []
-    for rnd in range(a.rounds):
-        limits.append(decode_limits(paths["ours"], a.workers))
-        print(json.dumps({"round": rnd, "decode_limit": limits[-1]}), flush=True)
-        for win in (False, True):
-            for nw in a.workers:
-                for reader in readers:
-                    row = run_child([reader, paths[reader], str(nw), "1" if win else "0", str(a.seconds),
-                                     str(a.warmup), "null"])
-                    row.update(reader=reader, workers=nw, win=win, round=rnd)
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
-        if a.remote:
-            for row in remote_rows(a.data, paths, a):
-                rows.append(row | {"round": rnd})
+    with remote_sources(paths, a) if a.remote else nullcontext({}) as remote:
+        for rnd in range(a.rounds):
+            limits.append(decode_limits(paths["ours"], a.workers))
+            print(json.dumps({"round": rnd, "decode_limit": limits[-1]}), flush=True)
+            for win in (False, True):
+                for nw in a.workers:
+                    for reader in readers:
+                        sources = [(paths[reader], "null", False)]
+                        if win and reader in remote:  # from S3 right after from disk: the same drift
+                            url, opts = remote[reader]
+                            sources.append((url, json.dumps(opts), True))
+                        for path, storage, is_remote in sources:
+                            row = run_child([reader, path, str(nw), "1" if win else "0", str(a.seconds),
+                                             str(a.warmup), storage])
+                            row.update(reader=reader, workers=nw, win=win, round=rnd, remote=is_remote)
+                            print(json.dumps(row), flush=True)
+                            rows.append(row)
     limit = {k: statistics.median(x[k] for x in limits) for k in limits[0]}
     merged = merge_rounds(rows)
+    for row in merged:
+        if row["remote"]:
+            row["paired_local_ratio"] = paired_remote_ratio(rows, row["reader"], row["workers"])
     print(table(merged, limit))
     plot(merged, limit, a.plot)
     (a.data / "bench_peers.json").write_text(json.dumps({"rows": rows, "merged": merged, "decode_limit": limit,
