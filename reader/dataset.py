@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from itertools import islice
@@ -383,17 +384,20 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             jobs.setdefault(p, []).append((j, ep, spans[p].start + f))
         # Each thread takes the next episode's draws when it is done with its last, longest first: the
         # threads finish together however the episodes' costs differ (cameras, windows, a new decoder).
-        groups = iter([(video_of(p, draws[0][1]), draws) for p, draws in sorted(jobs.items(), key=lambda kv: -len(kv[1]))])
+        groups = deque((video_of(p, draws[0][1]), draws) for p, draws in sorted(jobs.items(), key=lambda kv: -len(kv[1])))
 
         def build_groups() -> list[tuple[int, dict | EpisodeError | None]]:
             out = []
-            for video, draws in groups:  # next() on a shared list iterator: atomic under the GIL
+            while True:
+                try:
+                    video, draws = groups.popleft()  # deque pops are thread-safe
+                except IndexError:
+                    return out
                 for j, ep, frame in draws:
                     try:
                         out.append((j, None if ep is None else self._builder.build(ep, video, frame, rows[j])))
                     except EpisodeError as e:
                         out.append((j, e))
-            return out
 
         with self.store.stats.timer(S.DECODE_S) if timed else nullcontext():
             pending = [ahead.submit(build_groups) for _ in range(streams - 1)] if ahead else []
