@@ -36,6 +36,7 @@ waiting for reuse.
 
 from __future__ import annotations
 
+import atexit
 import secrets
 import threading
 import time
@@ -121,14 +122,29 @@ def arrived(batch: dict[str, Any], token: str, slot: int, serial: int, released:
 
 
 def _watch() -> None:
-    """Report released batches every :data:`POLL_S` until none is watched."""
+    """Report released batches every :data:`POLL_S` until none is watched (or the interpreter exits)."""
     global _WATCHER
-    while True:
-        time.sleep(POLL_S)
+    while not _EXITING.wait(POLL_S):
         with _LOCK:
             if not _report_released():
                 _WATCHER = None
                 return
+
+
+def _stop_watching() -> None:
+    """At interpreter exit (``atexit``, which runs before Python finalizes): end the watcher thread.
+    A daemon thread still running when finalization starts is killed the moment it next takes the
+    GIL; inside torch's C++ (writing a ``released`` table releases and retakes the GIL) that kills
+    the process instead: "terminate called without an active exception", exit status -6. Batches
+    still held at exit are never reported; their workers are exiting too."""
+    _EXITING.set()
+    watcher = _WATCHER
+    if watcher is not None:
+        watcher.join(timeout=5.0)
+
+
+_EXITING = threading.Event()
+atexit.register(_stop_watching)
 
 
 def _report_released() -> int:

@@ -1,6 +1,9 @@
 """reader/batch.py through the dataset: ``batch_size=N`` batches against the DataLoader's own
 batches of the same samples, on the real packed fixtures, in the training process and in workers."""
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -180,3 +183,24 @@ def test_mixtures_and_transitions_take_single_samples(packed):
         LeRobotTransitions(path, batch_size=8)
     with pytest.raises(ValueError, match="batch_size=0 must be >= 1"):
         LeRobotShardDataset(path, batch_size=0)
+
+
+def test_the_release_watcher_has_ended_before_python_finalizes(tmp_path):
+    """reader/shm_ring.py: the training process's watcher thread is ended at exit, before Python
+    finalizes (a daemon thread killed inside torch's C++ aborts the process), even with batches
+    still watched."""
+    script = tmp_path / "exit.py"
+    script.write_text(textwrap.dedent("""
+        import atexit, threading
+        atexit.register(lambda: print("watcher alive at finalization:",
+                                      any(t.name == "lerobot-wds-shm-ring" for t in threading.enumerate())))
+        import torch
+        from lerobot_wds.reader import shm_ring
+        released = torch.full((4,), -1, dtype=torch.int64).share_memory_()
+        kept = [shm_ring.arrived({"x": torch.empty(8)}, "token", slot, slot + 1, released, ["x"]) for slot in range(4)]
+        print("watcher alive while batches are held:", shm_ring._WATCHER.is_alive())
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split("\n")[:2] == ["watcher alive while batches are held: True",
+                                          "watcher alive at finalization: False"]
