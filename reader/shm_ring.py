@@ -39,7 +39,6 @@ from __future__ import annotations
 import atexit
 import secrets
 import threading
-import time
 from typing import Any, Callable
 
 import torch
