@@ -290,8 +290,8 @@ def table(rows: list[dict], limit: dict) -> str:
             local = by.get((r["reader"], r["workers"], r["win"], False), {}).get("samples_s")
             s, paired = r.get("samples_s"), r.get("paired_local_ratio")
             lines.append(f"- {r['reader']} {'win' if r['win'] else 'no win'} {r['workers']} workers: "
-                         + (f"{s:.0f} (÷ local {s / local:.2f}; paired by round {paired:.2f})" if s and local and paired
-                            else r.get("error", "-")))
+                         + (f"{s:.0f} (÷ local {s / local:.2f}" + (f"; paired by round {paired:.2f}" if paired else "") + ")"
+                            if s and local else r.get("error", "-")))
     lines.append(f"\ndecode limit (bare torchcodec, each frame once, file order), 1 process, 1 thread: "
                  f"top {limit[TOP]:.0f} frames/s, wrist {limit[WRIST]:.0f} frames/s, {limit['samples_s']:.0f} samples/s"
                  + "".join(f"; 1 process at ours' 0-worker decode threads: {v:.0f}" if k == "samples_s_0"
