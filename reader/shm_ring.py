@@ -101,6 +101,7 @@ class RingBatch(dict):
 _WATCHED: dict[str, tuple[torch.Tensor, dict[int, tuple[int, list[StorageWeakRef]]]]] = {}
 _LOCK = threading.Lock()  # DataLoader unpickles on the pin-memory thread when pin_memory=True
 _WATCHER: threading.Thread | None = None
+_EXITING = threading.Event()  # set at interpreter exit: the watcher ends (_stop_watching)
 #: Seconds between checks of the watched batches: a worker reuses a set only once it is reported
 #: (otherwise it allocates another), so the report should come well within a batch's build time.
 POLL_S = 0.005
@@ -142,7 +143,6 @@ def _stop_watching() -> None:
         watcher.join(timeout=5.0)
 
 
-_EXITING = threading.Event()
 atexit.register(_stop_watching)
 
 
