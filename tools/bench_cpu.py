@@ -5,7 +5,8 @@ persistent), as ``tools/bench_peers.py`` measures it. After a warm-up it reads e
 seconds (utime + stime from /proc) before and after ``--seconds`` of batches and prints, per
 sample yielded, the CPU of the training process and of each worker, and the share of wall time
 the training process spent in ``default_collate`` (at 0 workers only: with workers, collate runs
-in them). A machine whose cores are all busy has
+in them); and how much of each process's CPU was in the kernel and how many minor page faults
+(fresh pages faulted in) it took per sample. A machine whose cores are all busy has
 samples/s x CPU per sample = cores.
 
 ``--batched``: the dataset builds the batches (``batch_size=32``, DataLoader ``batch_size=None``).
@@ -28,11 +29,18 @@ sys.path.insert(0, str(REPO / "tools"))
 from bench_peers import loader_options, windows  # noqa: E402
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
+def proc_stat(pid: int) -> tuple[float, float, int]:
+    """(utime, stime) of a process in seconds, and its minor page faults so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick, int(fields[7])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    user, system, _ = proc_stat(pid)
+    return user + system
 
 
 def children(pid: int) -> list[int]:
@@ -74,18 +82,24 @@ def main(argv=None) -> int:
         next(it)
     me = os.getpid()
     pids = [me] + [p for p in children(me) if cpu_seconds(p) > 0.5]  # workers, not the resource tracker
-    before = {p: cpu_seconds(p) for p in pids}
+    before = {p: proc_stat(p) for p in pids}
     collate_s[0], n, t = 0.0, 0, time.perf_counter()
     while time.perf_counter() - t < a.seconds:
         n += len(next(it)["index"])
     wall = time.perf_counter() - t
-    used = {p: (cpu_seconds(p) - before[p]) / n * 1e3 for p in pids}
+    after = {p: proc_stat(p) for p in pids}
+    used = {p: (sum(after[p][:2]) - sum(before[p][:2])) / n * 1e3 for p in pids}
+    system = {p: (after[p][1] - before[p][1]) / n * 1e3 for p in pids}
+    faults = {p: (after[p][2] - before[p][2]) / n for p in pids}
     del it
     print(f"ours{' batched' if a.batched else ''}, {a.workers} workers, windows {a.windows}: "
           f"{n / wall:.0f} samples/s over {wall:.1f} s")
     print(f"  CPU per sample: training process {used[me]:.3f} ms"
           + "".join(f", worker {k} {used[p]:.3f} ms" for k, p in enumerate(pids[1:]))
           + f"; all {sum(used.values()):.3f} ms (x samples/s = {sum(used.values()) * n / wall / 1e3:.2f} cores busy)")
+    names = ["training process"] + [f"worker {k}" for k in range(len(pids) - 1)]
+    print("  of it in the kernel, and minor page faults (fresh pages) per sample: "
+          + ", ".join(f"{name} {system[p]:.3f} ms / {faults[p]:.0f}" for name, p in zip(names, pids)))
     if not a.workers and not a.batched:
         print(f"  collate in the training process: {collate_s[0] / wall:.0%} of wall time")
     return 0
