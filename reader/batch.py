@@ -5,8 +5,9 @@ With per-sample output a camera frame is copied twice after decoding: into its s
 then by ``default_collate`` into the batch (inside a DataLoader worker, a fresh shared-memory
 block). Here the batch's camera tensors are allocated first (in shared memory inside a worker,
 so the DataLoader sends them without another copy) and each frame is deinterleaved from the
-decoder's output straight into its row; the other keys, small, go through ``default_collate``.
-The batch equals ``default_collate`` of the same samples, key for key and bit for bit.
+decoder's output straight into its row; the other keys, small, go through ``default_collate``
+(inside a worker stacked into one more shared block: :func:`collate_in_one_block`). The batch
+equals ``default_collate`` of the same samples, key for key and bit for bit.
 
 The camera tensors' memory is reused for later batches once nothing holds it, because writing
 frames into freshly mapped memory is mostly page faults: cv2.split into a fresh 480x640 row took
@@ -29,13 +30,19 @@ from . import io_stats as S
 from .shm_ring import WorkerRing
 
 
-def empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
-    """An uninitialised tensor; with ``shared``, in shared memory from the start (what
-    ``default_collate`` does in a worker: ``share_memory_()`` would allocate it twice and copy)."""
+def empty_set(shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, shared: bool) -> dict[str, torch.Tensor]:
+    """Uninitialised tensors of these shapes; with ``shared``, views of one block of shared memory
+    from the start (``share_memory_()`` would allocate each twice and copy; one block crosses to
+    the training process with one file descriptor, see :func:`collate_in_one_block`)."""
     if not shared:
-        return torch.empty(shape, dtype=dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    return torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, shape)
+        return {k: torch.empty(shape, dtype=dtype) for k, shape in shapes.items()}
+    counts = {k: math.prod(shape) for k, shape in shapes.items()}
+    block = torch.UntypedStorage._new_shared(sum(counts.values()) * dtype.itemsize)
+    out, offset = {}, 0
+    for k, shape in shapes.items():
+        out[k] = torch.empty(0, dtype=dtype).set_(block, offset, shape)
+        offset += counts[k]
+    return out
 
 
 class BatchSlots:
@@ -67,8 +74,8 @@ class BatchSlots:
         if not self._buffers and self.shapes:
             self._buffers = self._reusable() or {}
             if not self._buffers:
-                self._buffers = {k: empty((self.size, *s), self.dtype, self.ring is not None)
-                                 for k, s in self.shapes.items()}
+                self._buffers = empty_set({k: (self.size, *s) for k, s in self.shapes.items()}, self.dtype,
+                                          self.ring is not None)
                 self.stats.add(S.BATCHES_IN_NEW_MEMORY)
         row = len(self._items)
         return {k: b[row] for k, b in self._buffers.items()}
@@ -125,11 +132,49 @@ class BatchSlots:
         if self.ring is None and buffers and _users is not None:
             self._handed_out = [*self._handed_out[-1:], buffers]
         n = len(items)
-        rest = default_collate([{k: v for k, v in s.items() if k not in self.names} for s in items])
+        others = [{k: v for k, v in s.items() if k not in self.names} for s in items]
+        rest = collate_in_one_block(others) if self.ring is not None else default_collate(others)
         batch = {k: (buffers[self.names[k]][:n] if k in self.names else rest[k]) for k in items[0]}
         if self.ring is None or not buffers:
             return batch
         return self.ring.hand_out(batch, [k for k in batch if k in self.names], buffers)
+
+
+def collate_in_one_block(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate(samples)`` (the same keys, values, dtypes and shapes), with every key whose
+    values are CPU tensors of one dtype and shape stacked into a view of one shared-memory block.
+
+    In a DataLoader worker ``default_collate`` gives each such key a shared-memory block of its
+    own, and the training process then fetches one file descriptor per block for every batch, each
+    over a socket connection of its own to the worker. Views of one block travel with one: a batch
+    of the peers benchmark with windows (9 small keys, 2 cameras, the ring's table) sends 3
+    descriptors instead of 12, with :func:`empty_set` putting the cameras in one block.
+    Other keys (strings, lists, numbers) go through ``default_collate``.
+    """
+    first = samples[0]
+    stackable = [k for k, v in first.items() if isinstance(v, torch.Tensor) and v.device.type == "cpu"
+                 and all(isinstance(s[k], torch.Tensor) and s[k].dtype == v.dtype and s[k].shape == v.shape
+                         and s[k].device.type == "cpu" for s in samples)]
+    layout, nbytes = [], 0
+    for k in stackable:
+        v = first[k]
+        nbytes = -(-nbytes // _ALIGN) * _ALIGN
+        layout.append((k, nbytes))
+        nbytes += len(samples) * v.numel() * v.dtype.itemsize
+    if not nbytes:
+        stackable, layout = [], []
+    out = {k: default_collate([s[k] for s in samples]) for k in first if k not in stackable}
+    if nbytes:
+        block = torch.UntypedStorage._new_shared(nbytes)
+        for k, offset in layout:
+            v = first[k]
+            rows = torch.empty(0, dtype=v.dtype).set_(block, offset // v.dtype.itemsize, (len(samples), *v.shape))
+            out[k] = torch.stack([s[k] for s in samples], out=rows)
+    return {k: out[k] for k in first}
+
+
+#: Byte alignment of each key's rows in :func:`collate_in_one_block`'s block.
+_ALIGN = 64
 
 
 def _storage_users(t: torch.Tensor) -> int:

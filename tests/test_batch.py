@@ -54,7 +54,34 @@ def test_batches_from_workers_come_in_shared_memory(packed, kind):
     got = list(DataLoader(LeRobotShardDataset(path, batch_size=16, **args), batch_size=None, num_workers=2))
     assert_batches_equal(want, got)
     assert sorted(indices_of(got)) == list(range(320))
-    assert all(b["observation.images.top"].is_shared() for b in got)
+    cameras = ["observation.images.top", "observation.images.wrist"]
+    for n, batch in enumerate(got):  # one block for the cameras, one for the other tensors: 2 descriptors
+        blocks = {k: v.untyped_storage().data_ptr() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        assert all(batch[k].is_shared() for k in blocks), f"batch {n}"
+        assert len({blocks[k] for k in cameras}) == 1, f"batch {n}: cameras in {len({blocks[k] for k in cameras})} blocks"
+        assert len({p for k, p in blocks.items() if k not in cameras}) == 1, f"batch {n}: {blocks}"
+
+
+def test_small_keys_are_collated_into_one_shared_block_equal_to_default_collate():
+    from torch.utils.data import default_collate
+
+    from lerobot_wds.reader.batch import collate_in_one_block
+
+    samples = [{"index": torch.tensor(i), "pad": torch.arange(5) > i, "action": torch.rand(16, 3),
+                "task": f"task {i}", "reward": 0.5 * i, "frame": torch.arange(3, dtype=torch.int16) + i}
+               for i in range(7)]
+    got, want = collate_in_one_block(samples), default_collate(samples)
+    assert_batches_equal([want], [got])
+    tensors = [k for k in ("index", "pad", "action", "frame")]
+    assert len({got[k].untyped_storage().data_ptr() for k in tensors}) == 1
+    assert all(got[k].is_shared() and got[k].is_contiguous() and got[k].data_ptr() % 64 == 0 for k in tensors)
+    assert not got["reward"].is_shared()  # a number: default_collate's own tensor
+    assert_batches_equal([default_collate(samples[:1])], [collate_in_one_block(samples[:1])])
+    empty = [{"none": torch.zeros(0)} for _ in range(3)]
+    assert collate_in_one_block(empty)["none"].shape == default_collate(empty)["none"].shape == (3, 0)
+    ragged = [{"action": torch.zeros(2)}, {"action": torch.zeros(3)}]
+    with pytest.raises(RuntimeError, match="equal size"):  # not stacked here: default_collate's own error
+        collate_in_one_block(ragged)
 
 
 def test_the_training_process_reuses_a_batchs_memory_once_nothing_holds_it(packed):
