@@ -15,7 +15,8 @@ milliseconds per sample (``time.process_time``; not wall time, which this shared
 4. ``reader``: the batched reader itself (``LeRobotShardDataset(batch_size=32)``,
    ``return_uint8=True``) on one decode thread (``reader/dataset.py`` ``MAIN_DECODE_STREAMS``
    set to 1 for this process), over ``--batches`` batches after 20 of warm-up: what it adds to 3
-   is its per-sample work in Python (the sample's other keys, the pool, the batch).
+   is its per-sample work in Python (the sample's other keys, the pool, the batch) and loading
+   the episodes that enter the pool meanwhile (reading, parsing, opening their decoders).
 
 Steps 1-4 are repeated ``--rounds`` times, interleaved; the medians are printed with each step's
 ratio to the limit.
