@@ -19,17 +19,21 @@ milliseconds per sample (``time.process_time``; not wall time, which this shared
    the episodes that enter the pool meanwhile (reading, parsing, opening their decoders).
 
 Steps 1-4 are repeated ``--rounds`` times, interleaved; the medians are printed with each step's
-ratio to the limit.
+ratio to the limit. ``--profile``: then step 4 once more under cProfile, printing where its own
+time went (torchcodec's decoding calls, the writes into rows, the rest).
 
-    .venv-lerobot/bin/python tools/bench_decode_gap.py bench_out/peers/packed [--windows]
+    .venv-lerobot/bin/python tools/bench_decode_gap.py bench_out/peers/packed [--windows] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +93,7 @@ def interleaved_ms(eps: list, frames: int, write: bool, win: bool) -> float:
     return (time.process_time() - t) / n * 1e3
 
 
-def reader_ms(packed: str, win: bool, batches: int) -> float:
+def reader_ms(packed: str, win: bool, batches: int, profile: cProfile.Profile | None = None) -> float:
     import lerobot_wds.reader.dataset as dataset
     from lerobot_wds.reader import LeRobotShardDataset
 
@@ -101,9 +105,21 @@ def reader_ms(packed: str, win: bool, batches: int) -> float:
         next(it)
     n = 0
     t = time.process_time()
-    for _ in range(batches):
-        n += len(next(it)["index"])
+    with profile or nullcontext():
+        for _ in range(batches):
+            n += len(next(it)["index"])
     return (time.process_time() - t) / n * 1e3
+
+
+def print_profile(profile: cProfile.Profile, top: int = 8) -> None:
+    """The functions the reader spent its own time in (cProfile's tottime), as shares of the total."""
+    rows = sorted(((tt, nc, func) for func, (_cc, nc, tt, _ct, _callers) in pstats.Stats(profile).stats.items()),
+                  reverse=True)
+    total = sum(tt for tt, _, _ in rows)
+    print(f"reader under cProfile ({total:.2f} s, profiling overhead included), own time by function:")
+    for tt, nc, (path, line, name) in rows[:top]:
+        where = name if path == "~" else f"{Path(path).name}:{line} {name}"
+        print(f"  {tt / total:6.1%}  {nc:7d} calls  {where}")
 
 
 def main(argv=None) -> int:
@@ -114,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=64, help="frames of each episode (from its first)")
     ap.add_argument("--batches", type=int, default=60, help="reader batches measured")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="then the reader step once more under cProfile")
     a = ap.parse_args(argv)
 
     import torch
@@ -146,6 +163,10 @@ def main(argv=None) -> int:
     for name, v in got.items():
         ms = statistics.median(v)
         print(f"  {name:12s} {ms:.3f} ms   limit ÷ this {limit / ms:.2f}")
+    if a.profile:
+        profile = cProfile.Profile()
+        reader_ms(a.packed, a.windows, a.batches, profile)
+        print_profile(profile)
     return 0
 
 
