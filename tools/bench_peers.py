@@ -13,7 +13,8 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    ``ours-batched``: the dataset's ``batch_size=32``, DataLoader ``batch_size=None``),
    ``return_uint8=True``, spawn workers, prefetch 4, persistent workers; the first batch's time
    from ``iter()``; then ``--warmup`` s, then samples/s over ``--seconds`` (epochs restart as
-   needed); peak RSS of the process tree (``bench_refs.rss_bytes``); distinct episodes per batch;
+   needed); peak RSS of the process tree (``bench_refs.rss_bytes``), and what it was made of at
+   the peak (training process, workers, shared memory); distinct episodes per batch;
    consecutive-batch overlap = the fraction of a batch's episodes also in the previous batch;
    batch-mean frame_index spread = the standard deviation, over batches, of a batch's mean
    ``frame_index`` (large when batches drift through episode phases together: all starts, then all
@@ -108,8 +109,10 @@ def make_dataset(reader: str, path: str, win: bool, storage: dict | None):
     return LeRobotShardDataset(url, delta_timestamps=deltas, return_uint8=True, seed=0, **pool, **batched)
 
 
-def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: float, storage: dict | None) -> dict:
-    """One measurement in this (fresh) process; returns the row."""
+def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: float, storage: dict | None,
+          step: float = 0.0) -> dict:
+    """One measurement in this (fresh) process; returns the row. ``step``: seconds the loop sleeps
+    after each batch, a training step that leaves the CPU idle (a GPU's)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -128,6 +131,8 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
             if hasattr(ds, "set_epoch"):
                 ds.set_epoch(epoch)
             for batch in loader:
+                if step:
+                    time.sleep(step)
                 now = time.perf_counter()
                 if first is None:
                     first = now - t0
@@ -145,7 +150,8 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
     distinct, overlap = measure([b for b in eps if len(b) == BATCH])
     spread = statistics.stdev(phase) if len(phase) > 1 else 0.0
     return {"reader": reader, "workers": nw, "win": win, "samples_s": n / (t_end - t_start), "first_s": first,
-            "rss_gb": rss.peak / 1e9, "distinct": distinct, "overlap": overlap,
+            "rss_gb": rss.peak / 1e9, "rss_parts_gb": {k: v / 1e9 for k, v in rss.peak_parts.items()},
+            "distinct": distinct, "overlap": overlap,
             "phase_spread": spread}
 
 
@@ -234,6 +240,7 @@ def merge_rounds(rows: list[dict]) -> list[dict]:
         row |= {"samples_s": statistics.median(r["samples_s"] for r in ok),
                 "first_s": statistics.median(r["first_s"] for r in ok),
                 "rss_gb": max(r["rss_gb"] for r in ok),
+                "rss_parts_gb": max(ok, key=lambda r: r["rss_gb"]).get("rss_parts_gb", {}),
                 "rounds_samples_s": [round(r["samples_s"], 1) for r in ok]}
         for k in ("distinct", "overlap", "phase_spread"):
             row[k] = statistics.fmean(r[k] for r in ok)
@@ -283,6 +290,16 @@ def table(rows: list[dict], limit: dict) -> str:
                 ratios = " ".join(f"{x['samples_s'] / y['samples_s']:.2f}" if "samples_s" in y else "-" for y in (m, la))
                 lines.append(f"- {'win' if win else 'no win'}, {nw} workers: {x['samples_s']:.0f}, {ratios}, "
                              f"{x['rss_gb']:.2f} / {x['distinct']:.1f} / {x['overlap']:.2f}")
+    lines.append("\npeak RSS GB, what it was made of: training process (private + file-backed) / DataLoader "
+                 "workers (private, together) / shared memory (batches in flight):\n")
+    for win in (False, True):
+        for nw in (0, 2):
+            cells = []
+            for r in READERS:
+                parts = by.get((r, nw, win, False), {}).get("rss_parts_gb")
+                cells.append(" / ".join(f"{parts[k]:.2f}" for k in ("root", "children", "shared")) if parts else "-")
+            lines.append(f"- {'win' if win else 'no win'}, {nw} workers: "
+                         + ", ".join(f"{r} {c}" for r, c in zip(READERS, cells)))
     remote = [r for r in rows if r.get("remote")]
     if remote:
         lines.append("\nremote (S3 on loopback, +latency per request), samples/s:\n")
@@ -379,7 +396,10 @@ def main(argv=None) -> int:
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--moto-python", default=sys.executable, help="a Python with moto[server] for the S3 server")
     ap.add_argument("--plot", type=Path, default=REPO / "docs" / "bench_peers.png")
-    ap.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    ap.add_argument("--step-ms", type=float, default=0.0,
+                    help="each row's loop sleeps this long after every batch: a training step on a GPU, which "
+                         "leaves the CPU idle; DataLoader queues fill when the reader outpaces it (default: none)")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--limit-part", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.limit_part:
@@ -387,9 +407,9 @@ def main(argv=None) -> int:
         print(json.dumps(decode_limit(packed, part=int(part), parts=int(parts))))
         return 0
     if a.child:
-        reader, path, nw, win, seconds, warmup, storage = a.child
+        reader, path, nw, win, seconds, warmup, storage, *step = a.child  # step: seconds, optional
         print(json.dumps(child(reader, path, int(nw), win == "1", float(seconds), float(warmup),
-                               json.loads(storage))))
+                               json.loads(storage), float(step[0]) if step else 0.0)))
         return 0
     a.workers = [int(w) for w in a.workers.split(",")]
     paths = prepare(a.data)
@@ -411,7 +431,7 @@ def main(argv=None) -> int:
                             sources.append((url, json.dumps(opts), True))
                         for path, storage, is_remote in sources:
                             row = run_child([reader, path, str(nw), "1" if win else "0", str(a.seconds),
-                                             str(a.warmup), storage])
+                                             str(a.warmup), storage, str(a.step_ms / 1000)])
                             row.update(reader=reader, workers=nw, win=win, round=rnd, remote=is_remote)
                             print(json.dumps(row), flush=True)
                             rows.append(row)

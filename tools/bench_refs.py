@@ -29,7 +29,14 @@ def rss_bytes(pid: int, shmem_base: int = 0) -> int:
     them, so no process's RSS shows them. Anonymous pages a worker shares copy-on-write with its
     parent count in both, so this is an upper bound. (PSS from smaps_rollup would be exact but
     costs ~20 ms of CPU per read, enough to skew the measurement it is part of.)"""
-    total, todo, root = max(0, shmem_bytes() - shmem_base), [pid], True
+    return sum(rss_parts(pid, shmem_base).values())
+
+
+def rss_parts(pid: int, shmem_base: int = 0) -> dict[str, int]:
+    """What :func:`rss_bytes` adds up, in bytes: ``"root"`` (the root process: private and
+    file-backed), ``"children"`` (every process under it: private only) and ``"shared"`` (the
+    machine's shared memory above ``shmem_base``)."""
+    parts, todo, root = {"root": 0, "children": 0, "shared": max(0, shmem_bytes() - shmem_base)}, [pid], True
     while todo:
         p = todo.pop()
         try:
@@ -37,13 +44,13 @@ def rss_bytes(pid: int, shmem_base: int = 0) -> int:
                 for line in f:
                     field = line.split(":", 1)[0]
                     if field == "RssAnon" or (root and field == "RssFile"):
-                        total += int(line.split()[1]) * 1024
+                        parts["root" if root else "children"] += int(line.split()[1]) * 1024
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
         root = False
-    return total
+    return parts
 
 
 def shmem_bytes() -> int:
@@ -54,20 +61,23 @@ def shmem_bytes() -> int:
 
 class PeakRSS:
     """Samples the RSS of this process tree (or of ``pid``'s) every 20 ms (shared memory counted
-    from when it starts: :func:`rss_bytes`); ``peak`` in bytes."""
+    from when it starts: :func:`rss_bytes`); ``peak`` in bytes, ``peak_parts`` what it was made
+    of (:func:`rss_parts`)."""
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
 
     def __enter__(self) -> "PeakRSS":
-        self.peak, self._stop, self._shmem = 0, threading.Event(), shmem_bytes()
+        self.peak, self.peak_parts, self._stop, self._shmem = 0, {}, threading.Event(), shmem_bytes()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid, self._shmem))
+            parts = rss_parts(self.pid, self._shmem)
+            if sum(parts.values()) > self.peak:
+                self.peak, self.peak_parts = sum(parts.values()), parts
             time.sleep(0.02)
 
     def __exit__(self, *exc: object) -> None:
