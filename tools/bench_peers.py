@@ -13,7 +13,7 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    ``ours-batched``: the dataset's ``batch_size=32``, DataLoader ``batch_size=None``),
    ``return_uint8=True``, spawn workers, prefetch 4, persistent workers; the first batch's time
    from ``iter()``; then ``--warmup`` s, then samples/s over ``--seconds`` (epochs restart as
-   needed); peak RSS of the process tree (``bench_refs.rss_bytes``), and what it was made of at
+   needed); peak RSS of the process tree (``bench_refs.rss_parts``), and what it was made of at
    the peak (training process, workers, shared memory); distinct episodes per batch;
    consecutive-batch overlap = the fraction of a batch's episodes also in the previous batch;
    batch-mean frame_index spread = the standard deviation, over batches, of a batch's mean

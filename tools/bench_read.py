@@ -5,7 +5,7 @@ AV1 GOP 2, camera-like grain, via ``testkit.synthetic``), packed once into ``ben
 ``num_workers`` 0/1/2, without and with delta windows (16-step ``action`` + 2-frame camera window):
 
 - samples/s (= frames/s of the sample stream) in steady state (after the first batch), time to
-  first batch, peak resident memory of all processes (see ``rss_bytes``);
+  first batch, peak resident memory of all processes (see ``rss_parts``);
 - (a) ours ÷ a bare torchcodec loop decoding the same frames, same order, from the same in-memory
   clips, one process per worker, one thread each (target ≥ 0.8; at 0 workers ours decodes
   ``MAIN_DECODE_STREAMS`` samples at once, the bare loop one);

@@ -20,22 +20,17 @@ import numpy as np
 CAMS = ("observation.images.top", "observation.images.wrist")
 
 
-def rss_bytes(pid: int, shmem_base: int = 0) -> int:
-    """Resident bytes of the process tree under ``pid`` (Linux /proc/<pid>/status): every
-    process's private anonymous memory plus the root's file-backed pages, so the ~0.5 GB of
-    libraries that forked DataLoader workers share with their parent count once; plus the machine's
-    shared memory (``Shmem`` of /proc/meminfo) above ``shmem_base``: the batches DataLoader
-    workers hand to the training process live there, mapped by processes that may never touch
-    them, so no process's RSS shows them. Anonymous pages a worker shares copy-on-write with its
-    parent count in both, so this is an upper bound. (PSS from smaps_rollup would be exact but
-    costs ~20 ms of CPU per read, enough to skew the measurement it is part of.)"""
-    return sum(rss_parts(pid, shmem_base).values())
-
-
 def rss_parts(pid: int, shmem_base: int = 0) -> dict[str, int]:
-    """What :func:`rss_bytes` adds up, in bytes: ``"root"`` (the root process: private and
-    file-backed), ``"children"`` (every process under it: private only) and ``"shared"`` (the
-    machine's shared memory above ``shmem_base``)."""
+    """Resident bytes of the process tree under ``pid`` (Linux /proc/<pid>/status), in three parts
+    that add up to its RSS: ``"root"``, the root process's private anonymous memory and its
+    file-backed pages (so the ~0.5 GB of libraries that forked DataLoader workers share with their
+    parent count once); ``"children"``, the private anonymous memory of every process under it;
+    ``"shared"``, the machine's shared memory (``Shmem`` of /proc/meminfo) above ``shmem_base``:
+    the batches DataLoader workers hand to the training process live there, mapped by processes
+    that may never touch them, so no process's RSS shows them. Anonymous pages a worker shares
+    copy-on-write with its parent count in both, so the sum is an upper bound. (PSS from
+    smaps_rollup would be exact but costs ~20 ms of CPU per read, enough to skew the measurement
+    it is part of.)"""
     parts, todo, root = {"root": 0, "children": 0, "shared": max(0, shmem_bytes() - shmem_base)}, [pid], True
     while todo:
         p = todo.pop()
@@ -61,14 +56,18 @@ def shmem_bytes() -> int:
 
 class PeakRSS:
     """Samples the RSS of this process tree (or of ``pid``'s) every 20 ms (shared memory counted
-    from when it starts: :func:`rss_bytes`); ``peak`` in bytes, ``peak_parts`` what it was made
-    of (:func:`rss_parts`)."""
+    from when it starts: :func:`rss_parts`); ``peak_parts`` at the highest sum, ``peak`` that sum in
+    bytes."""
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
 
+    @property
+    def peak(self) -> int:
+        return sum(self.peak_parts.values())
+
     def __enter__(self) -> "PeakRSS":
-        self.peak, self.peak_parts, self._stop, self._shmem = 0, {}, threading.Event(), shmem_bytes()
+        self.peak_parts, self._stop, self._shmem = {}, threading.Event(), shmem_bytes()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
         return self
@@ -77,7 +76,7 @@ class PeakRSS:
         while not self._stop.is_set():
             parts = rss_parts(self.pid, self._shmem)
             if sum(parts.values()) > self.peak:
-                self.peak, self.peak_parts = sum(parts.values()), parts
+                self.peak_parts = parts
             time.sleep(0.02)
 
     def __exit__(self, *exc: object) -> None:

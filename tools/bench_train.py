@@ -17,7 +17,7 @@ batches after ``--warmup``: "alone", the prepared DataLoader iterated with nothi
 what the loop costs the CPU when the conversion, normalization and step run on a GPU); then
 "loop", lerobot's loop taking them (on this CPU-only machine its own per-batch work in the training
 process counts). Rows interleaved over ``--rounds`` rounds (medians reported), at each of
-``--workers``; peak RSS of the process tree (``bench_refs.rss_bytes``).
+``--workers``; peak RSS of the process tree (``bench_refs.rss_parts``).
 
     .venv-lerobot/bin/python tools/bench_train.py [--data bench_out/peers] [--workers 0,2]
 """
