@@ -1,9 +1,9 @@
 """NVDEC (GPU) against torchcodec on the CPU, decoding a packed dataset's clips as the reader does.
 
 The reader's ``video_decode_device="cuda"`` hands torchcodec's ``VideoDecoder`` the GPU. That needs
-a torchcodec built with CUDA, which PyPI does not have: its wheels are CPU-only (their
-``libtorchcodec_core*.so`` name no NVDEC entry point), CUDA builds come from download.pytorch.org
-or conda-forge. So this measures NVDEC itself, through NVIDIA's own PyNvVideoCodec
+torchcodec's CUDA build (on PyPI from 0.14; lerobot 0.6.1 pins one below 0.12, whose PyPI wheels are
+CPU-only) and FFmpeg's shared libraries on the GPU machine. This measures NVDEC itself, through
+NVIDIA's own PyNvVideoCodec
 (``pip install PyNvVideoCodec``; it needs the driver's ``libnvcuvid``), on the same in-memory clips
 the reader decodes, in the reader's two access patterns, against torchcodec on the CPU with one
 FFmpeg thread per decoder (as the reader decodes):
