@@ -8,7 +8,8 @@ NVIDIA's own PyNvVideoCodec
 the reader decodes, in the reader's two access patterns, against torchcodec on the CPU with one
 FFmpeg thread per decoder (as the reader decodes):
 
-- ``open``: ms to open a decoder on an episode's clip and get the episode's first frame;
+- ``open``: ms to open a decoder on an episode's clip, get the episode's first frame and let the
+  decoder go;
 - ``file order``: each episode front to back, 8 frames a call (the decode limit's pattern);
 - ``pool order``: one decoder held per episode, frame i of every episode before frame i + 1 of
   any, one frame a call (what the episode pool asks of its held decoders);
