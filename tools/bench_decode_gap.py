@@ -135,16 +135,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from bench_refs import _load_clips
-    from lerobot_wds.reader.epoch_plan import plan_spans
-    from lerobot_wds.reader.storage import Store
-    from lerobot_wds.reader.world import World
+    from bench_refs import first_episodes
 
     torch.set_num_threads(1)
-    m = Store(a.packed).read_manifest()
-    spans = plan_spans([[e.length for e in s.episodes] for s in m.shards], 0, 0, World(0, 1, 0, 1), False)
-    spans = spans[:a.episodes]
-    eps = list(_load_clips(a.packed, spans, set(range(len(spans)))).values())
+    eps = first_episodes(a.packed, a.episodes)
     frames = min(a.frames, *(ep.length for ep in eps))
     steps = {
         "limit": lambda: limit_ms(eps, frames),

@@ -40,23 +40,14 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench_refs import first_episodes  # tools/, this script's directory
+
 #: Frames a call in file order (the decode limit's range in tools/bench_peers.py).
 RANGE = 8
 #: Rows of the batch every frame is written into, round robin.
 ROWS = 32
 #: Episode frames whose pixels are compared (clamped to the episode).
 REF_FRAMES = (0, 1, 2, 57, 100)
-
-
-def load(packed: str, episodes: int) -> list:
-    from lerobot_wds.reader.episodes import EpisodeLoader
-    from lerobot_wds.reader.storage import Store
-
-    store = Store(packed)
-    m = store.read_manifest()
-    where = [(s.name, e) for s in m.shards for e in s.episodes][:episodes]
-    loader = EpisodeLoader(store, where, list(range(len(where))), m.video_keys, [], "raise")
-    return [loader.get(p) for p in range(len(where))]
 
 
 class Cpu:
@@ -139,7 +130,8 @@ def file_order(be, eps: list, cam: str, rows) -> int:
 
 
 def measure(be, eps: list, cam: str, threads: list[int]) -> dict:
-    info, lead = eps[0].meta.clips[cam], eps[0].meta.clips[cam].lead_in
+    info = eps[0].meta.clips[cam]
+    lead = info.lead_in
     dec = be.open(eps[0].clips[cam])
     first = be.frames(dec, lead, lead + 1)[0]
     rows = be.rows((3, info.height, info.width))
@@ -192,13 +184,11 @@ def ref_frames(be, ep, cam: str):
 
     info, dec = ep.meta.clips[cam], be.open(ep.clips[cam])
     picks = sorted({min(i, ep.length - 1) for i in REF_FRAMES})
-    got = []
-    for i in picks:
-        row = be.rows((3, info.height, info.width))[0]
+    rows = be.rows((3, info.height, info.width))
+    for row, i in zip(rows, picks):
         be.write(be.frames(dec, info.lead_in + i, info.lead_in + i + 1)[0], row)
         be.sync()
-        got.append(row.cpu().numpy())
-    return picks, np.stack(got)
+    return picks, rows[:len(picks)].cpu().numpy().copy()
 
 
 def main(argv=None) -> int:
@@ -215,20 +205,19 @@ def main(argv=None) -> int:
     import numpy as np
 
     be = Cpu() if a.device == "cpu" else Nvdec()
-    eps = load(a.packed, a.episodes)
+    eps = first_episodes(a.packed, a.episodes)
     cams = list(eps[0].clips)
     threads = [int(k) for k in a.threads.split(",")]
     print(f"{be.name}: {len(eps)} episodes, {sum(ep.length for ep in eps)} frames, cameras {cams}")
     results: dict = {"device": a.device, "episodes": len(eps), "cameras": {}}
-    refs = {}
+    refs, saved = {}, np.load(a.refs) if a.refs else None
     for cam in cams:
         try:
             r = measure(be, eps, cam, threads)
             if a.save_refs:
                 picks, refs[cam] = ref_frames(be, eps[0], cam)
                 refs[cam + ".frames"] = np.array(picks)
-            if a.refs:
-                saved = np.load(a.refs)
+            if saved is not None:
                 picks, got = ref_frames(be, eps[0], cam)
                 want = saved[cam].astype(np.int16)
                 diff = np.abs(got.astype(np.int16) - want)

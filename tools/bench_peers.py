@@ -167,16 +167,10 @@ def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int 
     import torch
     from torchcodec.decoders import VideoDecoder
 
-    from bench_refs import _load_clips
-    from lerobot_wds.reader.epoch_plan import plan_spans
-    from lerobot_wds.reader.storage import Store
-    from lerobot_wds.reader.world import World
+    from bench_refs import first_episodes
 
     torch.set_num_threads(1)
-    m = Store(packed).read_manifest()
-    lengths = [[e.length for e in s.episodes] for s in m.shards]
-    spans = plan_spans(lengths, 0, 0, World(0, 1, 0, 1), False)[:max_episodes]
-    eps = list(_load_clips(packed, spans, set(range(part, len(spans), parts))).values())
+    eps = first_episodes(packed, max_episodes, part, parts)
 
     def decode(share: list) -> dict[str, float]:
         secs = {TOP: 0.0, WRIST: 0.0}

@@ -84,6 +84,18 @@ class PeakRSS:
         self._t.join()
 
 
+def first_episodes(path: str, n: int, part: int = 0, parts: int = 1) -> list:
+    """Episodes ``part``, ``part + parts``, ... of the first ``n`` of a packed dataset, in file
+    order, loaded: every camera's clip in memory."""
+    from lerobot_wds.reader.epoch_plan import plan_spans
+    from lerobot_wds.reader.storage import Store
+    from lerobot_wds.reader.world import World
+
+    m = Store(path).read_manifest()
+    spans = plan_spans([[e.length for e in s.episodes] for s in m.shards], 0, 0, World(0, 1, 0, 1), False)[:n]
+    return list(_load_clips(path, spans, set(range(part, len(spans), parts))).values())
+
+
 def _load_clips(path: str, spans, used):
     from lerobot_wds.reader.episodes import parse_episode, request_for, split_members
     from lerobot_wds.reader.storage import Store
