@@ -17,7 +17,8 @@ share fewer episodes than with independent draws. ``tools/mixing_sim.py``, pool 
 uniformly and independently: 25.3; in proportion to remaining frames: 18.3, because a span that
 just entered is drawn most and spans nearly done hold their slots), and 26 % of a batch's episodes
 in the previous batch at 0 workers (independent uniform draws: 40 %; a global shuffle: 3 %; at 2
-workers consecutive batches come from different workers and share none). Why in proportion at the
+workers consecutive batches come from different workers, and 27 % are in the same worker's previous
+batch). Why in proportion at the
 end: in rounds, the longest spans would be left alone in the last batches; in proportion, they
 end with the rest.
 

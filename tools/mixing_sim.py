@@ -3,8 +3,10 @@
 The reader's order is a pure function of episode lengths, seed, pool size and workers
 (``epoch_plan.plan_spans`` + ``pool.pool_order``), so its batches can be formed exactly as a
 DataLoader forms them (batch b from worker b % num_workers, that worker's next ``batch`` draws)
-from lengths alone. For each dataset size this prints distinct episodes per batch and the share
-of a batch's episodes also in the previous batch, for the pool and for a global shuffle
+from lengths alone. For each dataset size this prints distinct episodes per batch, the share of a
+batch's episodes also in the previous batch, and the share also in the previous batch of the same
+worker (``num_workers`` batches back: consecutive batches come from different workers, so the first
+share alone would hide what one worker's pool repeats), for the pool and for a global shuffle
 (LeRobotDataset with ``shuffle=True``: a uniform permutation of all frames), over one epoch.
 
     .venv/bin/python tools/mixing_sim.py --episodes 50,200,1000 --pool 64,128 --workers 0,2
@@ -26,8 +28,13 @@ def measure(batches: list[list[int]]) -> tuple[float, float]:
     each batch's episode indices (tools/bench_peers.py measures real batches with it too)."""
     full = [set(b) for b in batches]
     distinct = sum(map(len, full)) / max(len(full), 1)
-    overlap = sum(len(a & b) / len(b) for a, b in zip(full, full[1:])) / max(len(full) - 1, 1)
-    return distinct, overlap
+    return distinct, overlap(batches)
+
+
+def overlap(batches: list[list[int]], lag: int = 1) -> float:
+    """The mean share of a batch's episodes also in the batch ``lag`` batches before it."""
+    full = [set(b) for b in batches]
+    return sum(len(a & b) / len(b) for a, b in zip(full, full[lag:])) / max(len(full) - lag, 1)
 
 
 def pool_batches(lengths: list[int], pool: int, workers: int, batch: int, seed: int) -> list[list[int]]:
@@ -63,16 +70,21 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    print("| episodes | workers | pool | distinct/batch: pool | global | ratio | overlap: pool | global |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| episodes | workers | pool | distinct/batch: pool | global | ratio | overlap: pool | global "
+          "| same worker: pool | global |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in map(int, a.episodes.split(",")):
         rng = random.Random(n)
         lengths = [rng.randint(a.length // 2, a.length * 3 // 2) for _ in range(n)]
-        g = measure(global_batches(lengths, a.batch, a.seed))
+        gb = global_batches(lengths, a.batch, a.seed)
+        g = measure(gb)
         for nw in map(int, a.workers.split(",")):
+            g_same = overlap(gb, max(nw, 1))
             for pool in map(int, a.pool.split(",")):
-                p = measure(pool_batches(lengths, pool, nw, a.batch, a.seed))
-                print(f"| {n} | {nw} | {pool} | {p[0]:.1f} | {g[0]:.1f} | {p[0] / g[0]:.2f} | {p[1]:.2f} | {g[1]:.2f} |")
+                pb = pool_batches(lengths, pool, nw, a.batch, a.seed)
+                p, p_same = measure(pb), overlap(pb, max(nw, 1))
+                print(f"| {n} | {nw} | {pool} | {p[0]:.1f} | {g[0]:.1f} | {p[0] / g[0]:.2f} | {p[1]:.2f} | {g[1]:.2f} "
+                      f"| {p_same:.2f} | {g_same:.2f} |")
     return 0
 
 
