@@ -48,6 +48,8 @@ MEMBER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 #: Columns every frame table carries (LeRobot's bookkeeping features).
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+#: Feature names lerobot reads as language annotations (``lerobot.datasets.language.LANGUAGE_COLUMNS``).
+LANGUAGE_COLUMNS = ("language_persistent", "language_events")
 
 
 class FormatError(LeRobotWdsError, ValueError):
@@ -416,3 +418,64 @@ def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str) -> None:
             raise FormatError(
                 f"{at}: member {suffix} at [{ref.offset}, {ref.offset + ref.size}) lies outside the "
                 f"shard's member data [{TAR_HEADER}, {shard_bytes}); the manifest is damaged, repack or restore it")
+
+
+def frame_columns(features: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of a ``frames.arrow`` member, in feature order: every feature that is not a
+    video → the Arrow type ``LeRobotDataset`` reads it as (it casts its parquet files to the
+    declared features: a number, bool or string of shape ``[1]`` is a scalar, of shape ``[n]`` a
+    fixed-size list of ``n``), or None for a column kept as stored (images, arrays of two or more
+    dimensions, language columns, other dtypes)."""
+    import numpy as np
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    for key, f in features.items():
+        dtype, shape = f.get("dtype"), list(f.get("shape") or [])
+        if dtype == "video":
+            continue
+        scalar = None
+        if dtype == "string":
+            scalar = pa.string()
+        elif isinstance(dtype, str) and dtype not in ("image", "audio"):
+            try:
+                np_dtype = np.dtype(dtype)
+            except TypeError:
+                np_dtype = None
+            if np_dtype is not None and np_dtype.kind in "biuf":
+                scalar = pa.from_numpy_dtype(np_dtype)
+        if scalar is None or key in LANGUAGE_COLUMNS or len(shape) != 1 or not isinstance(shape[0], int):
+            out[key] = None
+        else:
+            out[key] = scalar if shape == [1] else pa.list_(scalar, int(shape[0]))
+    return out
+
+
+def conform_frames(table: Any, columns: Mapping[str, Any]) -> Any:
+    """``table`` (a ``pyarrow.Table``) with exactly ``columns`` (:func:`frame_columns`), each of
+    the declared type, converted as ``LeRobotDataset`` converts its parquet (Arrow's cast: a
+    float64 column declared float32 is rounded to it, a list becomes a fixed-size list only if
+    every row has the declared length). A column missing or extra, a value out of the declared
+    type's range and a structurally invalid table (offsets out of bounds) raise FormatError
+    naming the column; the caller adds where the table came from."""
+    import pyarrow as pa
+
+    try:
+        table.validate(full=True)
+    except pa.ArrowException as e:
+        raise FormatError(f"is not valid Arrow data ({e})") from e
+    have = list(table.column_names)
+    missing = [k for k in columns if k not in have]
+    extra = [k for k in have if k not in columns]
+    if missing or extra or len(set(have)) != len(have):
+        raise FormatError(f"has columns {have}, the features declare {list(columns)}")
+    for name, want in columns.items():
+        got = table.schema.field(name).type
+        if want is None or got.equals(want):
+            continue
+        try:
+            col = table.column(name).cast(want)
+        except pa.ArrowException as e:  # a size, type or value the declared type cannot hold
+            raise FormatError(f"column {name!r} of type {got} does not convert to the declared {want} ({e})") from e
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, want), col)
+    return table.select(list(columns))

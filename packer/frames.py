@@ -2,7 +2,9 @@
 
 Each data parquet is opened once per shard task and only the row groups that may hold that task's
 episodes are read (parquet statistics on ``episode_index``; LeRobot writes one group per episode),
-and only the columns ``meta/info.json`` declares. A local file's footer is parsed once per process
+and only the columns ``meta/info.json`` declares, converted to the types it declares as
+``LeRobotDataset`` converts them (``format.conform_frames``: a float64 column declared float32
+becomes float32, so samples keep lerobot's dtypes). A local file's footer is parsed once per process
 (cached by path, inode, size and mtime), not once per shard task. The rows are then taken per
 episode and checked against ``meta/episodes`` (row count and a contiguous ``frame_index`` from 0),
 since a disagreement would silently shift every frame downstream.
@@ -26,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..format import FormatError, conform_frames, frame_columns
 from .source import SourceEpisode, Source, SourceError, is_local
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,11 @@ def read_episode_tables(source: Source, data_path: str, episodes: Sequence[Sourc
     extra = [c for c in schema.names if c not in declared]
     if extra:
         log.info("%s: leaving out columns %s that meta/info.json does not declare", path, extra)
-    table = table.select(declared).replace_schema_metadata(None).combine_chunks()
+    try:
+        table = conform_frames(table.select(declared), frame_columns(source.features))
+    except FormatError as e:
+        raise SourceError(f"episode {names}: data file {path} {e}; meta/info.json and the parquet disagree") from e
+    table = table.replace_schema_metadata(None).combine_chunks()
     owner = table["episode_index"].to_numpy()
     out = {}
     for ep in episodes:

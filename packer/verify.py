@@ -17,7 +17,7 @@ import tarfile
 from typing import Any, Mapping
 
 import fsspec
-from ..format import FRAMES_MEMBER, META_MEMBER, FormatError, Manifest, clip_member, episode_key
+from ..format import FRAMES_MEMBER, META_MEMBER, FormatError, Manifest, clip_member, episode_key, frame_columns
 
 
 def _open(out: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, Manifest]:
@@ -81,6 +81,7 @@ def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: b
     problems: list[str] = []
     members = {FRAMES_MEMBER, META_MEMBER} | {clip_member(k) for k in m.video_keys}
     sizes = m.video_sizes
+    columns = frame_columns(m.features)
     for s in m.shards:
         path = f"{root}/{s.name}"
         try:
@@ -104,7 +105,8 @@ def verify(out: str, storage_options: Mapping[str, Any] | None = None, decode: b
                     problems.append(f"{s.name}: {key}.{suffix} not at the manifest's byte range {ref}")
             start, end = e.span
             try:
-                ep = parse_episode(split_members(data[start:end], e, s.name), e, s.name, m.video_keys, m.image_keys)
+                ep = parse_episode(split_members(data[start:end], e, s.name), e, s.name, m.video_keys, m.image_keys,
+                                   columns)
             except (EpisodeError, FormatError) as exc:
                 problems.append(str(exc))
                 continue

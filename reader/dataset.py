@@ -62,7 +62,7 @@ import msgpack
 import torch
 from torch.utils.data import IterableDataset
 
-from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta
+from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode
@@ -189,6 +189,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self.delta_indices = delta_indices(delta_timestamps, manifest.fps, tolerance_s, self.meta.features)
         stored = {new: old for old, new in self.meta.rename.items()}
         self._video_keys, self._image_keys = manifest.video_keys, manifest.image_keys
+        self._frame_columns = frame_columns(manifest.features)
         self._builder = SampleBuilder(
             self._video_keys, self._image_keys, self.meta.task_strings,
             {stored.get(k, k): d for k, d in self.delta_indices.items()}, image_transforms, return_uint8,
@@ -308,7 +309,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
               slots: BatchSlots | None) -> Iterator[dict]:
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
-        loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error)
+        loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error,
+                               self._frame_columns)
         reach = self._builder.video_reach()
         sizes = self.meta.manifest.video_sizes
         videos: dict[int, EpisodeVideo] = {}

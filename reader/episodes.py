@@ -2,8 +2,8 @@
 
 An episode arrives as one ranged read covering all its members (offsets from the manifest), so a
 reader never scans a tar to find it. Parsing validates what later stages rely on (episode index,
-length, frame order, one clip per camera) and every error names the shard, the episode and the
-member at fault. Numeric columns become torch tensors once per episode, so building a sample is a
+length, frame order, the frame table's validity, columns and types, one clip per camera) and
+every error names the shard, the episode and the member at fault. Numeric columns become torch tensors once per episode, so building a sample is a
 few index operations; image-dtype columns keep their encoded bytes until a sample needs them.
 """
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 import torch
 
 from ..format import (FRAMES_MEMBER, META_MEMBER, TAR_HEADER, FormatError, ManifestEpisode, ShardEpisodeMeta, clip_member,
-                      episode_key, header_names, member_checksum)
+                      conform_frames, episode_key, header_names, member_checksum)
 from .storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,15 @@ def parse_episode(
     shard: str,
     video_keys: Sequence[str],
     image_keys: Sequence[str] = (),
+    declared: Mapping[str, Any] | None = None,
 ) -> LoadedEpisode:
-    """Build an :class:`LoadedEpisode` from its members, checking them against the manifest ``entry``."""
+    """Build an :class:`LoadedEpisode` from its members, checking them against the manifest ``entry``.
+
+    ``declared``: the frame table's columns and types (``format.frame_columns`` of the manifest's
+    features); the table must have exactly these columns and is converted to their
+    types (``format.conform_frames``). Without it (None), any columns are taken as stored; the
+    table is checked to be valid Arrow data either way (a table whose offsets point outside its
+    buffers would otherwise read memory that is not the shard's)."""
     key = episode_key(entry.episode_index)
     where = f"{shard}, episode {entry.episode_index}"
 
@@ -125,6 +132,11 @@ def parse_episode(
         table = pa.ipc.open_file(pa.BufferReader(member(FRAMES_MEMBER))).read_all()
     except (pa.ArrowInvalid, OSError) as e:
         raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} is not an Arrow IPC file ({e})") from e
+    try:
+        table = conform_frames(table, declared if declared is not None else dict.fromkeys(table.column_names))
+    except FormatError as e:
+        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} {e}; the manifest's features do not describe "
+                           "this shard, repack it") from e
     if table.num_rows != meta.length:
         raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} has {table.num_rows} rows, expected {meta.length}")
     columns = {name: _column(table.column(name), name in image_keys, where, key) for name in table.column_names}
@@ -172,12 +184,15 @@ class EpisodeLoader:
     ``get(p)`` reads forward until span ``p`` is in memory: the pool only draws from its first
     spans, so what is loaded is what the pool holds. With ``on_error="skip"`` an episode that
     cannot be read or parsed becomes ``None`` (logged) and the stream reopens at the next one.
+    ``declared``: the frame table's columns and types (:func:`parse_episode`).
     """
 
     def __init__(self, store: Store, where: Sequence[tuple[str, ManifestEpisode]], todo: Sequence[int],
-                 video_keys: Sequence[str], image_keys: Sequence[str], on_error: str = "raise") -> None:
+                 video_keys: Sequence[str], image_keys: Sequence[str], on_error: str = "raise",
+                 declared: Mapping[str, Any] | None = None) -> None:
         self.store, self.where, self.todo = store, where, list(todo)
         self.video_keys, self.image_keys, self.on_error = video_keys, image_keys, on_error
+        self.declared = declared
         self.loaded: dict[int, LoadedEpisode | None] = {}
         self._next = 0
         self._stream: Iterator[bytes] | None = None
@@ -194,7 +209,7 @@ class EpisodeLoader:
             try:
                 blob = next(self._stream)
                 ep: LoadedEpisode | None = parse_episode(split_members(blob, entry, shard), entry, shard,
-                                                   self.video_keys, self.image_keys)
+                                                         self.video_keys, self.image_keys, self.declared)
             except (StorageError, FormatError, OSError) as e:
                 self._stream = None  # a failed stream is dead; the next span opens a new one
                 if self.on_error == "raise":

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..format import Manifest
+from ..format import LANGUAGE_COLUMNS, Manifest
 
 
 def _stats_to_numpy(stats: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
@@ -53,10 +53,6 @@ def check_rename(rename: Mapping[str, str] | None, features: Mapping[str, Any], 
             "rename the other feature too or pick another name"
         )
     return rename
-
-
-#: Feature names lerobot reads as language annotations (``lerobot.datasets.language.LANGUAGE_COLUMNS``).
-LANGUAGE_COLUMNS = ("language_persistent", "language_events")
 
 
 class Tasks(dict):

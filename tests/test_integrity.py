@@ -15,7 +15,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from lerobot_wds import LeRobotShardDataset
@@ -159,10 +162,10 @@ def test_malformed_checksum_is_a_manifest_error(pack):
         LeRobotShardDataset(str(pack))
 
 
-def test_a_consistent_shard_with_a_clip_of_another_size_is_refused(pack):
-    """A shard and manifest that agree with each other (headers, ranges, checksums) but hold the
-    wrist clip under the top camera's name: the clip decodes at another size than the episode's
-    metadata and the dataset say, so it is refused (or skipped), never handed out as the top camera."""
+def _rewrite_first_episode(pack: Path, change: Callable[[dict[str, bytes]], None]) -> tuple[int, int]:
+    """Rewrite the first shard with ``change`` applied to its first episode's members (suffix →
+    bytes), headers, ranges and checksums all consistent with the new bytes (a consistent liar);
+    returns that episode's (episode_index, length)."""
     m = _manifest(pack)
     shard = m["shards"][0]
     data = (pack / shard["name"]).read_bytes()
@@ -171,16 +174,108 @@ def test_a_consistent_shard_with_a_clip_of_another_size_is_refused(pack):
     for i, e in enumerate(shard["episodes"]):
         got = {k: data[off : off + size] for k, (off, size, _) in e["members"].items()}
         if i == 0:
-            got[TOP] = got["observation.images.wrist.mp4"]
+            change(got)
         refs = writer.add_sample(f"episode_{e['episode_index']:06d}", got)
         e["members"] = {k: r.to_list() for k, r in refs.items()}
     writer.close()
     (pack / shard["name"]).write_bytes(out.getvalue())
     shard["bytes"] = len(out.getvalue())
     _write(pack, m)
-    e = shard["episodes"][0]["episode_index"]
-    with pytest.raises(EpisodeError, match=rf"episode {e}: clip of camera 'observation.images.top' decodes at 80x64, "
-                                           r"its metadata says 128x96, the dataset 128x96"):
+    return shard["episodes"][0]["episode_index"], shard["episodes"][0]["length"]
+
+
+def _refused_and_skipped(pack: Path, message: str, length: int) -> None:
+    with pytest.raises(EpisodeError, match=message):
         _read_all(pack)
     ds = LeRobotShardDataset(str(pack), shuffle=False, on_error="skip")
-    assert len(list(ds)) == 320 - shard["episodes"][0]["length"] and ds.skipped == shard["episodes"][0]["length"]
+    assert len(list(ds)) == 320 - length and ds.skipped == length
+
+
+def test_a_consistent_shard_with_a_clip_of_another_size_is_refused(pack):
+    """A shard and manifest that agree with each other (headers, ranges, checksums) but hold the
+    wrist clip under the top camera's name: the clip decodes at another size than the episode's
+    metadata and the dataset say, so it is refused (or skipped), never handed out as the top camera."""
+    def swap(members: dict[str, bytes]) -> None:
+        members[TOP] = members["observation.images.wrist.mp4"]
+
+    e, length = _rewrite_first_episode(pack, swap)
+    _refused_and_skipped(pack, rf"episode {e}: clip of camera 'observation.images.top' decodes at 80x64, "
+                               r"its metadata says 128x96, the dataset 128x96", length)
+
+
+def _frames(members: dict[str, bytes]) -> pa.Table:
+    return pa.ipc.open_file(pa.BufferReader(members["frames.arrow"])).read_all()
+
+
+def _set_frames(members: dict[str, bytes], table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    members["frames.arrow"] = sink.getvalue().to_pybytes()
+
+
+def test_a_frame_table_whose_offsets_point_outside_its_buffers_is_refused(pack):
+    """A consistent liar's frame table with a list column whose offsets run past its values. It is not
+    valid Arrow data and was read as stored: the rows of this vector column were cut where the reader
+    assumes, not where the table says, and a binary column's rows (image bytes) would be read past
+    their buffer (pyarrow does not check offsets on access). The reader now validates the whole
+    table first and refuses it, naming the member."""
+    def corrupt(members: dict[str, bytes]) -> None:
+        table = _frames(members)
+        state = table.column("observation.state").combine_chunks()
+        n, width = len(state), state.type.list_size
+        offsets = np.arange(n + 1, dtype=np.int32) * width
+        offsets[1] = 10**6  # row 0 would read a megabyte past the values; the last offset is in bounds
+        bad = pa.Array.from_buffers(pa.list_(pa.float32()), n, [None, pa.py_buffer(offsets.tobytes())],
+                                    children=[state.flatten()])
+        i = table.schema.get_field_index("observation.state")
+        _set_frames(members, table.set_column(i, pa.field("observation.state", bad.type), bad))
+
+    e, length = _rewrite_first_episode(pack, corrupt)
+    _refused_and_skipped(pack, rf"episode {e}: episode_{e:06d}\.frames\.arrow is not valid Arrow data "
+                               r".*offset.*; the manifest's features do not describe this shard, repack it", length)
+
+
+def test_a_frame_table_of_other_types_than_declared_is_read_as_the_declared_types(pack):
+    """A frame table holding observation.state as float64 lists (what packs made before the packer
+    converted to the declared types hold, for sources stored that way): converted on read as
+    LeRobotDataset converts its parquet, so the samples are lerobot's own."""
+    def widen(members: dict[str, bytes]) -> None:
+        table = _frames(members)
+        i = table.schema.get_field_index("observation.state")
+        col = table.column(i).cast(pa.list_(pa.float64()))
+        _set_frames(members, table.set_column(i, pa.field("observation.state", col.type), col))
+
+    _rewrite_first_episode(pack, widen)
+    js, npz = expected("lerobot_v3_av1", "plain")
+    by_index = {int(i["index"]): i for i in _read_all(pack)}
+    for index in js["indices"]:
+        assert_sample_equal(by_index[index], index, js, npz)
+
+
+@pytest.mark.parametrize("lie", ["wider", "extra", "missing"])
+def test_a_frame_table_that_is_not_the_declared_features_is_refused(pack, lie):
+    """A consistent liar's frame table with a vector of another width than the manifest declares, a
+    column the features do not have, or without one they do: refused, never a sample of other keys
+    or shapes than the dataset's."""
+    def change(members: dict[str, bytes]) -> None:
+        table = _frames(members)
+        if lie == "wider":
+            state = table.column("observation.state").combine_chunks()
+            values = np.asarray(state.flatten()).reshape(len(state), -1)
+            wider = np.concatenate([values, values[:, :1]], axis=1).astype(np.float32)
+            col = pa.FixedSizeListArray.from_arrays(pa.array(wider.reshape(-1)), wider.shape[1])
+            table = table.set_column(table.schema.get_field_index("observation.state"),
+                                     pa.field("observation.state", col.type), col)
+        elif lie == "extra":
+            table = table.append_column("observation.secret", pa.array(np.zeros(table.num_rows, np.float32)))
+        else:
+            table = table.drop_columns(["action"])
+        _set_frames(members, table)
+
+    e, length = _rewrite_first_episode(pack, change)
+    said = {"wider": r"column 'observation.state' of type fixed_size_list<.*>\[7\] does not convert to the "
+                     r"declared fixed_size_list<.*>\[6\]",
+            "extra": r"has columns \[.*'observation.secret'\], the features declare \[",
+            "missing": r"has columns \[.*\], the features declare \[.*'action'"}[lie]
+    _refused_and_skipped(pack, rf"episode {e}: episode_{e:06d}\.frames\.arrow {said}", length)

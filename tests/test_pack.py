@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import msgpack
 import pyarrow as pa
@@ -24,7 +25,9 @@ from torchcodec.decoders import VideoDecoder
 from lerobot_wds.packer.clip import ClipCutter, ClipError, ClipRequest
 from lerobot_wds.packer.pack import PackError, PackOptions, pack
 from lerobot_wds.packer.source import SourceError, open_source
+from lerobot_wds import LeRobotShardDataset
 from lerobot_wds.format import Manifest
+from reader_helpers import assert_sample_equal, expected
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -141,6 +144,26 @@ def _rows(root: Path) -> None:
     pq.write_table(t.slice(1), p)
 
 
+def _retype(root: Path, name: str, rows: Callable[[list], list], type_: pa.DataType) -> None:
+    """Rewrite column ``name`` of every data file as ``type_``, its rows mapped by ``rows``."""
+    for p in sorted((root / "data").rglob("*.parquet")):
+        t = pq.read_table(p)
+        i = t.schema.get_field_index(name)
+        col = pa.array(rows(t.column(i).to_pylist()), type=type_)
+        pq.write_table(t.set_column(i, pa.field(name, type_), col), p)
+
+
+def _ragged(root: Path) -> None:
+    """Episode 5's observation.state as variable-length lists, its first row one value short."""
+    p = root / "data/chunk-000/file-002.parquet"
+    t = pq.read_table(p)
+    i = t.schema.get_field_index("observation.state")
+    rows = t.column(i).to_pylist()
+    rows[0] = rows[0][:-1]
+    pq.write_table(t.set_column(i, pa.field("observation.state", pa.list_(pa.float32())),
+                                pa.array(rows, pa.list_(pa.float32()))), p)
+
+
 def _missing(root: Path) -> None:
     (root / "videos/observation.images.top/chunk-000/file-003.mp4").unlink()
 
@@ -157,6 +180,8 @@ def _v2(root: Path) -> None:
     (_rows, SourceError, r"episode 5: data file .*file-002\.parquet has 32 rows.*length 33"),
     (_shorter_video, ClipError, r"episode 5: video .*top/chunk-000/file-004\.mp4 .*shorter than its episode"),
     (_truncate, ClipError, r"episode 4: video .*wrist/chunk-000/file-001\.mp4 is truncated or damaged"),
+    (_ragged, SourceError, r"episode 5: data file .*file-002\.parquet column 'observation\.state' of type "
+                           r"list<.*> does not convert to the declared fixed_size_list<.*>\[6\]"),
 ])
 def test_bad_inputs_name_episode_and_file_and_mark_nothing_complete(tmp_path, damage, error, pattern):
     root = _copy(tmp_path)
@@ -170,6 +195,29 @@ def test_bad_inputs_name_episode_and_file_and_mark_nothing_complete(tmp_path, da
     assert [d[: -len(".json")] for d in done] == shards  # only verified-complete shards carry the name
     bad_episode = int(pattern.split("episode ")[1].split(":")[0]) if "episode" in pattern else 0
     assert f"shard-{bad_episode:06d}.tar" not in shards
+
+
+def test_source_columns_of_other_types_than_declared_become_the_declared_types(tmp_path):
+    """A dataset whose parquet stores a float32 feature as float64 lists and an int64 one as int32:
+    LeRobotDataset casts them to the declared features, and so does the packer, so the samples are
+    lerobot's own (the fixture's expected values, dtypes included)."""
+    root = _copy(tmp_path)
+    _retype(root, "observation.state", lambda rows: rows, pa.list_(pa.float64()))
+    _retype(root, "index", lambda rows: rows, pa.int32())
+    out = tmp_path / "out"
+    pack(str(root), str(out), PackOptions(shard_size=150_000, **QUIET))
+    m = Manifest.from_json((out / "manifest.json").read_text())
+    ref = m.shards[0].episodes[0].members["frames.arrow"]
+    with open(out / m.shards[0].name, "rb") as f:
+        f.seek(ref.offset)
+        schema = pa.ipc.open_file(pa.BufferReader(f.read(ref.size))).schema
+    assert schema.field("observation.state").type == pa.list_(pa.float32(), 6)
+    assert schema.field("index").type == pa.int64()
+    js, npz = expected("lerobot_v3_av1", "plain")
+    items = {int(i["index"]): i for i in LeRobotShardDataset(str(out), shuffle=False)}
+    assert len(items) == 320
+    for index in js["indices"]:
+        assert_sample_equal(items[index], index, js, npz)
 
 
 def _cli(src: Path, out: Path) -> list[str]:

@@ -11,10 +11,14 @@ every tensor equal in dtype, shape and value; the same task string.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -71,8 +75,35 @@ def test_every_frame_equals_lerobot(datasets, policy, return_uint8):
     deltas = _delta_timestamps(policy, src)
     if policy != "plain":
         assert deltas and "action" in deltas  # the windows lerobot-train would use
-    theirs = LeRobotDataset("parity", root=src, delta_timestamps=deltas, return_uint8=return_uint8)
-    ours = LeRobotShardDataset(str(packed), delta_timestamps=deltas, return_uint8=return_uint8, shuffle=False)
+    _assert_every_frame_equal(LeRobotDataset("parity", root=src, delta_timestamps=deltas, return_uint8=return_uint8),
+                              LeRobotShardDataset(str(packed), delta_timestamps=deltas, return_uint8=return_uint8,
+                                                  shuffle=False))
+
+
+def test_parquet_types_other_than_declared_read_as_lerobot_reads_them(datasets, tmp_path):
+    """The same dataset with observation.state stored as float64 lists (values float32 cannot hold
+    exactly) and index as int32, while meta/info.json still declares float32 [6] and int64:
+    LeRobotDataset casts the parquet to the declared features, and the packer does the same, so
+    every frame is still lerobot's, rounded as lerobot rounds it."""
+    src = Path(shutil.copytree(datasets[0], tmp_path / "retyped"))
+    for path in sorted((src / "data").rglob("*.parquet")):
+        table = pq.read_table(path)
+        i = table.schema.get_field_index("observation.state")
+        state = table.column(i).combine_chunks()
+        values = np.asarray(state.flatten(), dtype=np.float64) * (1 + 1e-9)
+        offsets = pa.array(np.arange(len(state) + 1, dtype=np.int32) * state.type.list_size)
+        table = table.set_column(i, pa.field("observation.state", pa.list_(pa.float64())),
+                                 pa.ListArray.from_arrays(offsets, pa.array(values)))
+        i = table.schema.get_field_index("index")
+        table = table.set_column(i, pa.field("index", pa.int32()), table.column(i).cast(pa.int32()))
+        pq.write_table(table.replace_schema_metadata(None), path)
+    out = tmp_path / "packed"
+    cli = Path(sys.executable).parent / "lerobot-wds"
+    subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
+    _assert_every_frame_equal(LeRobotDataset("retyped", root=src), LeRobotShardDataset(str(out), shuffle=False))
+
+
+def _assert_every_frame_equal(theirs, ours) -> None:
     seen = []
     for item in ours:
         i = int(item["index"])
