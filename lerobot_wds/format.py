@@ -420,6 +420,16 @@ def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str) -> None:
                 f"shard's member data [{TAR_HEADER}, {shard_bytes}); the manifest is damaged, repack or restore it")
 
 
+def depth_keys(features: Mapping[str, Any]) -> list[str]:
+    """Features marked as depth maps, as lerobot finds them (``info.is_depth_map``, or the legacy
+    ``video.is_depth_map`` in ``info`` or ``video_info``)."""
+    def is_depth(f: Mapping[str, Any]) -> bool:
+        info, video_info = f.get("info") or {}, f.get("video_info") or {}
+        return bool(info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map"))
+
+    return [k for k, f in features.items() if is_depth(f)]
+
+
 def frame_columns(features: Mapping[str, Any]) -> dict[str, Any]:
     """The columns of a ``frames.arrow`` member, in feature order: every feature that is not a
     video → the Arrow type ``LeRobotDataset`` reads it as (it casts its parquet files to the

@@ -168,6 +168,13 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
         self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url,
                                 read_tasks=self._read_tasks)
+        if self.meta.depth_keys:
+            raise ValueError(
+                f"{self.store.url}: {self.meta.depth_keys} are depth maps (info.is_depth_map); this reader does not "
+                "decode depth maps (LeRobotDataset decodes them to single-channel float32 millimetres or metres, "
+                "this reader would give RGB frames), so it refuses the dataset rather than hand out other "
+                "values: read it with LeRobotDataset"
+            )
         sel = set(episodes) if episodes is not None else None
         # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.
         self._entries = [[e for e in s.episodes if sel is None or e.episode_index in sel] for s in manifest.shards]

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..format import LANGUAGE_COLUMNS, Manifest
+from ..format import LANGUAGE_COLUMNS, Manifest, depth_keys
 
 
 def _stats_to_numpy(stats: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
@@ -152,10 +152,7 @@ class DatasetMeta:
     @property
     def depth_keys(self) -> list[str]:
         """Camera features marked as depth maps (``info.is_depth_map``), as lerobot finds them."""
-        def is_depth(f: Mapping[str, Any]) -> bool:
-            info, video_info = f.get("info") or {}, f.get("video_info") or {}
-            return bool(info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map"))
-        return [k for k, f in self.features.items() if is_depth(f)]
+        return depth_keys(self.features)
 
     @property
     def has_language_columns(self) -> bool:

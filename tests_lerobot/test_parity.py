@@ -120,3 +120,35 @@ def _assert_every_frame_equal(theirs, ours) -> None:
                 assert got == w, f"index {i}, {key}: {got!r} != lerobot's {w!r}"
         seen.append(i)
     assert sorted(seen) == list(range(len(theirs))) == list(range(sum(LENGTHS)))
+
+
+def test_depth_maps_are_refused_not_read_as_rgb(tmp_path):
+    """A depth camera written by lerobot's own writer (12-bit HEVC, quantized): LeRobotDataset
+    decodes it to single-channel float32 millimetres. This reader does not decode depth maps, so it
+    refuses the dataset, naming the camera, instead of handing out RGB frames of it; the packer packs
+    it and says so."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset as Writer
+
+    depth, h, w = "observation.images.depth", 48, 64
+    features = {depth: {"dtype": "video", "shape": (h, w, 1), "names": ["height", "width", "channels"],
+                        "info": {"is_depth_map": True}},
+                "observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
+                "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}}
+    src = tmp_path / "depth"
+    ds = Writer.create("parity/depth", fps=30, features=features, root=src, use_videos=True)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        for i in range(6):
+            ds.add_frame({depth: (500 + 50 * i + rng.integers(0, 100, (h, w, 1))).astype(np.uint16),
+                          "observation.state": np.zeros(2, np.float32), "action": np.zeros(2, np.float32),
+                          "task": "look"})
+        ds.save_episode()
+    ds.finalize()
+    theirs = LeRobotDataset("parity/depth", root=src)[0][depth]
+    assert theirs.dtype == torch.float32 and tuple(theirs.shape) == (1, h, w)
+    out = tmp_path / "packed"
+    cli = Path(sys.executable).parent / "lerobot-wds"
+    r = subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
+    assert f"['{depth}'] are depth maps" in r.stderr
+    with pytest.raises(ValueError, match=rf"\['{depth}'\] are depth maps .* read it with LeRobotDataset"):
+        LeRobotShardDataset(str(out))
