@@ -139,7 +139,8 @@ def parse_episode(
                            "this shard, repack it") from e
     if table.num_rows != meta.length:
         raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} has {table.num_rows} rows, expected {meta.length}")
-    columns = {name: _column(table.column(name), name in image_keys, where, key) for name in table.column_names}
+    columns = {name: _column(table.column(name), name, name in image_keys, f"{where}: {key}.{FRAMES_MEMBER}")
+               for name in table.column_names}
     fi = columns.get("frame_index")
     if isinstance(fi, torch.Tensor) and not torch.equal(fi, torch.arange(meta.length, dtype=fi.dtype)):
         raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} rows are not in frame_index order 0..{meta.length - 1}")
@@ -152,7 +153,7 @@ def parse_episode(
     return LoadedEpisode(shard=shard, meta=meta, columns=columns, clips=clips)
 
 
-def _column(col: pa.ChunkedArray, is_image: bool, where: str, key: str) -> Any:
+def _column(col: pa.ChunkedArray, name: str, is_image: bool, where: str) -> Any:
     col = col.combine_chunks()
     if is_image or pa.types.is_struct(col.type):
         if pa.types.is_struct(col.type) and col.type.get_field_index("bytes") >= 0:
@@ -166,10 +167,19 @@ def _column(col: pa.ChunkedArray, is_image: bool, where: str, key: str) -> Any:
         else:
             arr = col.to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, ValueError) as e:
-        raise EpisodeError(f"{where}: column {col.type} of {key} cannot become an array ({e})") from e
+        raise EpisodeError(f"{where}: column {name!r} of type {col.type} cannot become an array ({e})") from e
     if arr.dtype == object:
         return arr.tolist()
-    return torch.from_numpy(np.array(arr, copy=True))  # own, writable memory (not the shard bytes)
+    # As LeRobotDataset's samples hold numbers (torch.tensor of the Python values its parquet rows
+    # become): integers as int64, floats as torch's default float dtype (float32), bools as bools;
+    # so a float64 or int32 feature gives the same dtypes (and float32-rounded values) as lerobot.
+    if arr.dtype.kind in "iu" and arr.dtype != np.int64:
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise EpisodeError(f"{where}: column {name!r} holds {int(arr.max())}, more than int64 holds "
+                               "(LeRobotDataset cannot read it either)")
+        arr = arr.astype(np.int64)
+    t = torch.from_numpy(np.array(arr, copy=True))  # own, writable memory (not the shard bytes)
+    return t.to(torch.get_default_dtype()) if t.dtype.is_floating_point else t
 
 
 def _is_list(t: pa.DataType) -> bool:

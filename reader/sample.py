@@ -2,7 +2,8 @@
 
 Same keys, dtypes and shapes as lerobot 0.6.1: every column of the frame table (scalar columns as
 0-d tensors, vectors as ``(*shape)``, windowed keys as ``(len(deltas), *shape)`` with a
-``<key>_is_pad`` bool mask), camera keys as float32 ``(C, H, W)`` (or ``(len(deltas), C, H, W)``)
+``<key>_is_pad`` bool mask; integers as int64 and floats as float32 whatever their declared dtype,
+as lerobot makes them, ``episodes.py``), camera keys as float32 ``(C, H, W)`` (or ``(len(deltas), C, H, W)``)
 in [0, 1] (uint8 in [0, 255] with ``return_uint8``, as lerobot's flag of that name;
 ``image_transforms`` applied), and ``task`` as the task string. Windows are exact slices
 of the episode in memory; padded positions hold the clamped edge frame's value, as in lerobot.

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -103,7 +104,7 @@ def test_parquet_types_other_than_declared_read_as_lerobot_reads_them(datasets, 
     _assert_every_frame_equal(LeRobotDataset("retyped", root=src), LeRobotShardDataset(str(out), shuffle=False))
 
 
-def _assert_every_frame_equal(theirs, ours) -> None:
+def _assert_every_frame_equal(theirs, ours, total: int = sum(LENGTHS)) -> None:
     seen = []
     for item in ours:
         i = int(item["index"])
@@ -119,7 +120,7 @@ def _assert_every_frame_equal(theirs, ours) -> None:
             else:
                 assert got == w, f"index {i}, {key}: {got!r} != lerobot's {w!r}"
         seen.append(i)
-    assert sorted(seen) == list(range(len(theirs))) == list(range(sum(LENGTHS)))
+    assert sorted(seen) == list(range(len(theirs))) == list(range(total))
 
 
 def test_depth_maps_are_refused_not_read_as_rgb(tmp_path):
@@ -127,24 +128,12 @@ def test_depth_maps_are_refused_not_read_as_rgb(tmp_path):
     decodes it to single-channel float32 millimetres. This reader does not decode depth maps, so it
     refuses the dataset, naming the camera, instead of handing out RGB frames of it; the packer packs
     it and says so."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset as Writer
-
     depth, h, w = "observation.images.depth", 48, 64
-    features = {depth: {"dtype": "video", "shape": (h, w, 1), "names": ["height", "width", "channels"],
-                        "info": {"is_depth_map": True}},
-                "observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
-                "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}}
-    src = tmp_path / "depth"
-    ds = Writer.create("parity/depth", fps=30, features=features, root=src, use_videos=True)
     rng = np.random.default_rng(0)
-    for _ in range(2):
-        for i in range(6):
-            ds.add_frame({depth: (500 + 50 * i + rng.integers(0, 100, (h, w, 1))).astype(np.uint16),
-                          "observation.state": np.zeros(2, np.float32), "action": np.zeros(2, np.float32),
-                          "task": "look"})
-        ds.save_episode()
-    ds.finalize()
-    theirs = LeRobotDataset("parity/depth", root=src)[0][depth]
+    src = _write(tmp_path / "depth", {depth: {"dtype": "video", "shape": (h, w, 1), "names": ["height", "width", "channels"],
+                                              "info": {"is_depth_map": True}}},
+                 lambda i: {depth: (500 + 50 * i + rng.integers(0, 100, (h, w, 1))).astype(np.uint16)})
+    theirs = LeRobotDataset("parity", root=src)[0][depth]
     assert theirs.dtype == torch.float32 and tuple(theirs.shape) == (1, h, w)
     out = tmp_path / "packed"
     cli = Path(sys.executable).parent / "lerobot-wds"
@@ -152,3 +141,47 @@ def test_depth_maps_are_refused_not_read_as_rgb(tmp_path):
     assert f"['{depth}'] are depth maps" in r.stderr
     with pytest.raises(ValueError, match=rf"\['{depth}'\] are depth maps .* read it with LeRobotDataset"):
         LeRobotShardDataset(str(out))
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["plain", "windows"])
+def test_features_of_other_dtypes_come_out_as_lerobot_gives_them(tmp_path, windows):
+    """Features of other dtypes than float32 and int64, written by lerobot's own writer: lerobot's
+    samples hold every float as float32 and every integer as int64 (torch.tensor of the Python
+    values), and so do ours, with the same values, in windows too."""
+    rng = np.random.default_rng(1)
+    src = _write(tmp_path / "dtypes", {
+        "f64": {"dtype": "float64", "shape": (1,), "names": None},
+        "f64v": {"dtype": "float64", "shape": (3,), "names": None},
+        "f16v": {"dtype": "float16", "shape": (2,), "names": None},
+        "u8": {"dtype": "uint8", "shape": (1,), "names": None},
+        "i16v": {"dtype": "int16", "shape": (2,), "names": None},
+        "i32m": {"dtype": "int32", "shape": (2, 2), "names": None},
+        "f64m": {"dtype": "float64", "shape": (2, 2), "names": None},
+        "flag": {"dtype": "bool", "shape": (1,), "names": None},
+    }, lambda i: {"f64": np.array([rng.random() * 1e-3 + 0.1]), "f64v": rng.random(3),
+                  "f16v": rng.random(2).astype(np.float16), "u8": np.array([200 + i], np.uint8),
+                  "i16v": np.array([-3, i], np.int16), "i32m": np.arange(4, dtype=np.int32).reshape(2, 2) + i,
+                  "f64m": rng.random((2, 2)), "flag": np.array([i % 2 == 1])})
+    out = tmp_path / "packed"
+    cli = Path(sys.executable).parent / "lerobot-wds"
+    subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
+    deltas = {"f64v": [-1 / 30, 0.0], "i32m": [0.0, 1 / 30], "u8": [-2 / 30, 0.0]} if windows else None
+    _assert_every_frame_equal(LeRobotDataset("parity", root=src, delta_timestamps=deltas),
+                              LeRobotShardDataset(str(out), shuffle=False, delta_timestamps=deltas), total=12)
+
+
+def _write(root: Path, features: dict, frame: Callable[[int], dict]) -> Path:
+    """Two episodes of 6 frames written by lerobot's own writer: ``features`` plus a 2-d state and
+    action, ``frame(i)`` giving frame i's values of ``features``."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset as Writer
+
+    both = {"observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
+            "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}}
+    ds = Writer.create("parity", fps=30, features={**features, **both}, root=root, use_videos=True)
+    for _ in range(2):
+        for i in range(6):
+            ds.add_frame({**frame(i), "observation.state": np.zeros(2, np.float32),
+                          "action": np.zeros(2, np.float32), "task": "look"})
+        ds.save_episode()
+    ds.finalize()
+    return root
