@@ -294,6 +294,17 @@ class Manifest:
                 if isinstance(v, Mapping) and "width" in v and "height" in v}
 
     @property
+    def image_sizes(self) -> dict[str, tuple[int, int]]:
+        """``(width, height)`` per image-dtype feature, from its shape and its ``names`` (images
+        whose names do not say which dimension is the height and which the width left out)."""
+        out = {}
+        for k, f in self.features.items():
+            names, shape = f.get("names") or [], f.get("shape") or []
+            if f.get("dtype") == "image" and "height" in names and "width" in names and len(names) == len(shape):
+                out[k] = (int(shape[names.index("width")]), int(shape[names.index("height")]))
+        return out
+
+    @property
     def total_frames(self) -> int:
         return sum(s.frames for s in self.shards)
 

@@ -200,6 +200,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self._builder = SampleBuilder(
             self._video_keys, self._image_keys, self.meta.task_strings,
             {stored.get(k, k): d for k, d in self.delta_indices.items()}, image_transforms, return_uint8,
+            manifest.image_sizes,
         )
         # Output renames, the padding masks of windowed keys included.
         self._rename = dict(self.meta.rename)

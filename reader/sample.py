@@ -34,9 +34,12 @@ class SampleBuilder:
         deltas: Mapping[str, np.ndarray],
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         return_uint8: bool = False,
+        image_sizes: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.video_keys = list(video_keys)
         self.image_keys = set(image_keys)
+        #: ``(width, height)`` each image-dtype feature declares; an image of another size is an error.
+        self.image_sizes = dict(image_sizes or {})
         self.task_strings = dict(task_strings)
         self.deltas = dict(deltas)
         self.image_transforms = image_transforms
@@ -95,7 +98,7 @@ class SampleBuilder:
         return out
 
     def _image(self, data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
-        u8 = _decode_image(data, episode, key, frame)
+        u8 = _decode_image(data, episode, key, frame, self.image_sizes.get(key))
         return u8 if self.return_uint8 else to_float(u8)
 
     def _prepared(self, episode: LoadedEpisode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
@@ -152,12 +155,48 @@ def _camera_frames(kind: int, frames: np.ndarray, windows: torch.Tensor | None, 
     return frames[frame : frame + 1] if kind == _VIDEO else windows[frame].numpy()
 
 
-def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
-    """Encoded image bytes (PNG/JPEG, from the frame table) → uint8 (C, H, W)."""
+def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int,
+                  size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Encoded image bytes (PNG/JPEG, from the frame table) → uint8 (C, H, W). ``size``: the
+    ``(width, height)`` the feature declares. An image of another size is an error, found in a PNG's
+    or JPEG's header before decoding (so an image claiming a huge size allocates nothing) and in the
+    decoded frame otherwise."""
     from torchcodec.decoders import decode_image
 
+    header = image_header_size(data)
+    if size is not None and header is not None and header != size:
+        raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} is {header[0]}x{header[1]}, the "
+                           f"dataset says {size[0]}x{size[1]}; the frame table is damaged or hostile, repack it")
     try:
         u8 = decode_image(bytes(data), mode="RGB")
     except (RuntimeError, ValueError) as e:
         raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} does not decode ({e})") from e
+    if size is not None and (u8.shape[2], u8.shape[1]) != size:
+        raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} decodes at {u8.shape[2]}x{u8.shape[1]}, "
+                           f"the dataset says {size[0]}x{size[1]}; repack it")
     return u8
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # JPEG frame headers
+
+
+def image_header_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG's IHDR or a JPEG's frame header, without decoding; None for
+    other formats or a header that cannot be read (the decoder then has its say)."""
+    b = bytes(data[:65536])
+    if b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR" and len(b) >= 24:
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(b) and b[i] == 0xFF:
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in _SOF:
+            return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    return None

@@ -41,6 +41,12 @@ def pack(pristine, tmp_path) -> Path:
     return out
 
 
+@pytest.fixture
+def images_pack(tmp_path) -> Path:
+    """The fixture with an image-dtype camera (observation.images.gripper, 64x48 PNGs), packed."""
+    return Path(pack_fixture("lerobot_v3_images", tmp_path / "images"))
+
+
 def _manifest(pack: Path) -> dict:
     return json.loads((pack / "manifest.json").read_text())
 
@@ -279,3 +285,43 @@ def test_a_frame_table_that_is_not_the_declared_features_is_refused(pack, lie):
             "extra": r"has columns \[.*'observation.secret'\], the features declare \[",
             "missing": r"has columns \[.*\], the features declare \[.*'action'"}[lie]
     _refused_and_skipped(pack, rf"episode {e}: episode_{e:06d}\.frames\.arrow {said}", length)
+
+
+def _png(width: int, height: int, rows: int | None = None) -> bytes:
+    """A PNG of ``width`` x ``height`` black pixels, valid chunks and checksums; with ``rows``, the
+    pixel data holds only that many rows (a header that claims more than the data)."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    rows = b"".join(b"\0" + b"\0" * 3 * width for _ in range(height if rows is None else rows))
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (100_000, 100_000)], ids=["smaller", "huge"])
+def test_an_image_of_another_size_than_declared_is_refused(images_pack, size):
+    """A consistent liar's frame table whose image-dtype camera holds, in one frame, a PNG of another
+    size than the dataset's 64x48: refused naming camera and frame, never a sample of another shape;
+    a PNG claiming 100,000 x 100,000 pixels is refused from its header, before the decoder would
+    allocate 30 GB for it."""
+    width, height = size
+    image = _png(width, height, rows=None if width < 1000 else 1)
+
+    def change(members: dict[str, bytes]) -> None:
+        table = _frames(members)
+        i = table.schema.get_field_index("observation.images.gripper")
+        rows = table.column(i).to_pylist()
+        rows[3] = {**rows[3], "bytes": image}
+        _set_frames(members, table.set_column(i, table.schema.field(i), pa.array(rows, table.schema.field(i).type)))
+
+    m = _manifest(images_pack)
+    total = sum(e["length"] for sh in m["shards"] for e in sh["episodes"])
+    e, length = _rewrite_first_episode(images_pack, change)
+    said = "is" if width > 1000 else "(is|decodes at)"
+    with pytest.raises(EpisodeError, match=rf"episode {e}: image 'observation.images.gripper' of frame 3 {said} "
+                                           rf"{width}x{height}, the dataset says 64x48"):
+        list(LeRobotShardDataset(str(images_pack), shuffle=False))
+    ds = LeRobotShardDataset(str(images_pack), shuffle=False, on_error="skip")
+    assert len(list(ds)) == total - 1 and ds.skipped == 1
