@@ -4,8 +4,8 @@ Same keys, dtypes and shapes as lerobot 0.6.1: every column of the frame table (
 0-d tensors, vectors as ``(*shape)``, windowed keys as ``(len(deltas), *shape)`` with a
 ``<key>_is_pad`` bool mask; integers as int64 and floats as float32 whatever their declared dtype,
 as lerobot makes them, ``episodes.py``), camera keys as float32 ``(C, H, W)`` (or ``(len(deltas), C, H, W)``)
-in [0, 1] (uint8 in [0, 255] with ``return_uint8``, as lerobot's flag of that name;
-``image_transforms`` applied), and ``task`` as the task string. Windows are exact slices
+in [0, 1] (video cameras uint8 in [0, 255] with ``return_uint8``, as lerobot's flag of that
+name, which leaves image-dtype cameras float32; ``image_transforms`` applied), and ``task`` as the task string. Windows are exact slices
 of the episode in memory; padded positions hold the clamped edge frame's value, as in lerobot.
 Tensors handed out own their storage (no views of a whole episode column), so sending a sample
 between processes never drags the episode along.
@@ -13,13 +13,14 @@ between processes never drags the episode along.
 
 from __future__ import annotations
 
+import io
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
 from .episodes import LoadedEpisode, EpisodeError
-from .video import EpisodeVideo, to_float
+from .video import EpisodeVideo
 from .window import window_indices
 
 
@@ -98,8 +99,7 @@ class SampleBuilder:
         return out
 
     def _image(self, data: bytes, episode: LoadedEpisode, key: str, frame: int) -> torch.Tensor:
-        u8 = _decode_image(data, episode, key, frame, self.image_sizes.get(key))
-        return u8 if self.return_uint8 else to_float(u8)
+        return _decode_image(data, episode, key, frame, self.image_sizes.get(key))
 
     def _prepared(self, episode: LoadedEpisode) -> tuple[list[tuple[str, int, Any, Any, Any, str | None]], list[str]]:
         prepared = episode.cache.get("sample")
@@ -157,24 +157,42 @@ def _camera_frames(kind: int, frames: np.ndarray, windows: torch.Tensor | None, 
 
 def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int,
                   size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Encoded image bytes (PNG/JPEG, from the frame table) → uint8 (C, H, W). ``size``: the
-    ``(width, height)`` the feature declares. An image of another size is an error, found in a PNG's
-    or JPEG's header before decoding (so an image claiming a huge size allocates nothing) and in the
-    decoded frame otherwise."""
-    from torchcodec.decoders import decode_image
+    """Encoded image bytes (from the frame table) → the ``(C, H, W)`` tensor LeRobotDataset gives:
+    decoded by PIL as the Hugging Face ``Image`` feature lerobot reads through decodes it (EXIF
+    orientation applied), then as lerobot's ``pil_to_chw_tensor``: 8-bit images float32 in [0, 1]
+    (``return_uint8`` is lerobot's flag for video frames only), 16-bit grayscale float32 of its
+    values. ``size``: the ``(width, height)`` the feature declares. An image of another size is an
+    error, found in a PNG's or JPEG's header before decoding (so an image claiming a huge size
+    allocates nothing) and in the decoded image otherwise."""
+    from PIL import Image, ImageOps
 
     header = image_header_size(data)
     if size is not None and header is not None and header != size:
         raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} is {header[0]}x{header[1]}, the "
                            f"dataset says {size[0]}x{size[1]}; the frame table is damaged or hostile, repack it")
     try:
-        u8 = decode_image(bytes(data), mode="RGB")
-    except (RuntimeError, ValueError) as e:
+        img = Image.open(io.BytesIO(bytes(data)))
+        img.load()
+        if img.getexif().get(Image.ExifTags.Base.Orientation) is not None:
+            img = ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} does not decode ({e})") from e
-    if size is not None and (u8.shape[2], u8.shape[1]) != size:
-        raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} decodes at {u8.shape[2]}x{u8.shape[1]}, "
+    if size is not None and img.size != size:
+        raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} decodes at {img.size[0]}x{img.size[1]}, "
                            f"the dataset says {size[0]}x{size[1]}; repack it")
-    return u8
+    return _chw_tensor(img)
+
+
+def _chw_tensor(img: Any) -> torch.Tensor:
+    """A PIL image as lerobot 0.6.1's ``pil_to_chw_tensor`` makes it (torchvision's ``ToTensor``
+    for all but 16-bit grayscale, which becomes float32 ``(1, H, W)`` of its values)."""
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        return torch.from_numpy(np.array(img, dtype=np.float32))[None, ...]
+    arr = np.array(img, {"I": np.int32, "F": np.float32}.get(img.mode, np.uint8), copy=True)
+    if img.mode == "1":
+        arr = 255 * arr
+    t = torch.from_numpy(arr).view(img.size[1], img.size[0], len(img.getbands())).permute(2, 0, 1).contiguous()
+    return t.to(torch.get_default_dtype()).div(255) if t.dtype == torch.uint8 else t
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # JPEG frame headers

@@ -222,19 +222,23 @@ def test_each_video_frame_decoded_once_per_epoch(packed):
 
 
 def test_return_uint8_gives_the_same_frames_as_uint8(packed):
-    """lerobot's ``return_uint8``: camera keys (video and image dtype) as uint8, everything else as
-    before; ``u8 / 255`` in float32 is bit for bit the float sample."""
+    """lerobot's ``return_uint8``: video cameras as uint8, everything else as before (image-dtype
+    cameras too: lerobot's flag leaves them float32); ``u8 / 255`` in float32 is bit for bit the
+    float sample."""
     for name in FIXTURES:
         js, npz = expected(name, "windows")
         ds = LeRobotShardDataset(packed(name), delta_timestamps=js["delta_timestamps"], return_uint8=True)
+        videos = set(ds.meta.video_keys)
         items = epoch_by_index(ds)
         for i in js["indices"][::4]:
             item = items[i]
             cameras = [k for k in item if k.startswith("observation.images.") and not k.endswith("_is_pad")]
-            assert cameras, name
+            assert videos and set(cameras) >= videos, name
             for key in cameras:
-                assert item[key].dtype == torch.uint8, f"{name} {key}: {item[key].dtype}"
-                item[key] = (item[key] / 255.0).to(torch.float32)
+                want = torch.uint8 if key in videos else torch.float32
+                assert item[key].dtype == want, f"{name} {key}: {item[key].dtype}"
+                if key in videos:
+                    item[key] = (item[key] / 255.0).to(torch.float32)
             assert_sample_equal(item, i, js, npz)
 
 

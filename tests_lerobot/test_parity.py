@@ -185,3 +185,19 @@ def _write(root: Path, features: dict, frame: Callable[[int], dict]) -> Path:
         ds.save_episode()
     ds.finalize()
     return root
+
+
+@pytest.mark.parametrize("return_uint8", [False, True], ids=["float", "uint8"])
+def test_image_dtype_cameras_equal_lerobot(tmp_path, return_uint8):
+    """A camera stored as PNG images in the data files (dtype image, lerobot's writer with
+    ``use_videos=False`` for it) next to a video camera: every frame equal to LeRobotDataset's, with
+    a window on the image camera; with ``return_uint8`` lerobot keeps image cameras float32."""
+    src = write_lerobot_dataset(tmp_path / "images", lengths=[9, 4], cameras={"observation.images.top": (64, 80)},
+                                image_cameras={"observation.images.wrist": (48, 64)}, fps=30, seed=5)
+    out = tmp_path / "packed"
+    cli = Path(sys.executable).parent / "lerobot-wds"
+    subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
+    deltas = {"observation.images.wrist": [-2 / 30, 0.0], "action": [0.0, 1 / 30]}
+    _assert_every_frame_equal(
+        LeRobotDataset("parity", root=src, delta_timestamps=deltas, return_uint8=return_uint8),
+        LeRobotShardDataset(str(out), shuffle=False, delta_timestamps=deltas, return_uint8=return_uint8), total=13)
