@@ -3,8 +3,9 @@
 An episode arrives as one ranged read covering all its members (offsets from the manifest), so a
 reader never scans a tar to find it. Parsing validates what later stages rely on (episode index,
 length, frame order, the frame table's validity, columns and types, one clip per camera) and
-every error names the shard, the episode and the member at fault. Numeric columns become torch tensors once per episode, so building a sample is a
-few index operations; image-dtype columns keep their encoded bytes until a sample needs them.
+every error names the shard, the episode and the member at fault. Numeric columns become torch
+tensors once per episode, so building a sample is a few index operations; image-dtype columns keep
+their encoded bytes until a sample needs them.
 """
 
 from __future__ import annotations

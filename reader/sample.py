@@ -3,10 +3,11 @@
 Same keys, dtypes and shapes as lerobot 0.6.1: every column of the frame table (scalar columns as
 0-d tensors, vectors as ``(*shape)``, windowed keys as ``(len(deltas), *shape)`` with a
 ``<key>_is_pad`` bool mask; integers as int64 and floats as float32 whatever their declared dtype,
-as lerobot makes them, ``episodes.py``), camera keys as float32 ``(C, H, W)`` (or ``(len(deltas), C, H, W)``)
-in [0, 1] (video cameras uint8 in [0, 255] with ``return_uint8``, as lerobot's flag of that
-name, which leaves image-dtype cameras float32; ``image_transforms`` applied), and ``task`` as the task string. Windows are exact slices
-of the episode in memory; padded positions hold the clamped edge frame's value, as in lerobot.
+as lerobot makes them, ``episodes.py``), camera keys as float32 ``(C, H, W)`` (or
+``(len(deltas), C, H, W)``) in [0, 1] (video cameras uint8 in [0, 255] with ``return_uint8``, as
+lerobot's flag of that name, which leaves image-dtype cameras float32; ``image_transforms``
+applied), and ``task`` as the task string. Windows are exact slices of the episode in memory;
+padded positions hold the clamped edge frame's value, as in lerobot.
 Tensors handed out own their storage (no views of a whole episode column), so sending a sample
 between processes never drags the episode along.
 """

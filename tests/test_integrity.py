@@ -295,17 +295,17 @@ def _png(width: int, height: int, rows: int | None = None) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
 
-    rows = b"".join(b"\0" + b"\0" * 3 * width for _ in range(height if rows is None else rows))
+    pixels = b"".join(b"\0" + b"\0" * 3 * width for _ in range(height if rows is None else rows))
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize("size", [(32, 32), (100_000, 100_000)], ids=["smaller", "huge"])
 def test_an_image_of_another_size_than_declared_is_refused(images_pack, size):
     """A consistent liar's frame table whose image-dtype camera holds, in one frame, a PNG of another
     size than the dataset's 64x48: refused naming camera and frame, never a sample of another shape;
-    a PNG claiming 100,000 x 100,000 pixels is refused from its header, before the decoder would
-    allocate 30 GB for it."""
+    a PNG claiming 100,000 x 100,000 pixels is refused from its header, before any decoding (torchcodec,
+    which decoded these images before, tried to allocate 30 GB for it)."""
     width, height = size
     image = _png(width, height, rows=None if width < 1000 else 1)
 
