@@ -163,12 +163,13 @@ def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int,
     orientation applied), then as lerobot's ``pil_to_chw_tensor``: 8-bit images float32 in [0, 1]
     (``return_uint8`` is lerobot's flag for video frames only), 16-bit grayscale float32 of its
     values. ``size``: the ``(width, height)`` the feature declares. An image of another size is an
-    error, found in a PNG's or JPEG's header before decoding (so an image claiming a huge size
-    allocates nothing) and in the decoded image otherwise."""
+    error: one of another pixel count from its PNG or JPEG header, before decoding (so an image
+    claiming a huge size allocates nothing; the count, because an EXIF orientation may swap width
+    and height), any other once decoded and oriented."""
     from PIL import Image, ImageOps
 
     header = image_header_size(data)
-    if size is not None and header is not None and header != size:
+    if size is not None and header is not None and header[0] * header[1] != size[0] * size[1]:
         raise EpisodeError(f"{episode.where}: image {key!r} of frame {frame} is {header[0]}x{header[1]}, the "
                            f"dataset says {size[0]}x{size[1]}; the frame table is damaged or hostile, repack it")
     try:

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from lerobot_wds import LeRobotShardDataset
 from lerobot_wds.packer.shards import ShardWriter
@@ -325,3 +326,32 @@ def test_an_image_of_another_size_than_declared_is_refused(images_pack, size):
         list(LeRobotShardDataset(str(images_pack), shuffle=False))
     ds = LeRobotShardDataset(str(images_pack), shuffle=False, on_error="skip")
     assert len(list(ds)) == total - 1 and ds.skipped == 1
+
+
+def test_an_image_stored_turned_by_its_exif_orientation_is_read_turned(images_pack):
+    """A JPEG stored 48 wide and 64 high whose EXIF orientation turns it to the dataset's 64x48: read
+    as the Hugging Face Image feature lerobot reads through reads it, turned, not refused for its
+    header's width and height."""
+    from PIL import Image, ImageOps
+
+    turned = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(turned, 1)))  # 64 high, 48 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to view
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+
+    def change(members: dict[str, bytes]) -> None:
+        table = _frames(members)
+        i = table.schema.get_field_index("observation.images.gripper")
+        rows = table.column(i).to_pylist()
+        rows[3] = {**rows[3], "bytes": buf.getvalue()}
+        _set_frames(members, table.set_column(i, table.schema.field(i), pa.array(rows, table.schema.field(i).type)))
+
+    e, _ = _rewrite_first_episode(images_pack, change)
+    item = next(x for x in LeRobotShardDataset(str(images_pack), shuffle=False)
+                if int(x["episode_index"]) == e and int(x["frame_index"]) == 3)
+    viewed = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+    want = torch.from_numpy(viewed.copy()).permute(2, 0, 1).to(torch.float32).div(255)
+    assert tuple(item["observation.images.gripper"].shape) == (3, 48, 64)
+    assert torch.equal(item["observation.images.gripper"], want)
