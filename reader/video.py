@@ -46,6 +46,7 @@ samples are grouped and why the threads never run past the sample being handed o
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Mapping
 
@@ -55,6 +56,7 @@ import torch
 
 from .episodes import LoadedEpisode, EpisodeError
 
+log = logging.getLogger(__name__)
 
 #: Samples of different episodes decoded at once in the training process (``num_workers=0``), one
 #: thread each (see the module docstring); 2, not every core: a DataLoader worker is the way to
@@ -63,6 +65,29 @@ MAIN_DECODE_STREAMS = min(2, os.cpu_count() or 1)
 
 
 _FORK_HOOKED = False
+
+#: Cameras this process has warned about: torchcodec decoded them on the CPU though asked for a GPU.
+_WARNED_FALLBACK: set[str] = set()
+
+
+def warn_if_decoded_on_cpu(camera: str, device: str, status: object) -> bool:
+    """Whether torchcodec, asked to decode ``camera`` on ``device``, decodes it on the CPU instead
+    (``status``: its decoder's ``cpu_fallback``; true when it fell back, e.g. on a GPU whose NVDEC
+    does not take the codec); warns once per camera and process when it does.
+
+    Measured on an NVIDIA H200 (README, "GPU decode"): its NVDEC does not take lerobot's default
+    AV1, and the reader at ``num_workers=0`` then gave 0.59x the samples/s of
+    ``video_decode_device="cpu"``."""
+    if not status:
+        return False
+    if camera not in _WARNED_FALLBACK:
+        _WARNED_FALLBACK.add(camera)
+        log.warning(
+            "video_decode_device=%r: torchcodec decodes camera %r on the CPU (%s), slower than "
+            "video_decode_device='cpu'. Repack with `lerobot-wds pack --codec h264` for the GPU's decoder, "
+            "or decode on the CPU.", device, camera, status,
+        )
+    return True
 
 
 def import_decoders_before_fork() -> None:
@@ -142,6 +167,7 @@ class EpisodeVideo:
         self.reach = dict(reach or {})
         self._decoders: dict[str, object] = {}
         self._frames: dict[str, dict[int, torch.Tensor]] = {}
+        self._fallback_checked: set[str] = set()  # cameras whose decoder was asked whether it fell back
         self.decoded = 0  # frames torchcodec returned (decode work; 1 per frame when nothing repeats)
 
     def _decoder(self, camera: str):
@@ -229,6 +255,9 @@ class EpisodeVideo:
                 raise EpisodeError(
                     f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"
                 ) from e
+            if self.device != "cpu" and camera not in self._fallback_checked:  # known once a frame is decoded
+                self._fallback_checked.add(camera)
+                warn_if_decoded_on_cpu(camera, self.device, getattr(dec, "cpu_fallback", None))
         return have
 
     def close(self) -> None:

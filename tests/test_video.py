@@ -135,3 +135,31 @@ def test_planar_keeps_values_of_any_layout():
     for frame in (hwc.permute(2, 0, 1), hwc.permute(2, 0, 1).contiguous(), hwc[:, :4].permute(2, 0, 1)):
         out = planar(frame)
         assert out.is_contiguous() and torch.equal(out, frame)
+
+
+def test_gpu_decoder_that_fell_back_to_the_cpu_is_named_once_per_camera(episode3, monkeypatch, caplog):
+    """``video_decode_device="cuda"`` on a GPU whose NVDEC does not take the codec (lerobot's AV1 on an
+    H200, README "GPU decode"): torchcodec decodes on the CPU, slower than asking for the CPU. The
+    GPU itself cannot run here; the status is torchcodec's own, in the state its NVDEC backend
+    leaves it when the GPU refuses a clip. A real CPU decoder's status warns nothing."""
+    from torchcodec.decoders import VideoDecoder
+    from torchcodec.decoders._video_decoder import CpuFallbackStatus
+
+    from lerobot_wds.reader import video
+
+    monkeypatch.setattr(video, "_WARNED_FALLBACK", set())
+    cam = "observation.images.top"
+    dec = VideoDecoder(episode3.clips[cam])
+    dec.get_frame_at(0)
+    with caplog.at_level("WARNING", logger=video.__name__):
+        assert not video.warn_if_decoded_on_cpu(cam, "cuda", dec.cpu_fallback)
+        assert not caplog.records
+        refused = CpuFallbackStatus(status_known=True)
+        refused._is_fallback = refused._video_not_supported = True
+        refused._backend = "CUDA"
+        assert video.warn_if_decoded_on_cpu(cam, "cuda", refused)
+        assert video.warn_if_decoded_on_cpu(cam, "cuda", refused)  # still true; no second warning
+        assert video.warn_if_decoded_on_cpu("observation.images.wrist", "cuda", refused)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and cam in messages[0] and "wrist" in messages[1]
+    assert "Video not supported" in messages[0] and "--codec h264" in messages[0]
