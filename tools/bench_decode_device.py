@@ -56,7 +56,7 @@ def rows_child(path: str, device: str, nw: int, win: bool, seconds: float, warmu
     import torch
     from torch.utils.data import DataLoader
 
-    from bench_peers import loader_options, windows
+    from bench_peers import loader_options, measured_batches, windows
     from bench_refs import PeakRSS
     from lerobot_wds.reader import LeRobotShardDataset
 
@@ -65,28 +65,17 @@ def rows_child(path: str, device: str, nw: int, win: bool, seconds: float, warmu
         ds = LeRobotShardDataset(path, delta_timestamps=windows() if win else None, return_uint8=True, seed=0,
                                  batch_size=BATCH, video_decode_device=device)
         loader = DataLoader(ds, batch_size=None, num_workers=nw, **loader_options(nw))
-        t0 = time.perf_counter()
-        first = t_start = t_end = None
-        n = epoch = 0
-        while t_end is None:
-            ds.set_epoch(epoch)
-            for batch in loader:
-                if gpu:
-                    batch = {k: v.to("cuda") if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-                    torch.cuda.synchronize()
-                now = time.perf_counter()
-                if first is None:
-                    first = now - t0
-                if t_start is None and now - t0 >= first + warmup:
-                    t_start = now
-                elif t_start is not None:
-                    n += len(batch["index"])
-                    if now - t_start >= seconds:
-                        t_end = now
-                        break
-            epoch += 1
+        timing: dict = {}
+
+        def to_gpu(batch: dict) -> dict:  # what a training step does first
+            batch = {k: v.to("cuda") if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            torch.cuda.synchronize()
+            return batch
+
+        for _ in measured_batches(ds, loader, seconds, warmup, timing, to_gpu if gpu else None):
+            pass
         del loader
-    return {"samples_s": n / (t_end - t_start), "first_s": first, "rss_gb": rss.peak / 1e9,
+    return {"samples_s": timing["samples_s"], "first_s": timing["first_s"], "rss_gb": rss.peak / 1e9,
             "gpu_alloc_gb": torch.cuda.max_memory_allocated() / 1e9 if gpu else None}
 
 

@@ -50,7 +50,7 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -124,35 +124,51 @@ def child(reader: str, path: str, nw: int, win: bool, seconds: float, warmup: fl
         mapstyle = not isinstance(ds, torch.utils.data.IterableDataset)
         batch = None if reader == "ours-batched" else BATCH  # ours-batched: the dataset batches
         loader = DataLoader(ds, batch_size=batch, shuffle=mapstyle, num_workers=nw, **loader_options(nw))
-        t0 = time.perf_counter()
-        first = None
-        n, eps, phase, t_start, t_end, epoch = 0, [], [], None, None, 0
-        while t_end is None:
-            if hasattr(ds, "set_epoch"):
-                ds.set_epoch(epoch)
-            for batch in loader:
-                if step:
-                    time.sleep(step)
-                now = time.perf_counter()
-                if first is None:
-                    first = now - t0
-                if t_start is None and now - t0 >= first + warmup:
-                    t_start = now
-                elif t_start is not None:
-                    n += len(batch["index"])
-                    eps.append(batch["episode_index"].tolist())
-                    phase.append(batch["frame_index"].double().mean().item())
-                    if now - t_start >= seconds:
-                        t_end = now
-                        break
-            epoch += 1
+        eps, phase, timing = [], [], {}
+
+        def training_step(batch: dict) -> dict:  # a GPU's: the CPU idle for ``step`` s
+            time.sleep(step)
+            return batch
+
+        for batch in measured_batches(ds, loader, seconds, warmup, timing, training_step if step else None):
+            eps.append(batch["episode_index"].tolist())
+            phase.append(batch["frame_index"].double().mean().item())
         del loader
     distinct, overlap = measure([b for b in eps if len(b) == BATCH])
     spread = statistics.stdev(phase) if len(phase) > 1 else 0.0
-    return {"reader": reader, "workers": nw, "win": win, "samples_s": n / (t_end - t_start), "first_s": first,
-            "rss_gb": rss.peak / 1e9, "rss_parts_gb": {k: v / 1e9 for k, v in rss.peak_parts.items()},
-            "distinct": distinct, "overlap": overlap,
-            "phase_spread": spread}
+    return {"reader": reader, "workers": nw, "win": win, "samples_s": timing["samples_s"],
+            "first_s": timing["first_s"], "rss_gb": rss.peak / 1e9,
+            "rss_parts_gb": {k: v / 1e9 for k, v in rss.peak_parts.items()},
+            "distinct": distinct, "overlap": overlap, "phase_spread": spread}
+
+
+def measured_batches(ds, loader, seconds: float, warmup: float, timing: dict,
+                     prepare: Callable[[dict], dict] | None = None) -> Iterator[dict]:
+    """The batches ``loader`` gives (epochs restarted as needed, ``ds.set_epoch`` where it has one)
+    from ``warmup`` s after the first batch until ``seconds`` more have passed. ``prepare`` runs on
+    every batch before its time is taken (a training step's share). Fills ``timing``: ``first_s``,
+    the first batch's time from ``iter()``, and, once done, ``samples_s`` over the measured ones."""
+    t0 = time.perf_counter()
+    first = t_start = None
+    n = epoch = 0
+    while True:
+        if hasattr(ds, "set_epoch"):
+            ds.set_epoch(epoch)
+        for batch in loader:
+            if prepare is not None:
+                batch = prepare(batch)
+            now = time.perf_counter()
+            if first is None:
+                first = timing["first_s"] = now - t0
+            if t_start is None and now - t0 >= first + warmup:
+                t_start = now
+            elif t_start is not None:
+                n += len(batch["index"])
+                yield batch
+                if now - t_start >= seconds:
+                    timing["samples_s"] = n / (now - t_start)
+                    return
+        epoch += 1
 
 
 def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int = 1, streams: int = 1) -> dict:
