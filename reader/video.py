@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from .episodes import LoadedEpisode, EpisodeError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,16 @@ MAIN_DECODE_STREAMS = min(2, os.cpu_count() or 1)
 
 
 _FORK_HOOKED = False
+
+def _opens_on_cpu(clip: object) -> bool:
+    from torchcodec.decoders import VideoDecoder
+
+    try:
+        VideoDecoder(clip, seek_mode="exact", num_ffmpeg_threads=1)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
 
 #: Cameras this process has warned about: torchcodec decoded them on the CPU though asked for a GPU.
 _WARNED_FALLBACK: set[str] = set()
@@ -176,10 +187,18 @@ class EpisodeVideo:
             from torchcodec.decoders import VideoDecoder
 
             info = self.episode.meta.clips[camera]
+            clip = self.episode.clips[camera]
             try:
-                dec = VideoDecoder(self.episode.clips[camera], device=self.device, seek_mode="exact",
-                                   num_ffmpeg_threads=1)
+                dec = VideoDecoder(clip, device=self.device, seek_mode="exact", num_ffmpeg_threads=1)
             except (RuntimeError, ValueError) as e:
+                if self.device != "cpu" and _opens_on_cpu(clip):  # the device is at fault, not the episode
+                    raise UsageError(
+                        f"video_decode_device={self.device!r}: torchcodec cannot decode there ({e}), though it "
+                        f"decodes camera {camera!r} of {self.episode.where} on the CPU. Use a CUDA build of "
+                        "torchcodec (PyPI's from 0.14, or PyTorch's index: pip install torchcodec --index-url "
+                        "https://download.pytorch.org/whl/cu130) where torch sees an NVIDIA GPU, or leave "
+                        "video_decode_device at 'cpu'"
+                    ) from e
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
             wrong = info.size_mismatch((dec.metadata.width, dec.metadata.height), self.sizes.get(camera))
             if wrong:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.dataset import distinct_runs
 from lerobot_wds.reader.pool import pool_order
@@ -89,6 +90,7 @@ def test_training_process_decodes_samples_at_once_on_one_thread_decoders(packed)
 IMPORTS_SCRIPT = """
 import json, sys
 from torch.utils.data import DataLoader
+from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset
 
 AT_START = None
@@ -291,3 +293,18 @@ def test_distinct_runs_cut_the_draws_into_runs_of_distinct_spans(n):
     assert all(1 <= len(run) <= n and len({p for p, _, _ in run}) == len(run) for run in runs)
     # a run ends early only where the next draw's span is already in it
     assert all(len(a) == n or runs[i + 1][0][0] in {p for p, _, _ in a} for i, a in enumerate(runs[:-1]))
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_decode_device_that_cannot_decode_is_a_usage_error_not_damaged_episodes(packed, on_error):
+    """``video_decode_device="cuda"`` where torchcodec cannot decode on it (no GPU here, or its
+    CPU-only build, as in a lerobot 0.6.1 environment): no clip opens there. That is the option's
+    fault, not the episodes': raised with ``on_error="skip"`` too, instead of every episode skipped
+    as damaged and an empty epoch."""
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here")
+    ds = LeRobotShardDataset(packed("lerobot_v3_av1"), video_decode_device="cuda", on_error=on_error, shuffle=False)
+    with pytest.raises(UsageError, match=r"video_decode_device='cuda': torchcodec cannot decode there .* camera "
+                                         r"'observation\.images\.\w+' of shard-\d+\.tar, episode 0 on the CPU"):
+        next(iter(ds))
+    assert ds.skipped == 0
