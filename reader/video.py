@@ -65,18 +65,6 @@ log = logging.getLogger(__name__)
 MAIN_DECODE_STREAMS = min(2, os.cpu_count() or 1)
 
 
-_FORK_HOOKED = False
-
-def _opens_on_cpu(clip: object) -> bool:
-    from torchcodec.decoders import VideoDecoder
-
-    try:
-        VideoDecoder(clip, seek_mode="exact", num_ffmpeg_threads=1)
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
 #: Cameras this process has warned about: torchcodec decoded them on the CPU though asked for a GPU.
 _WARNED_FALLBACK: set[str] = set()
 
@@ -99,6 +87,21 @@ def warn_if_decoded_on_cpu(camera: str, device: str, status: object) -> bool:
             "or decode on the CPU.", device, camera, status,
         )
     return True
+
+
+def _opens_on_cpu(clip: object) -> bool:
+    """Whether torchcodec opens ``clip`` on the CPU (a clip that does not open on a GPU: the GPU's
+    fault, or the clip's?)."""
+    from torchcodec.decoders import VideoDecoder
+
+    try:
+        VideoDecoder(clip, seek_mode="exact", num_ffmpeg_threads=1)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+_FORK_HOOKED = False
 
 
 def import_decoders_before_fork() -> None:

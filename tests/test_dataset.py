@@ -90,7 +90,6 @@ def test_training_process_decodes_samples_at_once_on_one_thread_decoders(packed)
 IMPORTS_SCRIPT = """
 import json, sys
 from torch.utils.data import DataLoader
-from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset
 
 AT_START = None
