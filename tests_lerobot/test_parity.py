@@ -143,6 +143,18 @@ def test_depth_maps_are_refused_not_read_as_rgb(tmp_path):
         LeRobotShardDataset(str(out))
 
 
+def test_gpu_decoding_with_lerobots_torchcodec_is_a_usage_error(datasets):
+    """lerobot 0.6.1 pins torchcodec below 0.12, whose PyPI wheels decode on the CPU alone, so
+    ``video_decode_device="cuda"`` cannot work in its environment. The first sample says so, naming
+    the option, with ``on_error="skip"`` too: not every episode skipped as damaged."""
+    from lerobot_wds.errors import UsageError
+
+    ds = LeRobotShardDataset(str(datasets[1]), video_decode_device="cuda", on_error="skip")
+    with pytest.raises(UsageError, match=r"video_decode_device='cuda': torchcodec cannot decode there .*on the CPU"):
+        next(iter(ds))
+    assert ds.skipped == 0
+
+
 @pytest.mark.parametrize("windows", [False, True], ids=["plain", "windows"])
 def test_features_of_other_dtypes_come_out_as_lerobot_gives_them(tmp_path, windows):
     """Features of other dtypes than float32 and int64, written by lerobot's own writer: lerobot's
