@@ -2,7 +2,8 @@
 
 The reader's ``video_decode_device="cuda"`` hands torchcodec's ``VideoDecoder`` the GPU. That needs
 torchcodec's CUDA build (on PyPI from 0.14; lerobot 0.6.1 pins one below 0.12, whose PyPI wheels are
-CPU-only) and FFmpeg's shared libraries on the GPU machine. This measures NVDEC itself, through
+CPU-only) and FFmpeg's shared libraries on the GPU machine; ``tools/bench_decode_device.py``
+measures that path. This measures NVDEC itself, through
 NVIDIA's own PyNvVideoCodec
 (``pip install PyNvVideoCodec``; it needs the driver's ``libnvcuvid``), on the same in-memory clips
 the reader decodes, in the reader's two access patterns, against torchcodec on the CPU with one
