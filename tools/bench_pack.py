@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # testkit/ (never installed); an installed lerobot_wds comes first
 
 import lerobot_wds.packer.task  # noqa: E402
 from lerobot_wds.packer.pack import PackOptions, pack  # noqa: E402

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # testkit/ (never installed); an installed lerobot_wds comes first
 sys.path.insert(0, str(REPO / "tools"))
 
 TOP, WRIST = "observation.images.top", "observation.images.wrist"

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # testkit/; an installed lerobot_wds comes first
 
 from bench_refs import CAMS, PeakRSS, mixing, run_bare, transport_only  # noqa: E402
 

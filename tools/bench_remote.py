@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # testkit/ (never installed); an installed lerobot_wds comes first
 
 
 def epoch(ds, e: int, workers: int, batch_size: int) -> tuple[int, float, float, int]:

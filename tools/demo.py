@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
+sys.path.append(str(REPO))  # testkit/ (never installed); an installed lerobot_wds comes first
 
 DEFAULT_SRC = REPO / "tests" / "data" / "lerobot_v3_av1"
 

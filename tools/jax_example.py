@@ -15,12 +15,10 @@ Without JAX installed it says so and exits 0 (``pip install jax`` to run it).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _sources(args: argparse.Namespace, tmp: str) -> list:

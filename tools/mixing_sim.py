@@ -16,11 +16,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def measure(batches: list[list[int]]) -> tuple[float, float]:
