@@ -17,7 +17,10 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; then
 fi
 
 python=${PYTHON:-python3}
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+if [ ! -x "$venv/bin/python" ]; then  # torch's CUDA wheels: 6.5 GB installed
+    bash "$(dirname "$0")/need_space.sh" "$(dirname "$venv")" 8 "setup: the environment $venv"
+    "$python" -m venv "$venv"
+fi
 log=$(mktemp)
 if ! { "$venv/bin/python" -m pip install -q --upgrade pip && "$venv/bin/python" -m pip install -q -c tools/constraints.txt -e '.[test]'; } >"$log" 2>&1; then
     grep -v '^WARNING: Location' "$log" >&2

@@ -28,7 +28,10 @@ run() {  # quiet pip, its log shown on failure
     if ! "$@" >"$log" 2>&1; then cat "$log" >&2; echo "setup_lerobot: failed: $*" >&2; rm -f "$log"; exit 1; fi
     rm -f "$log"
 }
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+if [ ! -x "$venv/bin/python" ]; then  # torch 2.11's CUDA wheels: 3 GB downloaded, 5.6 GB installed
+    bash "$(dirname "$0")/need_space.sh" "$(dirname "$venv")" 9 "setup_lerobot: the environment $venv"
+    "$python" -m venv "$venv"
+fi
 run pip install -q --upgrade pip
 run pip install -q -c tools/constraints-lerobot.txt "lerobot[dataset,training,diffusion]==0.6.1" "pytest>=8"
 
