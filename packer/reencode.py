@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..format import ClipInfo
 
 from .clip import MUX_OPTIONS, ClipError
+from .scheduling import scheduling_kept
 
 #: FFmpeg encoder used for each ``--codec`` value.
 ENCODERS = {"av1": "libsvtav1", "h264": "libx264", "hevc": "libx265"}
@@ -50,7 +51,7 @@ def reencode_clip(clip: bytes, info: ClipInfo, length: int, fps: int, spec: Reen
         raise ClipError(f"{where}: decoded {len(frames)} of {length} frames while re-encoding")
     height, width = spec.size or (info.height, info.width)
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4", options=MUX_OPTIONS) as out:
+    with scheduling_kept(), av.open(buf, "w", format="mp4", options=MUX_OPTIONS) as out:
         s = out.add_stream(ENCODERS[spec.codec], rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.time_base = Fraction(1, fps)

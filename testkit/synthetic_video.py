@@ -21,6 +21,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from lerobot_wds.packer.scheduling import scheduling_kept
+
 from .synthetic_meta import image_stats, next_file
 
 #: codec name -> (FFmpeg encoder, options). libsvtav1 as lerobot's default encoder; libx264 with
@@ -72,9 +74,10 @@ def encode_episode(frames: np.ndarray, fps: int, codec: str, gop: int) -> bytes:
     """One episode as a standalone mp4 (bytes), starting on a keyframe."""
     av = _av()
     buf = io.BytesIO()
-    out, stream = _open(av, buf, fps, frames.shape[1:3], codec, gop)
-    _encode(av, out, stream, frames, 0, fps)
-    _flush(out, stream)
+    with scheduling_kept():  # SVT-AV1 makes the thread real-time: packer/scheduling.py
+        out, stream = _open(av, buf, fps, frames.shape[1:3], codec, gop)
+        _encode(av, out, stream, frames, 0, fps)
+        _flush(out, stream)
     return buf.getvalue()
 
 
@@ -148,9 +151,10 @@ def _encode_file(path: Path, episodes: Iterable[np.ndarray], fps: int, codec: st
     path.parent.mkdir(parents=True, exist_ok=True)
     out = stream = None
     done = 0
-    for frames in episodes:
-        if out is None:
-            out, stream = _open(av, str(path), fps, frames.shape[1:3], codec, gop)
-        _encode(av, out, stream, frames, done, fps)
-        done += len(frames)
-    _flush(out, stream)
+    with scheduling_kept():
+        for frames in episodes:
+            if out is None:
+                out, stream = _open(av, str(path), fps, frames.shape[1:3], codec, gop)
+            _encode(av, out, stream, frames, done, fps)
+            done += len(frames)
+        _flush(out, stream)

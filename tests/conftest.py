@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.pytest_guards import scheduling_unchanged  # noqa: F401
 from testkit.servers import FaultProxy, Faults, S3Server
 
 

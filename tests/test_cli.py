@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import msgpack
+import pytest
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.packer.cli import main
@@ -53,6 +55,24 @@ def test_verify_finds_a_damaged_shard(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", str(out)]) == 1
     assert "shard-000000.tar: size/sha256 differ" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SVT-AV1 takes real-time scheduling only where it may: as root")
+def test_av1_reencode_gives_back_the_real_time_scheduling_svt_av1_takes(tmp_path):
+    """SVT-AV1, run as root, makes the thread that opens an AV1 encoder real-time (SCHED_FIFO 99)
+    and leaves it so; every process started afterwards inherits it, and on few cores such
+    processes can starve everything (packer/scheduling.py). After ``pack --codec av1``, which
+    writes one worker's shards in this process, this process and a process it starts are
+    scheduled as before."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    assert before[0] != os.SCHED_FIFO
+    args = ["pack", str(DATA / "lerobot_v3_av1"), str(tmp_path / "out"), "--episodes", "1,3", "--codec", "av1",
+            "--workers", "1", "--no-progress"]
+    assert main(args) == 0
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+                           capture_output=True, text=True, check=True)
+    assert int(child.stdout) == before[0]
 
 
 def test_episode_selection_and_reencode_options(tmp_path):
