@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import fsspec
 
 from ..errors import LeRobotWdsError, UsageError
-from ..format import FORMAT_VERSION, MANIFEST_NAME, Manifest, SkippedEpisode, depth_keys, shard_name
+from ..format import FORMAT_VERSION, MANIFEST_NAME, Manifest, SkippedEpisode, shard_name
 
 from . import append as appending
 from .check import episode_defect, stat_files
@@ -227,10 +227,6 @@ def pack(src: str, out: str, options: PackOptions = PackOptions()) -> Manifest:
         fs.makedirs(root, exist_ok=True)
     except OSError as e:
         raise write_error(root, e) from e
-    depth = depth_keys(source.features)
-    if depth:
-        log.warning("%s: %s are depth maps; they are packed as they are (bit-exact clips), but the reader "
-                    "does not decode depth maps and refuses the dataset: read it with LeRobotDataset", src, depth)
     with pack_lock(fs, root):
         return _pack_locked(plan, options, out)
 

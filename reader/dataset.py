@@ -62,9 +62,10 @@ import msgpack
 import torch
 from torch.utils.data import IterableDataset
 
-from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, frame_columns
+from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, depth_keys, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
+from .depth import DEPTH_UNITS, DepthQuantization
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
@@ -104,6 +105,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
     ``return_uint8=True`` (lerobot's flag of that name) gives camera frames as uint8 in [0, 255]
     instead of float32 in [0, 1]: a quarter of the bytes through DataLoader workers; convert on
     the GPU (``frames / 255.0``: the float32 values, bit for bit on the CPU).
+    Depth-map cameras (``info.is_depth_map``) come out as ``LeRobotDataset`` gives them: float32
+    ``(1, H, W)`` in ``depth_output_unit`` (lerobot's option: ``"mm"``, whole millimetres, or
+    ``"m"``), decoded on the CPU whatever ``video_decode_device`` says, never uint8 and without
+    ``image_transforms``; ``meta.stats`` of depth features are in that unit too (reader/depth.py).
     ``on_error="skip"`` logs and counts unreadable episodes/samples instead of raising (see
     :meth:`io_stats`); episodes whose manifest entries are damaged are left out (logged and
     counted) before the epoch is planned. A rank that skips while reading yields fewer than
@@ -140,6 +145,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         return_uint8: bool = False,
         drop_n_last_frames: int = 0,
         batch_size: int | None = None,
+        depth_output_unit: str = "mm",
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
@@ -168,13 +174,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
         self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url,
                                 read_tasks=self._read_tasks)
-        if self.meta.depth_keys:
-            raise ValueError(
-                f"{self.store.url}: {self.meta.depth_keys} are depth maps (info.is_depth_map); this reader does not "
-                "decode depth maps (LeRobotDataset decodes them to single-channel float32 millimetres or metres, "
-                "this reader would give RGB frames), so it refuses the dataset rather than hand out other "
-                "values: read it with LeRobotDataset"
-            )
+        if depth_output_unit not in DEPTH_UNITS:
+            raise ValueError(f"depth_output_unit={depth_output_unit!r}; choose 'mm' or 'm'")
+        self.depth_output_unit = depth_output_unit
+        self.meta.rescale_depth_stats(depth_output_unit)
         sel = set(episodes) if episodes is not None else None
         # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.
         self._entries = [[e for e in s.episodes if sel is None or e.episode_index in sel] for s in manifest.shards]
@@ -197,10 +200,20 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         stored = {new: old for old, new in self.meta.rename.items()}
         self._video_keys, self._image_keys = manifest.video_keys, manifest.image_keys
         self._frame_columns = frame_columns(manifest.features)
+        depth = depth_keys(manifest.features)
+        units = {k: (manifest.features[k].get("info") or {}).get("depth_unit") for k in depth}
+        if any(u is None for u in units.values()):
+            log.warning("%s: depth features %s record no depth_unit; their statistics, and their frames stored "
+                        "as images, are left as stored, not converted to %r (as LeRobotDataset does)",
+                        self.store.url, [k for k, u in units.items() if u is None], depth_output_unit)
         self._builder = SampleBuilder(
             self._video_keys, self._image_keys, self.meta.task_strings,
             {stored.get(k, k): d for k, d in self.delta_indices.items()}, image_transforms, return_uint8,
             manifest.image_sizes,
+            depth_tables={k: DepthQuantization.of_feature(k, manifest.features[k]).table(depth_output_unit)
+                          for k in depth if k in self._video_keys},
+            image_depth={k: None if units[k] in (None, depth_output_unit) else units[k] == "m"
+                         for k in depth if k in self._image_keys},
         )
         # Output renames, the padding masks of windowed keys included.
         self._rename = dict(self.meta.rename)
@@ -283,7 +296,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         direct = self.video_decode_device == "cpu" and self._builder.image_transforms is None
         shapes = {}
         for key in self._video_keys if direct else ():
-            if key in sizes:
+            if key in sizes and key not in self._builder.depth_tables:  # depth maps: float32 (1, H, W), collated
                 width, height = sizes[key]
                 window = self._builder.deltas.get(key)
                 shapes[key] = ((len(window),) if window is not None else ()) + (3, height, width)
@@ -336,7 +349,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             if not self._video_keys or ep is None:  # no cameras, or the episode was skipped
                 return None
             if p not in videos:
-                videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=planar, sizes=sizes)
+                videos[p] = EpisodeVideo(ep, self.video_decode_device, reach, planar=planar, sizes=sizes,
+                                         depth=self._builder.depth_tables)
             return videos[p]
 
         try:

@@ -140,14 +140,16 @@ def _metadata(repo_id: str, root: Any = None, **_: Any) -> DatasetMeta:
 
 def _dataset(repo_id: str, root: Any = None, *, episodes: Sequence[int] | None = None,
              delta_timestamps: Mapping[str, Sequence[float]] | None = None, image_transforms: Any = None,
-             tolerance_s: float = 1e-4, return_uint8: bool = True, **_: Any) -> TrainShardDataset:
+             tolerance_s: float = 1e-4, return_uint8: bool = True, depth_output_unit: str = "mm",
+             **_: Any) -> TrainShardDataset:
     """``LeRobotDataset(...)``/``StreamingLeRobotDataset(...)`` as lerobot's factory calls them: this
     process's share (see the module docstring)."""
     cfg = _Run.cfg
     rank, processes = _process()
     ds = TrainShardDataset(
         _store(root), delta_timestamps=delta_timestamps, episodes=episodes, image_transforms=image_transforms,
-        tolerance_s=tolerance_s, return_uint8=return_uint8, seed=cfg.seed if cfg.seed is not None else 0,
+        tolerance_s=tolerance_s, return_uint8=return_uint8, depth_output_unit=depth_output_unit,
+        seed=cfg.seed if cfg.seed is not None else 0,
         rank=rank, world_size=processes,
         drop_n_last_frames=getattr(cfg.trainable_config, "drop_n_last_frames", 0) or 0,
     )

@@ -154,6 +154,18 @@ class DatasetMeta:
         """Camera features marked as depth maps (``info.is_depth_map``), as lerobot finds them."""
         return depth_keys(self.features)
 
+    def rescale_depth_stats(self, unit: str) -> None:
+        """Depth features' ``stats`` from the unit their frames were recorded in (their ``info``'s
+        ``depth_unit``) to ``unit``, the one samples carry them in, as ``LeRobotDataset`` does
+        (every statistic but ``count``; a feature that records no unit is left as it is, and
+        lerobot then leaves its image frames as stored too)."""
+        for key in self.depth_keys:
+            stored = (self.features[key].get("info") or {}).get("depth_unit")
+            if stored is None or stored == unit or key not in self.stats:
+                continue
+            factor = 1000.0 if stored == "m" else 1.0 / 1000.0
+            self.stats[key] = {name: v if name == "count" else v * factor for name, v in self.stats[key].items()}
+
     @property
     def has_language_columns(self) -> bool:
         """Whether any lerobot language column is a feature (lerobot-train then collates with

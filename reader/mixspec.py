@@ -2,7 +2,7 @@
 
 A spec maps each key a source yields to ``(kind, shape, window)``: ``kind`` is the feature dtype
 (cameras, video or image, both ``"camera"``: they decode to the same float32 ``(C, H, W)``;
-``"camera_uint8"`` with ``return_uint8``),
+``"camera_uint8"`` with ``return_uint8``; depth maps ``"depth_mm"`` or ``"depth_m"``, their unit),
 ``shape`` the stored feature shape, ``window`` the key's ``delta_timestamps`` in seconds (each
 source's frame offsets divided by its own fps, rounded to µs) or None. Keys in a mixture must
 agree on all three: a batch stacks them, and a window that covers other times in another source
@@ -23,9 +23,13 @@ def sample_spec(ds: Any) -> Spec:
         return ds.spec()
     meta, fps = ds.meta, ds.meta.fps
     out: Spec = {}
+    camera = "camera_uint8" if getattr(ds, "return_uint8", False) else "camera"
+    depth = set(meta.depth_keys)
     for key, feat in meta.features.items():
-        camera = "camera_uint8" if getattr(ds, "return_uint8", False) else "camera"
-        kind = camera if feat.get("dtype") in ("video", "image") else str(feat.get("dtype"))
+        if key in depth:
+            kind = f"depth_{ds.depth_output_unit}"
+        else:
+            kind = camera if feat.get("dtype") in ("video", "image") else str(feat.get("dtype"))
         d = ds.delta_indices.get(key)
         window = None if d is None else tuple(round(int(k) / fps, 6) for k in d)
         out[key] = (kind, tuple(feat.get("shape", ())), window)

@@ -6,7 +6,9 @@ Same keys, dtypes and shapes as lerobot 0.6.1: every column of the frame table (
 as lerobot makes them, ``episodes.py``), camera keys as float32 ``(C, H, W)`` (or
 ``(len(deltas), C, H, W)``) in [0, 1] (video cameras uint8 in [0, 255] with ``return_uint8``, as
 lerobot's flag of that name, which leaves image-dtype cameras float32; ``image_transforms``
-applied), and ``task`` as the task string. Windows are exact slices of the episode in memory;
+applied), depth-map cameras as float32 ``(1, H, W)`` in the unit asked for (``depth.py``; no
+``image_transforms``, as lerobot), and ``task`` as the task string. Windows are exact slices of
+the episode in memory;
 padded positions hold the clamped edge frame's value, as in lerobot.
 Tensors handed out own their storage (no views of a whole episode column), so sending a sample
 between processes never drags the episode along.
@@ -20,6 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from .depth import dequantize
 from .episodes import LoadedEpisode, EpisodeError
 from .video import EpisodeVideo
 from .window import window_indices
@@ -37,8 +40,15 @@ class SampleBuilder:
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         return_uint8: bool = False,
         image_sizes: Mapping[str, tuple[int, int]] | None = None,
+        depth_tables: Mapping[str, torch.Tensor] | None = None,
+        image_depth: Mapping[str, bool | None] | None = None,
     ) -> None:
         self.video_keys = list(video_keys)
+        #: Depth-map video cameras → the value of each code (``depth.py``).
+        self.depth_tables = dict(depth_tables or {})
+        #: Depth-map image cameras → True to turn their stored metres into millimetres (``* 1000.0``),
+        #: False for the other way (``/ 1000.0``), None to leave them as stored, as lerobot does.
+        self.image_depth = dict(image_depth or {})
         self.image_keys = set(image_keys)
         #: ``(width, height)`` each image-dtype feature declares; an image of another size is an error.
         self.image_sizes = dict(image_sizes or {})
@@ -68,7 +78,9 @@ class SampleBuilder:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
                 idx = _camera_frames(kind, a, b, frame)
-                if out is not None and key in out:
+                if key in self.depth_tables:
+                    got = dequantize(video.frames(key, idx, frame), self.depth_tables[key])
+                elif out is not None and key in out:
                     rows = out[key].unsqueeze(0) if kind == _VIDEO else out[key]
                     got = video.frames_into(key, idx, frame, rows)
                 else:
@@ -80,8 +92,11 @@ class SampleBuilder:
                 item[pad_key] = c[frame].clone()
         if self.image_transforms is not None:
             for key in (*self.video_keys, *self.image_keys):
-                if key in item:
+                if key in item and key not in self.depth_tables and key not in self.image_depth:
                     item[key] = self.image_transforms(item[key])
+        for key, to_mm in self.image_depth.items():
+            if key in item and to_mm is not None:
+                item[key] = item[key] * 1000.0 if to_mm else item[key] / 1000.0
         item["task"] = tasks[frame]
         return item
 

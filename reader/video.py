@@ -48,13 +48,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping
+from typing import Collection, Mapping
 
 import cv2
 import numpy as np
 import torch
 
 from ..errors import UsageError
+from .depth import DepthClipDecoder
 from .episodes import LoadedEpisode, EpisodeError
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,9 @@ class EpisodeVideo:
     ``reach[camera] = (back, fwd)``: how many frames before/after the emitted frame its window
     reads (0, 0 without a window); ``planar``: frames in contiguous storage (see the module
     docstring); ``sizes[camera] = (width, height)``: what the dataset says its frames are (a clip
-    that decodes at another size, or at another than its episode metadata says, is an error).
+    that decodes at another size, or at another than its episode metadata says, is an error);
+    ``depth``: depth-map cameras, whose frames are their 12-bit codes, uint16 ``(N, 1, H, W)``,
+    decoded on the CPU by PyAV as lerobot does (``depth.py``).
     Frames may be asked for in any order (a jump back seeks), but each frame is decoded once and
     memory stays at the window reach only when the emitted frames (``at``) go forward one by one,
     as the pool draws them. Not for use by two threads at once; one at a time is fine.
@@ -172,9 +175,10 @@ class EpisodeVideo:
 
     def __init__(
         self, episode: LoadedEpisode, device: str = "cpu", reach: Mapping[str, tuple[int, int]] | None = None,
-        planar: bool = False, sizes: Mapping[str, tuple[int, int]] | None = None,
+        planar: bool = False, sizes: Mapping[str, tuple[int, int]] | None = None, depth: Collection[str] = (),
     ) -> None:
         self.episode = episode
+        self.depth = frozenset(depth)
         self.sizes = dict(sizes or {})
         self.planar = planar
         self.device = device
@@ -192,9 +196,13 @@ class EpisodeVideo:
             info = self.episode.meta.clips[camera]
             clip = self.episode.clips[camera]
             try:
-                dec = VideoDecoder(clip, device=self.device, seek_mode="exact", num_ffmpeg_threads=1)
-            except (RuntimeError, ValueError) as e:
-                if self.device != "cpu" and _opens_on_cpu(clip):  # the device is at fault, not the episode
+                if camera in self.depth:
+                    dec = DepthClipDecoder(clip)
+                else:
+                    dec = VideoDecoder(clip, device=self.device, seek_mode="exact", num_ffmpeg_threads=1)
+            except (RuntimeError, ValueError, IndexError) as e:
+                # Opens on the CPU: the device is at fault, not the episode (depth maps: always the CPU).
+                if self.device != "cpu" and camera not in self.depth and _opens_on_cpu(clip):
                     raise UsageError(
                         f"video_decode_device={self.device!r}: torchcodec cannot decode there ({e}), though it "
                         f"decodes camera {camera!r} of {self.episode.where} on the CPU. Use a CUDA build of "
@@ -203,11 +211,12 @@ class EpisodeVideo:
                         "video_decode_device at 'cpu'"
                     ) from e
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
-            wrong = info.size_mismatch((dec.metadata.width, dec.metadata.height), self.sizes.get(camera))
+            meta = dec if camera in self.depth else dec.metadata
+            wrong = info.size_mismatch((meta.width, meta.height), self.sizes.get(camera))
             if wrong:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} {wrong}; repack this episode")
-            n = dec.metadata.num_frames
-            if n is not None and n < info.lead_in + self.episode.length:
+            n = meta.num_frames
+            if n and n < info.lead_in + self.episode.length:
                 raise EpisodeError(
                     f"{self.episode.where}: clip of camera {camera!r} has {n} frames, needs "
                     f"lead_in {info.lead_in} + length {self.episode.length}; repack this episode"
@@ -270,14 +279,15 @@ class EpisodeVideo:
             try:
                 for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
                     if i not in have:
-                        frame = dec.get_frame_at(i + lead).data
+                        frame = dec.codes_at(i + lead) if camera in self.depth else dec.get_frame_at(i + lead).data
                         have[i] = planar(frame) if self.planar else frame
                         self.decoded += 1
             except (RuntimeError, ValueError, IndexError) as e:
                 raise EpisodeError(
                     f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"
                 ) from e
-            if self.device != "cpu" and camera not in self._fallback_checked:  # known once a frame is decoded
+            # torchcodec knows whether it fell back to the CPU once a frame is decoded
+            if self.device != "cpu" and camera not in self.depth and camera not in self._fallback_checked:
                 self._fallback_checked.add(camera)
                 warn_if_decoded_on_cpu(camera, self.device, getattr(dec, "cpu_fallback", None))
         return have

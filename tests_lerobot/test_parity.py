@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -123,24 +123,91 @@ def _assert_every_frame_equal(theirs, ours, total: int = sum(LENGTHS)) -> None:
     assert sorted(seen) == list(range(len(theirs))) == list(range(total))
 
 
-def test_depth_maps_are_refused_not_read_as_rgb(tmp_path):
-    """A depth camera written by lerobot's own writer (12-bit HEVC, quantized): LeRobotDataset
-    decodes it to single-channel float32 millimetres. This reader does not decode depth maps, so it
-    refuses the dataset, naming the camera, instead of handing out RGB frames of it; the packer packs
-    it and says so."""
-    depth, h, w = "observation.images.depth", 48, 64
-    rng = np.random.default_rng(0)
-    src = _write(tmp_path / "depth", {depth: {"dtype": "video", "shape": (h, w, 1), "names": ["height", "width", "channels"],
-                                              "info": {"is_depth_map": True}}},
-                 lambda i: {depth: (500 + 50 * i + rng.integers(0, 100, (h, w, 1))).astype(np.uint16)})
-    theirs = LeRobotDataset("parity", root=src)[0][depth]
-    assert theirs.dtype == torch.float32 and tuple(theirs.shape) == (1, h, w)
-    out = tmp_path / "packed"
+DEPTH_MM, DEPTH_M = "observation.images.depth_mm", "observation.images.depth_m"
+
+
+def _depth_dataset(root: Path, stored: str) -> tuple[Path, Path]:
+    """(lerobot root, packed dir): two depth cameras written by lerobot's own writer, one recorded
+    in uint16 millimetres with lerobot's default quantization (log), one in float32 metres with a
+    linear one; as video (12-bit lossless HEVC) or as TIFF images in the data files."""
+    from lerobot.configs.video import DepthEncoderConfig
+
+    h, w = 42, 62
+    rng = np.random.default_rng(3)
+
+    def feature() -> dict:  # one each: lerobot's writer records the unit in this very dict
+        return {"dtype": stored, "shape": (h, w, 1), "names": ["height", "width", "channels"],
+                "info": {"is_depth_map": True}}
+
+    src = _write(root / "depth", {DEPTH_MM: feature(), DEPTH_M: feature()},
+                 lambda i: {DEPTH_MM: (300 + 400 * i + rng.integers(0, 3000, (h, w, 1))).astype(np.uint16),
+                            DEPTH_M: (0.2 + 0.3 * i + rng.random((h, w, 1)) * 2).astype(np.float32)},
+                 depth_encoder=DepthEncoderConfig(depth_min=0.1, depth_max=4.0, use_log=False))
+    out = root / "packed"
     cli = Path(sys.executable).parent / "lerobot-wds"
-    r = subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
-    assert f"['{depth}'] are depth maps" in r.stderr
-    with pytest.raises(ValueError, match=rf"\['{depth}'\] are depth maps .* read it with LeRobotDataset"):
-        LeRobotShardDataset(str(out))
+    subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
+    return src, out
+
+
+@pytest.mark.parametrize("stored", ["video", "image"])
+@pytest.mark.parametrize("unit", ["mm", "m"])
+def test_depth_maps_equal_lerobot(tmp_path, stored, unit):
+    """Depth cameras (``_depth_dataset``): every frame equals LeRobotDataset's (float32
+    ``(1, H, W)`` in ``depth_output_unit``), in windows too, with ``return_uint8`` (which leaves
+    depth maps float32), single samples and batches; the depth statistics are in that unit too."""
+    src, out = _depth_dataset(tmp_path, stored)
+    deltas = {DEPTH_MM: [-2 / 30, 0.0], "action": [0.0, 1 / 30]}
+    theirs = LeRobotDataset("parity", root=src, delta_timestamps=deltas, depth_output_unit=unit, return_uint8=True)
+    assert [theirs.meta.features[k]["info"]["depth_unit"] for k in (DEPTH_MM, DEPTH_M)] == ["mm", "m"]
+    assert theirs[7][DEPTH_MM].shape == (2, 1, 42, 62) and theirs[7][DEPTH_M].dtype == torch.float32
+    ours = LeRobotShardDataset(str(out), shuffle=False, delta_timestamps=deltas, depth_output_unit=unit,
+                               return_uint8=True)
+    _assert_every_frame_equal(theirs, ours, total=12)
+    batches = LeRobotShardDataset(str(out), shuffle=False, delta_timestamps=deltas, depth_output_unit=unit,
+                                  return_uint8=True, batch_size=5)
+    for batch in batches:
+        for j, i in enumerate(batch["index"].tolist()):
+            assert torch.equal(batch[DEPTH_MM][j], theirs[i][DEPTH_MM]) and torch.equal(batch[DEPTH_M][j], theirs[i][DEPTH_M])
+    for key in (DEPTH_MM, DEPTH_M):
+        assert set(ours.meta.stats[key]) == set(theirs.meta.stats[key])
+        for stat, value in theirs.meta.stats[key].items():
+            np.testing.assert_array_equal(ours.meta.stats[key][stat], value, err_msg=f"{key} {stat}")
+
+
+def test_lerobots_dataset_factory_gives_depth_maps_in_its_depth_output_unit(tmp_path, monkeypatch):
+    """lerobot-train's ``--dataset.depth_output_unit``: lerobot's own ``make_dataset``, building ours
+    as ``lerobot-wds train`` has it do, passes it on, and the depth cameras keep their statistics
+    (ImageNet's replace those of colour cameras only)."""
+    from lerobot.configs.default import DatasetConfig
+    from lerobot.configs.train import TrainPipelineConfig
+    from lerobot.datasets import factory
+    from lerobot_wds.reader import lerobot_train
+
+    _, out = _depth_dataset(tmp_path, "video")
+    monkeypatch.setattr(factory, "LeRobotDatasetMetadata", lerobot_train._metadata)
+    monkeypatch.setattr(factory, "LeRobotDataset", lerobot_train._dataset)
+    cfg = TrainPipelineConfig(dataset=DatasetConfig(repo_id="parity", root=str(out), depth_output_unit="m"),
+                              policy=ACTConfig(device="cpu", push_to_hub=False, pretrained_backbone_weights=None))
+    monkeypatch.setattr(lerobot_train._Run, "cfg", cfg)
+    ds = factory.make_dataset(cfg)
+    assert ds.depth_output_unit == "m"
+    item = next(iter(ds))
+    assert item[DEPTH_M].dtype == torch.float32 and float(item[DEPTH_M].max()) < 4.5  # metres, not millimetres
+    stats = LeRobotShardDataset(str(out), depth_output_unit="m").meta.stats
+    for key in (DEPTH_MM, DEPTH_M):
+        np.testing.assert_array_equal(ds.meta.stats[key]["mean"], stats[key]["mean"])
+
+
+def test_a_mixture_refuses_depth_maps_in_two_units(tmp_path):
+    """Two sources whose depth camera comes out in different units (or as colour in one) would
+    stack millimetres with metres in one batch: ``mix`` refuses, naming the key."""
+    from lerobot_wds.reader import mix
+
+    _, out = _depth_dataset(tmp_path, "video")
+    mm, m = (LeRobotShardDataset(str(out), depth_output_unit=u) for u in ("mm", "m"))
+    assert mix([mm, LeRobotShardDataset(str(out))]).keys
+    with pytest.raises(ValueError, match=rf"mix: key '{DEPTH_MM}' differs between datasets .*'depth_mm'.*'depth_m'"):
+        mix([mm, m])
 
 
 def test_gpu_decoding_with_lerobots_torchcodec_is_a_usage_error(datasets):
@@ -182,14 +249,15 @@ def test_features_of_other_dtypes_come_out_as_lerobot_gives_them(tmp_path, windo
                               LeRobotShardDataset(str(out), shuffle=False, delta_timestamps=deltas), total=12)
 
 
-def _write(root: Path, features: dict, frame: Callable[[int], dict]) -> Path:
+def _write(root: Path, features: dict, frame: Callable[[int], dict], **create: Any) -> Path:
     """Two episodes of 6 frames written by lerobot's own writer: ``features`` plus a 2-d state and
-    action, ``frame(i)`` giving frame i's values of ``features``."""
+    action, ``frame(i)`` giving frame i's values of ``features``; ``create``: more arguments of
+    ``LeRobotDataset.create``."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset as Writer
 
     both = {"observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
             "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}}
-    ds = Writer.create("parity", fps=30, features={**features, **both}, root=root, use_videos=True)
+    ds = Writer.create("parity", fps=30, features={**features, **both}, root=root, use_videos=True, **create)
     for _ in range(2):
         for i in range(6):
             ds.add_frame({**frame(i), "observation.state": np.zeros(2, np.float32),

@@ -1,0 +1,130 @@
+"""Depth-map cameras: 12-bit codes decoded from the clip in memory, then dequantized as
+``LeRobotDataset`` does.
+
+lerobot 0.6.1 stores a depth camera (a video feature whose ``info`` says ``is_depth_map``) as
+12-bit codes, ``gray12le`` frames (HEVC Main 12, lossless, by default), quantized between
+``video.depth_min`` and ``video.depth_max`` metres, on a log scale shifted by ``video.shift`` when
+``video.use_log``. It decodes them with PyAV, whatever its video backend, and turns the codes
+into float32 ``(1, H, W)`` frames in millimetres (rounded to whole millimetres) or metres
+(``depth_output_unit``). Here the codes come from a PyAV decoder over the clip's bytes, held per
+pool episode like the colour cameras' decoders (``video.py``) and going front to back, and each
+code becomes its value through a table of every code, computed with the same float32 torch
+operations, in the same order, as lerobot's dequantization: the same values, bit for bit (the
+decode is lossless, so no FFmpeg version changes the codes). Not measured for speed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+#: Units depth maps can be given in, lerobot's ``depth_output_unit`` values.
+DEPTH_UNITS = ("mm", "m")
+#: Codes are 12-bit: 0..4095.
+_QMAX = (1 << 12) - 1
+_MM_PER_M = 1000.0
+_UINT16_MAX = 65535.0
+
+
+@dataclass(frozen=True)
+class DepthQuantization:
+    """How a depth camera's codes map to metres: lerobot's ``DepthEncoderConfig`` fields, with its
+    defaults for those a dataset does not record."""
+
+    depth_min: float = 0.01
+    depth_max: float = 10.0
+    shift: float = 3.5
+    use_log: bool = True
+
+    @classmethod
+    def of_feature(cls, key: str, feature: Mapping[str, Any]) -> DepthQuantization:
+        """The quantization a dataset's ``info.json`` records for depth feature ``key`` (its
+        ``info``'s ``video.depth_min``, ``video.depth_max``, ``video.shift``, ``video.use_log``)."""
+        info = feature.get("info") or {}
+        values = {name: info[f"video.{name}"] for name in ("depth_min", "depth_max", "shift", "use_log")
+                  if info.get(f"video.{name}") is not None}
+        try:
+            q = cls(**{k: (bool(v) if k == "use_log" else float(v)) for k, v in values.items()})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"depth feature {key!r}: its info holds a quantization that is not numbers "
+                             f"({values}); fix meta/info.json and repack") from e
+        if q.use_log and q.depth_min + q.shift <= 0:
+            raise ValueError(f"depth feature {key!r}: use_log needs depth_min + shift > 0, the info holds "
+                             f"depth_min={q.depth_min}, shift={q.shift}; fix meta/info.json and repack")
+        return q
+
+    def table(self, unit: str) -> torch.Tensor:
+        """float32 value of every 16-bit code in ``unit`` ("mm" or "m"): lerobot's dequantization of
+        all of them at once (its torch path: the same operations on float32, in the same order). A
+        clip holds 12-bit codes; the codes above 4095 are there so that no code can index past the
+        table, and get what lerobot would make of them."""
+        if unit not in DEPTH_UNITS:
+            raise ValueError(f"depth_output_unit={unit!r}; choose 'mm' or 'm'")
+        if self.use_log:
+            low, high = math.log(self.depth_min + self.shift), math.log(self.depth_max + self.shift)
+        else:
+            low, high = self.depth_min, self.depth_max
+        values = torch.arange(1 << 16, dtype=torch.float32)
+        values.mul_((high - low) / _QMAX).add_(low)
+        if self.use_log:
+            values.exp_().sub_(self.shift)
+        values.clamp_(self.depth_min, self.depth_max)
+        if unit == "mm":
+            values.mul_(_MM_PER_M).round_().clamp_(0.0, _UINT16_MAX)
+        return values
+
+
+def dequantize(codes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """float32 depth of uint16 ``codes`` (any shape) through :meth:`DepthQuantization.table`."""
+    return table[codes.to(torch.int64)]
+
+
+class DepthClipDecoder:
+    """Frames of one depth clip in memory, by index in presentation order: :meth:`codes_at` gives
+    frame ``i``'s codes as uint16 ``(1, H, W)``. Decodes forward from the last frame it gave; a
+    frame before that starts again from the clip's first frame (the pool never asks for one).
+    PyAV's errors come out as ValueError, as torchcodec's do."""
+
+    def __init__(self, clip: bytes | memoryview | torch.Tensor) -> None:
+        import av
+
+        self._av = av
+        self._bytes = clip.numpy().tobytes() if isinstance(clip, torch.Tensor) else bytes(clip)
+        self._open()
+        ctx = self._container.streams.video[0].codec_context
+        self.width, self.height = ctx.width, ctx.height
+        #: Frames the container's header counts (0 when it does not say).
+        self.num_frames = int(self._container.streams.video[0].frames or 0)
+
+    def _open(self) -> None:
+        try:
+            self._container = self._av.open(io.BytesIO(self._bytes))
+        except self._av.FFmpegError as e:
+            raise ValueError(str(e)) from e
+        if not self._container.streams.video:
+            raise ValueError("the clip holds no video stream")
+        stream = self._container.streams.video[0]
+        stream.codec_context.thread_count = 1  # as every decoder here: video.py
+        self._frames = self._container.decode(stream)
+        self._next = 0
+
+    def codes_at(self, index: int) -> torch.Tensor:
+        if index < self._next:
+            self._container.close()
+            self._open()
+        frame = None
+        try:
+            while self._next <= index:
+                frame = next(self._frames, None)
+                if frame is None:
+                    raise IndexError(f"frame {index} asked for; the clip has {self._next}")
+                self._next += 1
+            codes = frame.to_ndarray(format="gray12le")
+        except self._av.FFmpegError as e:
+            raise ValueError(str(e)) from e
+        return torch.from_numpy(np.ascontiguousarray(codes)).unsqueeze(0)

@@ -1,0 +1,85 @@
+"""Depth-map cameras (reader/depth.py): 12-bit codes from a real lossless HEVC clip, and their
+values. Equality with LeRobotDataset itself, dataset by dataset, is tests_lerobot/test_parity.py's
+``test_depth_maps_equal_lerobot`` (it needs lerobot 0.6.1)."""
+
+from __future__ import annotations
+
+import io
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from lerobot_wds.reader.depth import DepthClipDecoder, DepthQuantization, dequantize
+
+
+def _clip(codes: np.ndarray) -> bytes:
+    """``codes`` (N, H, W) uint16 < 4096 as lerobot stores a depth camera: HEVC, gray12le, lossless."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        s = out.add_stream("libx265", rate=30)
+        s.width, s.height, s.pix_fmt = codes.shape[2], codes.shape[1], "gray12le"
+        s.options = {"x265-params": "lossless=1:log-level=error", "g": "2"}
+        for i, c in enumerate(codes):
+            f = av.VideoFrame.from_ndarray(c, format="gray12le")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def codes() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 4096, (7, 42, 62)).astype(np.uint16)
+
+
+def test_decoder_gives_every_frames_codes_forward_and_back(codes):
+    clip = _clip(codes)
+    dec = DepthClipDecoder(clip)
+    assert (dec.width, dec.height, dec.num_frames) == (62, 42, 7)
+    for i in range(7):
+        got = dec.codes_at(i)
+        assert got.dtype == torch.uint16 and tuple(got.shape) == (1, 42, 62)
+        assert np.array_equal(got[0].numpy(), codes[i])
+    assert np.array_equal(dec.codes_at(2)[0].numpy(), codes[2])  # back: decodes again from the start
+    assert np.array_equal(DepthClipDecoder(torch.frombuffer(bytearray(clip), dtype=torch.uint8)).codes_at(6)[0].numpy(),
+                          codes[6])
+
+
+def test_decoder_errors_are_value_or_index_errors(codes):
+    with pytest.raises(ValueError):
+        DepthClipDecoder(b"not an mp4 at all" * 100)
+    dec = DepthClipDecoder(_clip(codes))
+    with pytest.raises(IndexError, match="frame 9 asked for; the clip has 7"):
+        dec.codes_at(9)
+
+
+@pytest.mark.parametrize("use_log", [True, False])
+def test_table_maps_codes_between_depth_min_and_depth_max(use_log):
+    q = DepthQuantization(depth_min=0.2, depth_max=5.0, shift=0.5, use_log=use_log)
+    m, mm = q.table("m"), q.table("mm")
+    assert m.dtype == mm.dtype == torch.float32 and len(m) == len(mm) == 1 << 16
+    assert math.isclose(m[0].item(), 0.2, rel_tol=1e-6) and math.isclose(m[4095].item(), 5.0, rel_tol=1e-6)
+    assert bool((m[1:4096] > m[:4095]).all()) and bool((m[4095:] == m[4095]).all())  # past 4095: clamped
+    assert torch.equal(mm, torch.round(m * 1000.0)) and bool((mm == mm.round()).all())
+    mid = 0.2 + 2047 * (5.0 - 0.2) / 4095 if not use_log else math.exp(
+        math.log(0.7) + 2047 * (math.log(5.5) - math.log(0.7)) / 4095) - 0.5
+    assert math.isclose(m[2047].item(), mid, rel_tol=1e-5)
+    frames = torch.from_numpy(np.array([[[0, 4095], [2047, 1]]], dtype=np.uint16))
+    assert torch.equal(dequantize(frames, m), m[frames.to(torch.int64)])
+
+
+def test_quantization_read_from_the_feature_info_with_lerobots_defaults():
+    assert DepthQuantization.of_feature("d", {"info": {"is_depth_map": True}}) == DepthQuantization(0.01, 10.0, 3.5, True)
+    feature = {"info": {"video.depth_min": 0.1, "video.depth_max": 4, "video.use_log": False, "video.shift": None}}
+    assert DepthQuantization.of_feature("d", feature) == DepthQuantization(0.1, 4.0, 3.5, False)
+    with pytest.raises(ValueError, match=r"depth feature 'd': use_log needs depth_min \+ shift > 0"):
+        DepthQuantization.of_feature("d", {"info": {"video.depth_min": 0.0, "video.shift": 0.0}})
+    with pytest.raises(ValueError, match=r"depth feature 'd': its info holds a quantization that is not numbers"):
+        DepthQuantization.of_feature("d", {"info": {"video.depth_max": "far"}})
+    with pytest.raises(ValueError, match=r"depth_output_unit='cm'; choose 'mm' or 'm'"):
+        DepthQuantization().table("cm")
