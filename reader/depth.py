@@ -15,6 +15,7 @@ decode is lossless, so no FFmpeg version changes the codes). Not measured for sp
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 from dataclasses import dataclass
@@ -86,9 +87,11 @@ def dequantize(codes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 class DepthClipDecoder:
     """Frames of one depth clip in memory, by index in presentation order: :meth:`codes_at` gives
-    frame ``i``'s codes as uint16 ``(1, H, W)``. Decodes forward from the last frame it gave; a
-    frame before that starts again from the clip's first frame (the pool never asks for one).
-    PyAV's errors come out as ValueError, as torchcodec's do."""
+    frame ``i``'s codes as uint16 ``(1, H, W)``. Like torchcodec's exact mode, it reads the clip's
+    packet timestamps once (no decoding) to know every frame's place, then decodes forward from
+    the last frame it gave, and seeks to the keyframe at or before the frame asked for when that
+    saves decoding (a jump ahead past a keyframe: the pool's first frame of an episode is anywhere
+    in it) or when the frame is behind. PyAV's errors come out as ValueError, as torchcodec's do."""
 
     def __init__(self, clip: bytes | memoryview | torch.Tensor) -> None:
         import av
@@ -96,10 +99,24 @@ class DepthClipDecoder:
         self._av = av
         self._bytes = clip.numpy().tobytes() if isinstance(clip, torch.Tensor) else bytes(clip)
         self._open()
-        ctx = self._container.streams.video[0].codec_context
-        self.width, self.height = ctx.width, ctx.height
-        #: Frames the container's header counts (0 when it does not say).
-        self.num_frames = int(self._container.streams.video[0].frames or 0)
+        pts, keys = [], []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.pts is not None:
+                    pts.append(packet.pts)
+                    if packet.is_keyframe:
+                        keys.append(packet.pts)
+        except self._av.FFmpegError as e:
+            raise ValueError(str(e)) from e
+        #: Presentation timestamps in presentation order: frame i's is ``_pts[i]``.
+        self._pts = sorted(pts)
+        self._index = {p: i for i, p in enumerate(self._pts)}
+        self._keys = sorted(keys)
+        ctx = self._stream.codec_context
+        self.width, self.height, self.num_frames = ctx.width, ctx.height, len(self._pts)
+        #: Frames decoded so far (seeks and skipped frames included).
+        self.decoded = 0
+        self._open()
 
     def _open(self) -> None:
         try:
@@ -108,23 +125,45 @@ class DepthClipDecoder:
             raise ValueError(str(e)) from e
         if not self._container.streams.video:
             raise ValueError("the clip holds no video stream")
-        stream = self._container.streams.video[0]
-        stream.codec_context.thread_count = 1  # as every decoder here: video.py
-        self._frames = self._container.decode(stream)
-        self._next = 0
+        self._stream = self._container.streams.video[0]
+        self._stream.codec_context.thread_count = 1  # as every decoder here: video.py
+        self._frames = self._container.decode(self._stream)
+        self._next = 0  # index of the next frame the decoder gives
+
+    def _seek_saves(self, index: int) -> int | None:
+        """The keyframe timestamp to seek to for frame ``index``, or None to decode on from here."""
+        k = bisect.bisect_right(self._keys, self._pts[index]) - 1
+        key = self._keys[k] if k >= 0 else None
+        if index < self._next:
+            return key if key is not None else self._pts[0]
+        return key if key is not None and self._next < len(self._pts) and key > self._pts[self._next] else None
 
     def codes_at(self, index: int) -> torch.Tensor:
-        if index < self._next:
-            self._container.close()
-            self._open()
-        frame = None
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} asked for; the clip has {self.num_frames}")
         try:
-            while self._next <= index:
+            key = self._seek_saves(index)
+            if key is not None:
+                if key == self._pts[0] and index < self._next:
+                    self._container.close()
+                    self._open()
+                else:
+                    self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
+                    self._stream.codec_context.flush_buffers()
+                    self._frames = self._container.decode(self._stream)
+            while True:
                 frame = next(self._frames, None)
                 if frame is None:
-                    raise IndexError(f"frame {index} asked for; the clip has {self._next}")
-                self._next += 1
-            codes = frame.to_ndarray(format="gray12le")
+                    raise IndexError(f"frame {index} asked for; the clip's frames ran out at {self._next}")
+                self.decoded += 1
+                at = self._index.get(frame.pts)
+                if at is None:
+                    raise ValueError(f"the decoder gave a frame at pts {frame.pts}, which no packet of the clip has")
+                self._next = at + 1
+                if at == index:
+                    codes = frame.to_ndarray(format="gray12le")
+                    return torch.from_numpy(np.ascontiguousarray(codes)).unsqueeze(0)
+                if at > index:
+                    raise ValueError(f"frame {index} asked for, the decoder went on to frame {at} without it")
         except self._av.FFmpegError as e:
             raise ValueError(str(e)) from e
-        return torch.from_numpy(np.ascontiguousarray(codes)).unsqueeze(0)

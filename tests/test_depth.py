@@ -50,12 +50,26 @@ def test_decoder_gives_every_frames_codes_forward_and_back(codes):
                           codes[6])
 
 
+def test_decoder_seeks_to_the_keyframe_before_a_far_frame(codes):
+    """The pool starts each episode at a random frame: the decoder seeks to the keyframe at or
+    before it (a keyframe at least every 2 frames here) instead of decoding from the first frame,
+    and seeks back the same way; every frame still exact."""
+    dec = DepthClipDecoder(_clip(codes))
+    assert np.array_equal(dec.codes_at(5)[0].numpy(), codes[5]) and dec.decoded <= 2
+    for i in (6, 1, 4, 0, 3):
+        before = dec.decoded
+        assert np.array_equal(dec.codes_at(i)[0].numpy(), codes[i])
+        assert dec.decoded - before <= 2, f"frame {i}: {dec.decoded - before} frames decoded"
+
+
 def test_decoder_errors_are_value_or_index_errors(codes):
     with pytest.raises(ValueError):
         DepthClipDecoder(b"not an mp4 at all" * 100)
     dec = DepthClipDecoder(_clip(codes))
     with pytest.raises(IndexError, match="frame 9 asked for; the clip has 7"):
         dec.codes_at(9)
+    with pytest.raises(ValueError):  # the first 3 kB: the header, no frame to scan
+        DepthClipDecoder(_clip(codes)[:3000]).codes_at(0)
 
 
 @pytest.mark.parametrize("use_log", [True, False])
