@@ -5,6 +5,8 @@ uint16 millimetres (lerobot's depth defaults: 12-bit log quantization, lossless 
 6-d state and action; packs it with ``lerobot-wds pack``; then reads single samples at 0 workers
 for ``--seconds`` each, in shuffled order, without and with a window on the depth camera
 (``[-0.1, 0.0]``): LeRobotDataset (random indices) and ours (``shuffle=True``, default pool).
+Then what a frame costs by itself: PyAV decoding the first episode's clip front to back on one
+thread, and dequantizing a frame through the table (reader/depth.py).
 
     .venv-lerobot/bin/python tools/bench_depth.py [--out bench_out/depth] [--episodes 10] [--seconds 10]
 """
@@ -91,7 +93,31 @@ def main() -> int:
         ours = LeRobotShardDataset(str(packed), delta_timestamps=window)
         our_rate, _ = rate(iter(ours), a.seconds)
         print(f"{'yes' if window else 'no':>8} {their_rate:>15.1f} {our_rate:>12.1f} {our_rate / their_rate:>6.2f}")
+    decode_ms, dequantize_ms = frame_costs(packed)
+    print(f"one frame: decode {decode_ms:.2f} ms (PyAV, one thread, front to back), dequantize {dequantize_ms:.2f} ms")
     return 0
+
+
+def frame_costs(packed: Path) -> tuple[float, float]:
+    """ms per frame: decoding the first episode's clip front to back, and dequantizing a frame."""
+    import tarfile
+
+    import torch
+
+    from lerobot_wds.reader.depth import DepthClipDecoder, DepthQuantization, dequantize
+
+    with tarfile.open(sorted(packed.glob("*.tar"))[0]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(f"{KEY}.mp4"))
+        clip = tar.extractfile(member).read()
+    dec = DepthClipDecoder(clip)
+    start = time.perf_counter()
+    frames = [dec.codes_at(i) for i in range(dec.num_frames)]
+    decode = (time.perf_counter() - start) / len(frames)
+    table = DepthQuantization().table("mm")
+    start = time.perf_counter()
+    for codes in frames:
+        dequantize(codes, table)
+    return decode * 1e3, (time.perf_counter() - start) / len(frames) * 1e3
 
 
 if __name__ == "__main__":
