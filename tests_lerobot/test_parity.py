@@ -128,28 +128,30 @@ DEPTH_MM, DEPTH_M = "observation.images.depth_mm", "observation.images.depth_m"
 
 def _depth_dataset(root: Path, stored: str) -> tuple[Path, Path]:
     """(lerobot root, packed dir): two depth cameras written by lerobot's own writer, one recorded
-    in uint16 millimetres with lerobot's default quantization (log), one in float32 metres with a
-    linear one; as video (12-bit lossless HEVC) or as TIFF images in the data files."""
+    in uint16 millimetres, one in float32 metres. ``stored``: ``"video"`` (12-bit lossless HEVC,
+    lerobot's default quantization: log, 0.01-10 m), ``"video-linear"`` (its linear one, 0.1-4 m)
+    or ``"image"`` (TIFF images in the data files)."""
     from lerobot.configs.video import DepthEncoderConfig
 
     h, w = 42, 62
     rng = np.random.default_rng(3)
 
     def feature() -> dict:  # one each: lerobot's writer records the unit in this very dict
-        return {"dtype": stored, "shape": (h, w, 1), "names": ["height", "width", "channels"],
-                "info": {"is_depth_map": True}}
+        return {"dtype": "image" if stored == "image" else "video", "shape": (h, w, 1),
+                "names": ["height", "width", "channels"], "info": {"is_depth_map": True}}
 
+    linear = {"depth_encoder": DepthEncoderConfig(depth_min=0.1, depth_max=4.0, use_log=False)}
     src = _write(root / "depth", {DEPTH_MM: feature(), DEPTH_M: feature()},
                  lambda i: {DEPTH_MM: (300 + 400 * i + rng.integers(0, 3000, (h, w, 1))).astype(np.uint16),
                             DEPTH_M: (0.2 + 0.3 * i + rng.random((h, w, 1)) * 2).astype(np.float32)},
-                 depth_encoder=DepthEncoderConfig(depth_min=0.1, depth_max=4.0, use_log=False))
+                 **(linear if stored == "video-linear" else {}))
     out = root / "packed"
     cli = Path(sys.executable).parent / "lerobot-wds"
     subprocess.run([str(cli), "pack", str(src), str(out), "--no-progress"], check=True, capture_output=True, text=True)
     return src, out
 
 
-@pytest.mark.parametrize("stored", ["video", "image"])
+@pytest.mark.parametrize("stored", ["video", "video-linear", "image"])
 @pytest.mark.parametrize("unit", ["mm", "m"])
 def test_depth_maps_equal_lerobot(tmp_path, stored, unit):
     """Depth cameras (``_depth_dataset``): every frame equals LeRobotDataset's (float32
@@ -159,6 +161,8 @@ def test_depth_maps_equal_lerobot(tmp_path, stored, unit):
     deltas = {DEPTH_MM: [-2 / 30, 0.0], "action": [0.0, 1 / 30]}
     theirs = LeRobotDataset("parity", root=src, delta_timestamps=deltas, depth_output_unit=unit, return_uint8=True)
     assert [theirs.meta.features[k]["info"]["depth_unit"] for k in (DEPTH_MM, DEPTH_M)] == ["mm", "m"]
+    if stored != "image":
+        assert theirs.meta.features[DEPTH_MM]["info"]["video.use_log"] is (stored == "video")
     assert theirs[7][DEPTH_MM].shape == (2, 1, 42, 62) and theirs[7][DEPTH_M].dtype == torch.float32
     ours = LeRobotShardDataset(str(out), shuffle=False, delta_timestamps=deltas, depth_output_unit=unit,
                                return_uint8=True)
