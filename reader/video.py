@@ -216,7 +216,7 @@ class EpisodeVideo:
             if wrong:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} {wrong}; repack this episode")
             n = meta.num_frames
-            if n and n < info.lead_in + self.episode.length:
+            if n is not None and n < info.lead_in + self.episode.length:
                 raise EpisodeError(
                     f"{self.episode.where}: clip of camera {camera!r} has {n} frames, needs "
                     f"lead_in {info.lead_in} + length {self.episode.length}; repack this episode"
