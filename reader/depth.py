@@ -130,27 +130,25 @@ class DepthClipDecoder:
         self._frames = self._container.decode(self._stream)
         self._next = 0  # index of the next frame the decoder gives
 
-    def _seek_saves(self, index: int) -> int | None:
-        """The keyframe timestamp to seek to for frame ``index``, or None to decode on from here."""
+    def _seek_target(self, index: int) -> int | None:
+        """The timestamp to seek to for frame ``index`` (its keyframe, or the first frame's), or
+        None to decode on from here: seek when the frame is behind, or when its keyframe is past
+        the next frame the decoder gives."""
         k = bisect.bisect_right(self._keys, self._pts[index]) - 1
-        key = self._keys[k] if k >= 0 else None
-        if index < self._next:
-            return key if key is not None else self._pts[0]
-        return key if key is not None and self._next < len(self._pts) and key > self._pts[self._next] else None
+        key = self._keys[k] if k >= 0 else self._pts[0]
+        if index < self._next or (self._next < len(self._pts) and key > self._pts[self._next]):
+            return key
+        return None
 
     def codes_at(self, index: int) -> torch.Tensor:
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} asked for; the clip has {self.num_frames}")
         try:
-            key = self._seek_saves(index)
+            key = self._seek_target(index)
             if key is not None:
-                if key == self._pts[0] and index < self._next:
-                    self._container.close()
-                    self._open()
-                else:
-                    self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
-                    self._stream.codec_context.flush_buffers()
-                    self._frames = self._container.decode(self._stream)
+                self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
+                self._stream.codec_context.flush_buffers()
+                self._frames = self._container.decode(self._stream)
             while True:
                 frame = next(self._frames, None)
                 if frame is None:
