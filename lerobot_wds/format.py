@@ -441,6 +441,12 @@ def depth_keys(features: Mapping[str, Any]) -> list[str]:
     return [k for k, f in features.items() if is_depth(f)]
 
 
+def depth_unit(feature: Mapping[str, Any]) -> str | None:
+    """The unit a depth feature's frames were recorded in (its ``info``'s ``depth_unit``: ``"mm"``
+    or ``"m"``, as lerobot's writer records it), None when it records none."""
+    return (feature.get("info") or {}).get("depth_unit")
+
+
 def frame_columns(features: Mapping[str, Any]) -> dict[str, Any]:
     """The columns of a ``frames.arrow`` member, in feature order: every feature that is not a
     video → the Arrow type ``LeRobotDataset`` reads it as (it casts its parquet files to the

@@ -62,7 +62,7 @@ import msgpack
 import torch
 from torch.utils.data import IterableDataset
 
-from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, depth_keys, frame_columns
+from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, depth_keys, depth_unit, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
 from .depth import DEPTH_UNITS, DepthQuantization
@@ -201,7 +201,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self._video_keys, self._image_keys = manifest.video_keys, manifest.image_keys
         self._frame_columns = frame_columns(manifest.features)
         depth = depth_keys(manifest.features)
-        units = {k: (manifest.features[k].get("info") or {}).get("depth_unit") for k in depth}
+        units = {k: depth_unit(manifest.features[k]) for k in depth}
         if any(u is None for u in units.values()):
             log.warning("%s: depth features %s record no depth_unit; their statistics, and their frames stored "
                         "as images, are left as stored, not converted to %r (as LeRobotDataset does)",

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..format import LANGUAGE_COLUMNS, Manifest, depth_keys
+from ..format import LANGUAGE_COLUMNS, Manifest, depth_keys, depth_unit
 
 
 def _stats_to_numpy(stats: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
@@ -160,7 +160,7 @@ class DatasetMeta:
         (every statistic but ``count``; a feature that records no unit is left as it is, and
         lerobot then leaves its image frames as stored too)."""
         for key in self.depth_keys:
-            stored = (self.features[key].get("info") or {}).get("depth_unit")
+            stored = depth_unit(self.features[key])
             if stored is None or stored == unit or key not in self.stats:
                 continue
             factor = 1000.0 if stored == "m" else 1.0 / 1000.0
