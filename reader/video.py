@@ -57,6 +57,7 @@ import torch
 from ..errors import UsageError
 from .depth import DepthClipDecoder
 from .episodes import LoadedEpisode, EpisodeError
+from .torchcodec_import import video_decoder_class
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,8 @@ def warn_if_decoded_on_cpu(camera: str, device: str, status: object) -> bool:
 def _opens_on_cpu(clip: object) -> bool:
     """Whether torchcodec opens ``clip`` on the CPU (a clip that does not open on a GPU: the GPU's
     fault, or the clip's?)."""
-    from torchcodec.decoders import VideoDecoder
-
     try:
-        VideoDecoder(clip, seek_mode="exact", num_ffmpeg_threads=1)
+        video_decoder_class()(clip, seek_mode="exact", num_ffmpeg_threads=1)
     except (RuntimeError, ValueError):
         return False
     return True
@@ -108,10 +107,10 @@ _FORK_HOOKED = False
 def import_decoders_before_fork() -> None:
     """Have torchcodec imported in this process right before it forks, rather than now.
 
-    Importing torchcodec costs ~1.1 s and 0.16-0.20 GB of memory per process (it imports
-    ``torch._dynamo``; ``tools/bench_frame_costs.py``). Forked DataLoader workers inherit what the
-    parent imported, so the parent imports it once, just before the first fork, instead of every
-    worker paying the time before its first batch. Spawned and forkserver workers import it
+    Importing torchcodec costs time and memory in every process (0.1-0.5 s and ~40 MB resident
+    here; 2.3 s and ~110 MB more where ``torch._dynamo`` comes with it: ``torchcodec_import.py``).
+    Forked DataLoader workers inherit what the parent imported, so the parent imports it once,
+    just before the first fork, instead of every worker paying the time before its first batch. Spawned and forkserver workers import it
     themselves, so with them the training process, which then decodes nothing, never imports it.
     Without workers, the first decode imports it.
     """
@@ -122,7 +121,7 @@ def import_decoders_before_fork() -> None:
 
 
 def _import_decoders() -> None:
-    import torchcodec.decoders  # noqa: F401
+    video_decoder_class()
 
 
 def planar(frame: torch.Tensor) -> torch.Tensor:
@@ -191,15 +190,13 @@ class EpisodeVideo:
     def _decoder(self, camera: str):
         dec = self._decoders.get(camera)
         if dec is None:
-            from torchcodec.decoders import VideoDecoder
-
             info = self.episode.meta.clips[camera]
             clip = self.episode.clips[camera]
             try:
                 if camera in self.depth:
                     dec = DepthClipDecoder(clip)
                 else:
-                    dec = VideoDecoder(clip, device=self.device, seek_mode="exact", num_ffmpeg_threads=1)
+                    dec = video_decoder_class()(clip, device=self.device, seek_mode="exact", num_ffmpeg_threads=1)
             except (RuntimeError, ValueError, IndexError) as e:
                 # Opens on the CPU: the device is at fault, not the episode (depth maps: always the CPU).
                 if self.device != "cpu" and camera not in self.depth and _opens_on_cpu(clip):

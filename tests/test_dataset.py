@@ -89,6 +89,7 @@ def test_training_process_decodes_samples_at_once_on_one_thread_decoders(packed)
 
 IMPORTS_SCRIPT = """
 import json, sys
+import torch
 from torch.utils.data import DataLoader
 from lerobot_wds.reader import LeRobotShardDataset
 
@@ -100,8 +101,8 @@ def note(_):  # worker_init_fn: was torchcodec there before this worker decoded 
     AT_START = "torchcodec" in sys.modules
 
 
-def at_start(batch):  # collate_fn
-    return AT_START
+def at_start(batch):  # collate_fn, after the worker decoded the batch
+    return AT_START, "torch._dynamo" in sys.modules
 
 
 if __name__ == "__main__":
@@ -111,20 +112,27 @@ if __name__ == "__main__":
         flags = set(DataLoader(ds, batch_size=40, num_workers=1, multiprocessing_context=context,
                                worker_init_fn=note, collate_fn=at_start))
         out[context] = [sorted(flags), "torchcodec" in sys.modules]
+    decoded = sum(len(b["index"]) for b in DataLoader(ds, batch_size=40))  # in this process
+    out["decoded here"] = [decoded == len(ds), "torch._dynamo" in sys.modules]
+    import torch._dynamo  # the real one, for a torch.compile after decoding
+    out["compiles"] = torch.compile(lambda x: x + 1, backend="eager")(torch.ones(2)).tolist()
     print(json.dumps(out))
 """
 
 
 def test_training_process_imports_torchcodec_only_to_fork_workers(packed, tmp_path):
-    """reader/video.py ``import_decoders_before_fork``: torchcodec (0.16-0.20 GB) is not imported by
-    making a dataset nor by spawned workers decoding; forked workers find it imported."""
+    """reader/video.py ``import_decoders_before_fork``: torchcodec is not imported by making a
+    dataset nor by spawned workers decoding; forked workers find it imported. No process that
+    decodes imports ``torch._dynamo`` for it (reader/torchcodec_import.py), and ``torch.compile``
+    still works after."""
     script = tmp_path / "imports.py"
     script.write_text(IMPORTS_SCRIPT)
     run = subprocess.run([sys.executable, str(script), packed("lerobot_v3_av1")], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
-    assert got == {"after_init": False, "spawn": [[False], False], "fork": [[True], True]}
+    assert got == {"after_init": False, "spawn": [[[False, False]], False], "fork": [[[True, False]], True],
+                   "decoded here": [True, False], "compiles": [2.0, 2.0]}
 
 
 def collect(path, num_workers, world_size=1, epoch=0, seed=0, **kw):

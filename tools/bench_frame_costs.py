@@ -1,9 +1,10 @@
 """What a decoded frame costs after torchcodec returns it: layout copies and decoder memory.
 
-First, the resident memory importing torchcodec adds to a process that has imported torch, and
-what a fresh process holds after importing what each reader's processes import (torch alone; ours
-with torchcodec, as every decoding process of ours; lerobot-lancedb and LeRobotDataset, where
-installed), and whether that imported ``torch._dynamo`` (torchcodec's import does).
+First, the resident memory importing torchcodec as the reader does adds to a process that has
+imported torch, and what a fresh process holds after importing what each reader's processes import
+(torch alone; ours with torchcodec, as every decoding process of ours; torchcodec by a plain import,
+which imports ``torch._dynamo``; lerobot-lancedb and LeRobotDataset, where installed), and whether
+that imported ``torch._dynamo``.
 
 torchcodec hands out ``(C, H, W)`` views of interleaved ``(H, W, C)`` pixels. This times, per
 frame of a packed dataset's camera (one thread, as in a DataLoader worker):
@@ -49,10 +50,12 @@ def status_bytes(field: str) -> int:
 
 #: What a reader's decoding process imports, per reader (a fresh interpreter each).
 READER_IMPORTS = {
-    "torch alone": "torch",
-    "lerobot-wds reader + torchcodec": "torch, lerobot_wds.reader, torchcodec.decoders",
-    "lerobot-lancedb": "lerobot_lancedb",
-    "LeRobotDataset": "lerobot.datasets.lerobot_dataset",
+    "torch alone": "import torch",
+    "lerobot-wds reader + torchcodec": "import torch, lerobot_wds.reader; "
+                                       "lerobot_wds.reader.torchcodec_import.video_decoder_class()",
+    "torchcodec, plain import": "import torch, torchcodec.decoders",
+    "lerobot-lancedb": "import lerobot_lancedb",
+    "LeRobotDataset": "import lerobot.datasets.lerobot_dataset",
 }
 
 
@@ -61,15 +64,15 @@ def import_footprints() -> None:
     import subprocess
 
     # VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at its parent's resident size.
-    probe = ("import sys; import {}; print(next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') "
+    probe = ("import sys; {}; print(next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') "
              "if l.startswith('VmHWM:')), 'torch._dynamo' in sys.modules)")
-    for name, modules in READER_IMPORTS.items():
-        r = subprocess.run([sys.executable, "-c", probe.format(modules)], capture_output=True, text=True, cwd=REPO)
+    for name, statements in READER_IMPORTS.items():
+        r = subprocess.run([sys.executable, "-c", probe.format(statements)], capture_output=True, text=True, cwd=REPO)
         if r.returncode:
             print(f"imports of {name}: not importable here ({r.stderr.strip().splitlines()[-1]})")
             continue
         rss, dynamo = r.stdout.split()
-        print(f"imports of {name} ({modules}): {int(rss) / 1e9:.2f} GB peak resident, torch._dynamo imported: {dynamo}")
+        print(f"imports of {name} ({statements}): {int(rss) / 1e9:.2f} GB peak resident, torch._dynamo imported: {dynamo}")
 
 
 def per_frame_ms(fn, frames, reps: int) -> float:
@@ -92,10 +95,12 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    before = status_bytes("VmRSS")
-    from torchcodec.decoders import VideoDecoder
+    from lerobot_wds.reader.torchcodec_import import video_decoder_class
 
-    print(f"importing torchcodec (torch already imported): +{(status_bytes('VmRSS') - before) / 1e6:.0f} MB resident")
+    before = status_bytes("VmRSS")
+    VideoDecoder = video_decoder_class()
+    print(f"importing torchcodec as the reader does (torch already imported): "
+          f"+{(status_bytes('VmRSS') - before) / 1e6:.0f} MB resident")
     import_footprints()
 
     from lerobot_wds.reader.episodes import EpisodeLoader
