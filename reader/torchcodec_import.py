@@ -8,7 +8,8 @@ what importing torchcodec costs.
 
 When ``torch._dynamo`` is not imported yet, :func:`video_decoder_class` imports torchcodec with a
 stand-in for it whose ``disallow_in_graph`` hands the op back unmarked; any other public name asked
-of the stand-in imports the real module and answers from it. The stand-in is gone when the import
+of the stand-in, or a submodule imported, imports the real module and answers from it (so a
+torchcodec that needs more of ``torch._dynamo`` still imports, with it). The stand-in is gone when the import
 returns, so a later ``import torch._dynamo`` (a ``torch.compile`` in the same process) gets the
 real module. What that process loses: ``torch.compile`` does not break the graph at torchcodec's
 ops by itself, which matters only to code that compiles a function calling torchcodec. A
@@ -35,7 +36,9 @@ class _DynamoStandIn(types.ModuleType):
         return fn
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):  # what inspect and the import system probe on every module: not here
+        # Dunder names are what inspect and others probe on every module (``__file__``): not an
+        # answer to fetch the real module for, but ``__path__``, for importing a submodule, is.
+        if name.startswith("__") and name != "__path__":
             raise AttributeError(name)
         return getattr(_real_dynamo(), name)
 
