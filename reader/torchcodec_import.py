@@ -9,9 +9,9 @@ what importing torchcodec costs.
 When ``torch._dynamo`` is not imported yet, :func:`video_decoder_class` imports torchcodec with a
 stand-in for it whose ``disallow_in_graph`` hands the op back unmarked; any other public name asked
 of the stand-in, or a submodule imported, imports the real module and answers from it (so a
-torchcodec that needs more of ``torch._dynamo`` still imports, with it). The stand-in is gone when the import
-returns, so a later ``import torch._dynamo`` (a ``torch.compile`` in the same process) gets the
-real module. What that process loses: ``torch.compile`` does not break the graph at torchcodec's
+torchcodec that needs more of ``torch._dynamo`` still imports, with it). The stand-in is gone when
+the import returns, so a later ``import torch._dynamo`` (a ``torch.compile`` in the same process)
+gets the real module. What that process loses: ``torch.compile`` does not break the graph at torchcodec's
 ops by itself, which matters only to code that compiles a function calling torchcodec. A
 process that imported ``torch._dynamo`` before (lerobot's training script imports it) imports
 torchcodec as usual.

@@ -110,9 +110,9 @@ def import_decoders_before_fork() -> None:
     Importing torchcodec costs time and memory in every process (0.1-0.5 s and ~40 MB resident
     here; 2.3 s and ~110 MB more where ``torch._dynamo`` comes with it: ``torchcodec_import.py``).
     Forked DataLoader workers inherit what the parent imported, so the parent imports it once,
-    just before the first fork, instead of every worker paying the time before its first batch. Spawned and forkserver workers import it
-    themselves, so with them the training process, which then decodes nothing, never imports it.
-    Without workers, the first decode imports it.
+    just before the first fork, instead of every worker paying the time before its first batch.
+    Spawned and forkserver workers import it themselves, so with them the training process, which
+    then decodes nothing, never imports it. Without workers, the first decode imports it.
     """
     global _FORK_HOOKED
     if not _FORK_HOOKED and hasattr(os, "register_at_fork"):
