@@ -51,10 +51,10 @@ def inspect(out: str, storage_options: Mapping[str, Any] | None = None) -> str:
 
 def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool,
                 dataset: tuple[int, int] | None) -> list[str]:
-    from torchcodec.decoders import VideoDecoder
+    from ..reader.torchcodec_import import video_decoder_class
 
     try:
-        dec = VideoDecoder(data, seek_mode="exact")
+        dec = video_decoder_class()(data, seek_mode="exact")
         n = len(dec)
         frames = dec.get_frames_in_range(info.lead_in, info.lead_in + length).data if full else dec[info.lead_in][None]
     except Exception as e:  # torchcodec raises RuntimeError/ValueError/IndexError on bad streams
