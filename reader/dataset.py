@@ -65,7 +65,7 @@ from torch.utils.data import IterableDataset
 from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, depth_keys, depth_unit, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
-from .depth import DEPTH_UNITS, DepthQuantization
+from .depth import DepthQuantization, check_unit as check_depth_unit
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
@@ -174,9 +174,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 raise ValueError(f"episodes {missing} are not in {self.store.url} (it has {len(known)}: {min(known)}..{max(known)})")
         self.meta = DatasetMeta(manifest, list(episodes) if episodes is not None else None, rename, self.store.url,
                                 read_tasks=self._read_tasks)
-        if depth_output_unit not in DEPTH_UNITS:
-            raise ValueError(f"depth_output_unit={depth_output_unit!r}; choose 'mm' or 'm'")
-        self.depth_output_unit = depth_output_unit
+        self.depth_output_unit = check_depth_unit(depth_output_unit)
         self.meta.rescale_depth_stats(depth_output_unit)
         sel = set(episodes) if episodes is not None else None
         # Per shard: (episode entry, ...) of selected episodes, and their lengths for the plan.

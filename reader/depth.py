@@ -32,6 +32,13 @@ _MM_PER_M = 1000.0
 _UINT16_MAX = 65535.0
 
 
+def check_unit(unit: str) -> str:
+    """``unit`` when it is one of :data:`DEPTH_UNITS`; a ValueError naming the choices otherwise."""
+    if unit not in DEPTH_UNITS:
+        raise ValueError(f"depth_output_unit={unit!r}; choose 'mm' or 'm'")
+    return unit
+
+
 @dataclass(frozen=True)
 class DepthQuantization:
     """How a depth camera's codes map to metres: lerobot's ``DepthEncoderConfig`` fields, with its
@@ -64,8 +71,7 @@ class DepthQuantization:
         all of them at once (its torch path: the same operations on float32, in the same order). A
         clip holds 12-bit codes; the codes above 4095 are there so that no code can index past the
         table, and get what lerobot would make of them."""
-        if unit not in DEPTH_UNITS:
-            raise ValueError(f"depth_output_unit={unit!r}; choose 'mm' or 'm'")
+        check_unit(unit)
         if self.use_log:
             low, high = math.log(self.depth_min + self.shift), math.log(self.depth_max + self.shift)
         else:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.depth import DepthClipDecoder, DepthQuantization, dequantize
 
 
@@ -97,3 +98,9 @@ def test_quantization_read_from_the_feature_info_with_lerobots_defaults():
         DepthQuantization.of_feature("d", {"info": {"video.depth_max": "far"}})
     with pytest.raises(ValueError, match=r"depth_output_unit='cm'; choose 'mm' or 'm'"):
         DepthQuantization().table("cm")
+
+
+def test_the_dataset_refuses_a_depth_unit_lerobot_does_not_have(packed):
+    """Whether or not the dataset has depth cameras."""
+    with pytest.raises(ValueError, match=r"depth_output_unit='cm'; choose 'mm' or 'm'"):
+        LeRobotShardDataset(packed("lerobot_v3_images"), depth_output_unit="cm")
