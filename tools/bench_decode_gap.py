@@ -2,23 +2,25 @@
 
 ``tools/bench_peers.py`` compares the reader with the decode limit: bare torchcodec decoding each
 needed frame once, each episode front to back in ranges of 8 frames. The batched reader differs
-from it in three ways, and this measures each on its own, in one process on one thread, as CPU
+from it in four ways, and this measures each on its own, in one process on one thread, as CPU
 milliseconds per sample (``time.process_time``; not wall time, which this shared machine skews):
 
 1. ``limit``: the decode limit's loop: each of ``--episodes`` episodes' first ``--frames`` frames,
    top then wrist camera, each front to back in ranges of 8 frames;
-2. ``interleaved``: the same frames in the pool's order: one frame a call, frame i of every
+2. ``one a call``: the same frames in the same order, one frame a call (``get_frame_at``, as the
+   reader asks for them): what asking frame by frame costs, with each decoder's state warm;
+3. ``interleaved``: the same frames in the pool's order: one frame a call, frame i of every
    episode before frame i + 1 of any (each decoder's state cold by its next turn);
-3. ``+ writes``: as 2, and every frame the sample carries written into its row of a batch of 32,
+4. ``+ writes``: as 3, and every frame the sample carries written into its row of a batch of 32,
    deinterleaved as the batched reader writes it (``reader/video.py`` ``write_frame``); with
    ``--windows`` the top camera's window frame (3 frames back, held since its own decode) too;
-4. ``reader``: the batched reader itself (``LeRobotShardDataset(batch_size=32)``,
+5. ``reader``: the batched reader itself (``LeRobotShardDataset(batch_size=32)``,
    ``return_uint8=True``) on one decode thread (``reader/dataset.py`` ``MAIN_DECODE_STREAMS``
-   set to 1 for this process), over ``--batches`` batches after 20 of warm-up: what it adds to 3
+   set to 1 for this process), over ``--batches`` batches after 20 of warm-up: what it adds to 4
    is its per-sample work in Python (the sample's other keys, the pool, the batch) and loading
    the episodes that enter the pool meanwhile (reading, parsing, opening their decoders).
 
-Steps 1-4 are repeated ``--rounds`` times, interleaved; the medians are printed with each step's
+Steps 1-5 are repeated ``--rounds`` times, interleaved; the medians are printed with each step's
 ratio to the limit. ``--profile``: then step 4 once more under cProfile, printing where its own
 time went (torchcodec's decoding calls, the writes into rows, the rest).
 
@@ -51,15 +53,19 @@ def open_decoders(eps: list, VideoDecoder) -> list[list[tuple[object, int]]]:
              for cam in (TOP, WRIST)] for ep in eps]
 
 
-def limit_ms(eps: list, frames: int) -> float:
+def limit_ms(eps: list, frames: int, per_call: int = 8) -> float:
+    """Steps 1 (``per_call=8``: ranges) and 2 (``per_call=1``: ``get_frame_at``)."""
     from torchcodec.decoders import VideoDecoder
 
     decoders = open_decoders(eps, VideoDecoder)
     t = time.process_time()
     for row in decoders:
         for dec, lead in row:
-            for i in range(0, frames, 8):
-                dec.get_frames_in_range(lead + i, lead + min(i + 8, frames))
+            for i in range(0, frames, per_call):
+                if per_call == 1:
+                    dec.get_frame_at(lead + i)
+                else:
+                    dec.get_frames_in_range(lead + i, lead + min(i + per_call, frames))
     return (time.process_time() - t) / (len(eps) * frames) * 1e3
 
 
@@ -141,6 +147,7 @@ def main(argv=None) -> int:
     frames = min(a.frames, *(ep.length for ep in eps))
     steps = {
         "limit": lambda: limit_ms(eps, frames),
+        "one a call": lambda: limit_ms(eps, frames, per_call=1),
         "interleaved": lambda: interleaved_ms(eps, frames, False, a.windows),
         "+ writes": lambda: interleaved_ms(eps, frames, True, a.windows),
         "reader": lambda: reader_ms(a.packed, a.windows, a.batches),
