@@ -3,9 +3,11 @@
 ``Prefetcher`` turns an iterable of ``(name, start, end)`` requests into their bytes, in request
 order, exactly once each. Requests are split into pieces of at most ``chunk_bytes``; up to
 ``threads`` pieces are fetched at a time, ahead of the consumer, as long as the bytes fetched (or
-being fetched) and not yet handed over stay within ``max_bytes``. The pieces of the request the
-consumer is waiting for are always fetched, even when that one request is larger than
-``max_bytes``, so a bound smaller than a shard slows reading down but never stalls it.
+being fetched) and not yet handed over stay within ``max_bytes``. The request the consumer is
+waiting for always has up to ``threads`` pieces in flight, even past ``max_bytes``, so a bound
+smaller than a shard slows reading down but never stalls it. Pieces are cut from a request only
+as they are submitted: a request that claims more bytes than its file holds (a damaged or hostile
+manifest) fails at the first piece past the file's end, having held no more than the file's bytes.
 
 Memory held by prefetching is therefore at most ``max(max_bytes, largest request)``, plus the
 request the consumer holds; ``peak_bytes`` reports the highest level reached and ``Stats`` gets a
@@ -34,8 +36,9 @@ Request = tuple[str, int, int]
 @dataclass
 class _Entry:
     request: Request
-    futures: list[Future] = field(default_factory=list)
-    todo: deque = field(default_factory=deque)  # (start, end) pieces not submitted yet
+    futures: deque[Future] = field(default_factory=deque)  # pieces submitted, in order, not collected yet
+    parts: list[bytes] = field(default_factory=list)  # pieces collected by the consumer
+    next: int = 0  # where the next piece to submit starts (the request's end: all submitted)
     size: int = 0
     hit: bool = False  # served by ``cached``
 
@@ -82,20 +85,18 @@ class Prefetcher:
         name, start, end = request
         if end < start or start < 0:
             raise ValueError(f"{name}: invalid byte range {start}-{end}")
-        entry = _Entry(request, size=end - start)
+        entry = _Entry(request, next=start, size=end - start)
         hit = self._cached(name, start, end) if self._cached is not None else None
         if hit is not None:
             done: Future = Future()
             done.set_result(hit)
             entry.futures.append(done)
-            entry.hit = True
-        else:
-            for s in range(start, end, self.chunk_bytes):
-                entry.todo.append((s, min(end, s + self.chunk_bytes)))
+            entry.next, entry.hit = end, True
         return entry
 
     def _top_up(self, entries: deque, requests: Iterator[Request], pool: ThreadPoolExecutor) -> None:
-        """Submit pieces in request order while the budget allows (the head's pieces always)."""
+        """Submit pieces in request order while the budget allows (the head's, up to ``threads`` in
+        flight, always)."""
         i = 0
         while True:
             if i == len(entries):
@@ -108,12 +109,13 @@ class Prefetcher:
                 if entries[-1].hit:  # served by the cache: already in memory
                     self.bytes_in_flight += entries[-1].size
             entry = entries[i]
-            while entry.todo:
-                s, e = entry.todo[0]
-                if i > 0 and self.bytes_in_flight + (e - s) > self.max_bytes:
+            name, _, end = entry.request
+            while entry.next < end:
+                s, e = entry.next, min(end, entry.next + self.chunk_bytes)
+                if self.bytes_in_flight + (e - s) > self.max_bytes and (i > 0 or len(entry.futures) >= self.threads):
                     return
-                entry.todo.popleft()
-                entry.futures.append(pool.submit(self._fetch, entry.request[0], s, e))
+                entry.futures.append(pool.submit(self._fetch, name, s, e))
+                entry.next = e
                 self.bytes_in_flight += e - s
             self.peak_bytes = max(self.peak_bytes, self.bytes_in_flight)
             i += 1
@@ -125,11 +127,16 @@ class Prefetcher:
         try:
             self._top_up(entries, requests, pool)
             while entries:
-                head = entries.popleft()
+                head = entries[0]
                 if self.stats is not None:
                     self.stats.observe(PREFETCH_BYTES, self.bytes_in_flight)
                 with self.stats.timer(WAIT_S) if self.stats is not None else nullcontext():
-                    parts = [f.result() for f in head.futures]
+                    while head.futures:
+                        head.parts.append(head.futures.popleft().result())
+                        if head.next < head.request[2]:  # the head's next pieces, as far as allowed
+                            self._top_up(entries, requests, pool)
+                entries.popleft()
+                parts = head.parts
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 self.bytes_in_flight -= head.size
                 if self._on_complete is not None and not head.hit:

@@ -92,3 +92,20 @@ def test_cache_hits_skip_fetching_and_completions_are_reported():
                     on_complete=lambda n, s, e, d: done.append((s, e, d)))
     assert list(pf) == [b"x" * 10, DATA[10:20]]
     assert src.fetched == [(10, 20)] and done == [(10, 20, DATA[10:20])]
+
+
+def test_a_request_past_the_end_of_its_file_fails_having_fetched_little():
+    """A manifest may claim a range far past the end of its shard: pieces are cut only as they are
+    submitted, so the read fails at the file's end instead of planning 10**6 pieces first."""
+    src = Recorder()
+
+    def fetch(name, start, end):
+        if end > len(DATA):
+            raise OSError(f"{name}: file ends at {len(DATA)}, bytes {start}-{end} asked for")
+        return src.fetch(name, start, end)
+
+    pf = Prefetcher(fetch, [("d", 0, 10**9)], max_bytes=4_000, chunk_bytes=1000, threads=2)
+    with pytest.raises(OSError, match="file ends at 102400"):
+        list(pf)
+    assert len(src.fetched) <= len(DATA) // 1000 + 2
+    assert pf.peak_bytes <= len(DATA) + 2 * 1000
