@@ -21,6 +21,7 @@ import torch
 
 from ..format import (FRAMES_MEMBER, META_MEMBER, TAR_HEADER, FormatError, ManifestEpisode, ShardEpisodeMeta, clip_member,
                       conform_frames, episode_key, header_names, member_checksum)
+from .arrow_ipc import IpcLayoutError, compressed_batches
 from .storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -129,17 +130,24 @@ def parse_episode(
             f"{where}: {key}.{META_MEMBER} describes episode {meta.episode_index} of length "
             f"{meta.length}, the manifest says episode {entry.episode_index} of length {entry.length}"
         )
+    frames = member(FRAMES_MEMBER)
     try:
-        table = pa.ipc.open_file(pa.BufferReader(member(FRAMES_MEMBER))).read_all()
-    except (pa.ArrowInvalid, OSError) as e:
+        if compressed_batches(frames):  # read in place if not: never larger than the member
+            raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} is compressed, frame tables are stored "
+                               "uncompressed (a damaged or hostile shard: not read); repack it")
+        table = pa.ipc.open_file(pa.BufferReader(frames)).read_all()
+    except (IpcLayoutError, pa.ArrowException, OSError) as e:
         raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} is not an Arrow IPC file ({e})") from e
+    if table.num_rows != meta.length:
+        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} has {table.num_rows} rows, expected {meta.length}")
+    if table.num_rows > len(frames):  # columns without data (null type) could claim any length
+        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} claims {table.num_rows} rows in {len(frames)} "
+                           "bytes (a damaged or hostile shard); repack it")
     try:
         table = conform_frames(table, declared if declared is not None else dict.fromkeys(table.column_names))
     except FormatError as e:
         raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} {e}; the manifest's features do not describe "
                            "this shard, repack it") from e
-    if table.num_rows != meta.length:
-        raise EpisodeError(f"{where}: {key}.{FRAMES_MEMBER} has {table.num_rows} rows, expected {meta.length}")
     columns = {name: _column(table.column(name), name, name in image_keys, f"{where}: {key}.{FRAMES_MEMBER}")
                for name in table.column_names}
     fi = columns.get("frame_index")
@@ -227,7 +235,10 @@ class EpisodeLoader:
                     if isinstance(e, EpisodeError):
                         raise
                     raise EpisodeError(f"{shard}, episode {entry.episode_index}: cannot load ({e})") from e
-                log.warning("skipping %s, episode %d: %s", shard, entry.episode_index, e)
+                if isinstance(e, EpisodeError):  # names its shard and episode itself
+                    log.warning("skipping %s", e)
+                else:
+                    log.warning("skipping %s, episode %d: %s", shard, entry.episode_index, e)
                 ep = None
             self.loaded[q] = ep
         return self.loaded[p]

@@ -1,5 +1,6 @@
 """reader/episodes.py: member bytes → Episode, and errors that name shard, episode and member."""
 
+import dataclasses
 import io
 
 import msgpack
@@ -96,3 +97,44 @@ def test_manifest_mismatch():
     _, members = episode_members()
     with pytest.raises(EpisodeError, match=r"describes episode 1 of length 7, the manifest says episode 1 of length 9"):
         parse_episode(members, entry_for(members, length=9), "shard-000000.tar", ["cam"])
+
+
+def _with_frames(members, table, compression=None, length=None):
+    """``members`` with ``frames.arrow`` replaced by ``table`` and the metadata saying its length."""
+    sink = io.BytesIO()
+    options = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
+    with pa.ipc.new_file(sink, table.schema, options=options) as w:
+        w.write_table(table)
+    meta = ShardEpisodeMeta.from_dict(msgpack.unpackb(members["meta.msgpack"]), "test")
+    meta = dataclasses.replace(meta, length=length or table.num_rows)
+    return dict(members, **{"frames.arrow": sink.getvalue(), "meta.msgpack": msgpack.packb(meta.to_dict())})
+
+
+def test_a_compressed_frame_table_is_refused_before_it_is_inflated():
+    """A few KB of zstd that inflate to 64 MB: refused from the file's flatbuffers, nothing allocated."""
+    table, members = episode_members()
+    bomb = table.set_column(table.schema.get_field_index("observation.images.gripper"), "observation.images.gripper",
+                            pa.array([{"bytes": bytes(64 << 20) if i == 0 else b"", "path": None}
+                                      for i in range(table.num_rows)], table["observation.images.gripper"].type))
+    bad = _with_frames(members, bomb, "zstd")
+    assert len(bad["frames.arrow"]) < 100_000
+    del bomb
+    pool = pa.default_memory_pool()
+    before = pool.max_memory()
+    with pytest.raises(EpisodeError, match=r"episode 1: episode_000001.frames.arrow is compressed, frame tables are "
+                                           r"stored uncompressed"):
+        parse_episode(bad, entry_for(bad), "shard-000000.tar", ["cam"])
+    assert pool.max_memory() - before < 8 << 20
+
+
+def test_a_frame_table_claiming_more_rows_than_bytes_is_refused():
+    """A column of Arrow's null type holds no data, so its length is free: 10**7 rows in a few hundred
+    bytes would be cast to int64 (80 MB) before anything else looked at it."""
+    _, members = episode_members()
+    n = 10**7
+    bad = _with_frames(members, pa.table({"frame_index": pa.nulls(n)}), length=n)
+    pool = pa.default_memory_pool()
+    before = pool.max_memory()
+    with pytest.raises(EpisodeError, match=rf"frames.arrow claims {n} rows in \d+ bytes"):
+        parse_episode(bad, entry_for(bad, length=n), "shard-000000.tar", ["cam"], declared={"frame_index": pa.int64()})
+    assert pool.max_memory() - before < 8 << 20
