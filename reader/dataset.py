@@ -58,15 +58,14 @@ from contextlib import nullcontext
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import msgpack
 import torch
 from torch.utils.data import IterableDataset
 
-from ..format import META_MEMBER, ManifestEpisode, ShardEpisodeMeta, depth_keys, depth_unit, frame_columns
+from ..format import META_MEMBER, ManifestEpisode, depth_keys, depth_unit, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
 from .depth import DepthQuantization, check_unit as check_depth_unit
-from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode
+from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode, checked_member, episode_meta, member_request
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
 from .epochs import Resumable
@@ -243,18 +242,14 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         return self.meta.total_episodes
 
     def _read_tasks(self, rows: Sequence[ManifestEpisode]) -> list[list[str]]:
-        """Each episode's task strings, from its ``meta.msgpack`` member (one small ranged read each)."""
+        """Each episode's task strings, from its ``meta.msgpack`` member (one small ranged read each),
+        checked as the episode's other members are (tar header, checksum, episode and length)."""
         shard_of = {e.episode_index: s for s, es in zip(self._shard_names, self.meta.manifest.shards) for e in es.episodes}
         out = []
         for e in rows:
-            shard, m = shard_of[e.episode_index], e.members[META_MEMBER]
-            where = f"{shard}, episode {e.episode_index} ({META_MEMBER})"
-            try:
-                raw = msgpack.unpackb(self.store.read_range(shard, m.offset, m.offset + m.size), raw=False,
-                                      strict_map_key=False)
-            except (ValueError, msgpack.UnpackException) as err:
-                raise EpisodeError(f"{where}: not valid msgpack ({err}); repack the dataset") from err
-            out.append(list(ShardEpisodeMeta.from_dict(raw, where=where).tasks))
+            request = member_request(shard_of[e.episode_index], e, META_MEMBER)
+            data = checked_member(self.store.read_range(*request), e, META_MEMBER, request[0])
+            out.append(list(episode_meta(data, e, request[0]).tasks))
         return out
 
     # --- sizes and epochs -------------------------------------------------------------------

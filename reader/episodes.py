@@ -68,8 +68,7 @@ def request_for(shard: str, entry: ManifestEpisode) -> tuple[str, int, int]:
 
 def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, memoryview]:
     """Slice the bytes of :func:`request_for`'s range into members (suffix → bytes, zero-copy),
-    each checked against its tar header (the manifest's range must hold the member it names: a
-    liar pointing one member at another's bytes, checksum and all, is caught here) and checksum."""
+    each checked by :func:`checked_member`."""
     start, end = entry.span
     if len(blob) != end - start:
         raise EpisodeError(
@@ -77,22 +76,59 @@ def split_members(blob: bytes, entry: ManifestEpisode, shard: str) -> dict[str, 
             f"got {len(blob)} (truncated shard? repack or re-download it)"
         )
     view = memoryview(blob)
-    members = {k: view[m.offset - start : m.offset - start + m.size] for k, m in entry.members.items()}
-    for suffix, m in entry.members.items():
-        name = f"{episode_key(entry.episode_index)}.{suffix}"
-        if not header_names(view[m.offset - start - TAR_HEADER : m.offset - start], name):
-            raise EpisodeError(
-                f"{shard}, episode {entry.episode_index}: member {name} is not at offset {m.offset}: the tar "
-                "header before it names another member or none; the manifest does not describe this "
-                "shard, repack or restore it"
-            )
-        if m.xxh3 is not None and (got := member_checksum(members[suffix])) != m.xxh3:
-            raise EpisodeError(
-                f"{shard}, episode {entry.episode_index}: member {name} "
-                f"fails its checksum (xxh3 {got}, manifest {m.xxh3}): the shard is damaged or the manifest "
-                "does not describe it; re-download or repack it"
-            )
-    return members
+    return {suffix: checked_member(view[m.offset - start - TAR_HEADER : m.offset - start + m.size], entry, suffix, shard)
+            for suffix, m in entry.members.items()}
+
+
+def member_request(shard: str, entry: ManifestEpisode, suffix: str) -> tuple[str, int, int]:
+    """The ``(shard name, start, end)`` byte range of one member and its tar header, for :func:`checked_member`."""
+    m = entry.members[suffix]
+    return shard, m.offset - TAR_HEADER, m.offset + m.size
+
+
+def checked_member(data: bytes | memoryview, entry: ManifestEpisode, suffix: str, shard: str) -> memoryview:
+    """The bytes of ``entry``'s member ``suffix`` from ``data`` (its tar header, then the member),
+    checked against the header (the manifest's range must hold the member it names: a liar pointing
+    one member at another's bytes, checksum and all, is caught here) and the manifest's checksum."""
+    m = entry.members[suffix]
+    view = memoryview(data)
+    name = f"{episode_key(entry.episode_index)}.{suffix}"
+    if len(view) != TAR_HEADER + m.size:
+        raise EpisodeError(f"{shard}, episode {entry.episode_index}: member {name}: expected {TAR_HEADER + m.size} "
+                           f"bytes at offset {m.offset - TAR_HEADER}, got {len(view)} (truncated shard? repack or "
+                           "re-download it)")
+    if not header_names(view[:TAR_HEADER], name):
+        raise EpisodeError(
+            f"{shard}, episode {entry.episode_index}: member {name} is not at offset {m.offset}: the tar "
+            "header before it names another member or none; the manifest does not describe this "
+            "shard, repack or restore it"
+        )
+    member = view[TAR_HEADER:]
+    if m.xxh3 is not None and (got := member_checksum(member)) != m.xxh3:
+        raise EpisodeError(
+            f"{shard}, episode {entry.episode_index}: member {name} "
+            f"fails its checksum (xxh3 {got}, manifest {m.xxh3}): the shard is damaged or the manifest "
+            "does not describe it; re-download or repack it"
+        )
+    return member
+
+
+def episode_meta(data: bytes | memoryview, entry: ManifestEpisode, shard: str) -> ShardEpisodeMeta:
+    """An episode's ``meta.msgpack`` member, checked against the manifest ``entry`` (its episode and length)."""
+    where = f"{shard}, episode {entry.episode_index}: {episode_key(entry.episode_index)}.{META_MEMBER}"
+    try:
+        raw = msgpack.unpackb(bytes(data), raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise EpisodeError(f"{where} is not valid msgpack ({e})") from e
+    if not isinstance(raw, dict):
+        raise EpisodeError(f"{where} holds {type(raw).__name__}, expected a map")
+    meta = ShardEpisodeMeta.from_dict(raw, where=where)
+    if meta.episode_index != entry.episode_index or meta.length != entry.length:
+        raise EpisodeError(
+            f"{where} describes episode {meta.episode_index} of length "
+            f"{meta.length}, the manifest says episode {entry.episode_index} of length {entry.length}"
+        )
+    return meta
 
 
 def parse_episode(
@@ -118,18 +154,7 @@ def parse_episode(
             raise EpisodeError(f"{where}: member {key}.{suffix} is missing; have {sorted(members)}")
         return members[suffix]
 
-    try:
-        raw = msgpack.unpackb(bytes(member(META_MEMBER)), raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as e:
-        raise EpisodeError(f"{where}: {key}.{META_MEMBER} is not valid msgpack ({e})") from e
-    if not isinstance(raw, dict):
-        raise EpisodeError(f"{where}: {key}.{META_MEMBER} holds {type(raw).__name__}, expected a map")
-    meta = ShardEpisodeMeta.from_dict(raw, where=f"{where} ({key}.{META_MEMBER})")
-    if meta.episode_index != entry.episode_index or meta.length != entry.length:
-        raise EpisodeError(
-            f"{where}: {key}.{META_MEMBER} describes episode {meta.episode_index} of length "
-            f"{meta.length}, the manifest says episode {entry.episode_index} of length {entry.length}"
-        )
+    meta = episode_meta(member(META_MEMBER), entry, shard)
     frames = member(FRAMES_MEMBER)
     try:
         if compressed_batches(frames):  # read in place if not: never larger than the member

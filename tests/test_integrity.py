@@ -121,6 +121,25 @@ def test_swapped_cameras(pack, with_checksums):
     assert len(list(ds)) == 320 - length and ds.skipped == length
 
 
+@pytest.mark.parametrize("lie", ["flipped", "another episode's"])
+def test_the_episodes_tasks_are_checked_as_the_episode_is(pack, lie):
+    """``meta.episodes["tasks"]`` reads each episode's meta.msgpack alone (not the whole episode):
+    a damaged byte, or a range pointed at another episode's member with its checksum, is an error
+    there too, never another task string."""
+    if lie == "flipped":
+        shard, episode = _flip(pack, "meta.msgpack", 1)
+        message = rf"{shard}, episode {episode}: member episode_{episode:06d}\.meta\.msgpack fails its checksum"
+    else:
+        m = _manifest(pack)
+        eps = next(s["episodes"] for s in m["shards"] if len(s["episodes"]) >= 2)
+        eps[0]["members"]["meta.msgpack"] = eps[1]["members"]["meta.msgpack"]
+        _write(pack, m)
+        e = eps[0]["episode_index"]
+        message = rf"episode {e}: member episode_{e:06d}\.meta\.msgpack is not at offset"
+    with pytest.raises(EpisodeError, match=message):
+        LeRobotShardDataset(str(pack)).meta.episodes["tasks"]
+
+
 def test_verify_finds_what_the_reader_refuses(pack):
     m = _manifest(pack)
     eps = m["shards"][0]["episodes"]
