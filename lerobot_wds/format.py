@@ -353,6 +353,7 @@ class Manifest:
             )
         check_version(d.get("format_version"), where)
         try:
+            _check_fields(d)
             shards = tuple(ManifestShard.from_dict(s) for s in d["shards"])
             manifest = cls(
                 format_version=int(d["format_version"]),
@@ -366,9 +367,47 @@ class Manifest:
                 shards=shards,
                 skipped_episodes=tuple(SkippedEpisode.from_dict(x) for x in d.get("skipped_episodes", ())),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"{where}: malformed manifest ({e!r})") from e
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+            raise FormatError(f"{where}: malformed manifest ({e!r}); the manifest is damaged or hostile, repack "
+                              "or restore it") from e
         return check_manifest(manifest, where, bad_episodes)
+
+
+#: The largest camera width or height a manifest may give (16K video); a reader sizes its batch
+#: buffers by these numbers before a clip confirms them.
+MAX_VIDEO_SIDE = 1 << 14
+
+
+def _check_fields(d: Mapping[str, Any]) -> None:
+    """The types and ranges of the manifest fields a reader builds on, before it builds on them;
+    raises ValueError/TypeError naming the field (the caller names the file)."""
+    for key, kind in (("source", dict), ("features", dict), ("tasks", dict), ("stats", dict), ("videos", dict)):
+        if key in d and not isinstance(d[key], kind):
+            raise TypeError(f"{key!r} is {type(d[key]).__name__}, not a JSON object")
+    fps = d.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps != int(fps) or fps <= 0:
+        raise ValueError(f"'fps' {fps!r} is not a positive whole frame rate")
+    order = d.get("feature_order")
+    if order is not None and not (isinstance(order, list) and all(isinstance(k, str) for k in order)):
+        raise TypeError(f"'feature_order' {order!r} is not a list of feature names")
+    for name, f in d["features"].items():
+        if not isinstance(f, dict):
+            raise TypeError(f"feature {name!r} is {type(f).__name__}, not a JSON object")
+        shape = f.get("shape", [])
+        if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+            raise ValueError(f"feature {name!r} has shape {shape!r}, not a list of sizes")
+    for index, task in d["tasks"].items():
+        if not isinstance(task, str):
+            raise TypeError(f"task {index!r} is {type(task).__name__}, not a string")
+    for name, v in d.get("videos", {}).items():
+        if not isinstance(v, dict):
+            raise TypeError(f"videos entry {name!r} is {type(v).__name__}, not a JSON object")
+        for side in ("width", "height"):
+            n = v.get(side, 1)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_VIDEO_SIDE:
+                raise ValueError(f"videos entry {name!r} has {side} {n!r}, not a size from 1 to {MAX_VIDEO_SIDE}")
+    if d.get("robot_type") is not None and not isinstance(d["robot_type"], str):
+        raise TypeError(f"'robot_type' {d['robot_type']!r} is not a string")
 
 
 def _in_order(features: Mapping[str, Any], order: Any) -> dict[str, Any]:
@@ -407,7 +446,7 @@ def check_manifest(m: "Manifest", where: str, bad_episodes: list[str] | None = N
                 raise FormatError(f"{at}: listed twice (also in {seen[e.episode_index]}); the manifest is damaged, repack")
             seen[e.episode_index] = s.name
             try:
-                _check_episode(e, s.bytes, at)
+                _check_episode(e, s.bytes, at, checksums=m.format_version >= 2)
             except FormatError as err:
                 if bad_episodes is None:
                     raise
@@ -418,7 +457,9 @@ def check_manifest(m: "Manifest", where: str, bad_episodes: list[str] | None = N
     return m if bad_episodes is None else replace(m, shards=tuple(shards))
 
 
-def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str) -> None:
+def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str, checksums: bool) -> None:
+    """``checksums``: every member must carry its XXH3 (format version 2 records one for each; only
+    version 1 packs are read unchecked)."""
     if e.length < 0:
         raise FormatError(f"{at}: negative length {e.length}")
     if not e.members:
@@ -429,6 +470,9 @@ def _check_episode(e: ManifestEpisode, shard_bytes: int, at: str) -> None:
             raise FormatError(
                 f"{at}: member {suffix} at [{ref.offset}, {ref.offset + ref.size}) lies outside the "
                 f"shard's member data [{TAR_HEADER}, {shard_bytes}); the manifest is damaged, repack or restore it")
+        if checksums and ref.xxh3 is None:
+            raise FormatError(f"{at}: member {suffix} has no checksum, which format version 2 records for every "
+                              "member; the manifest is damaged or hostile, repack or restore it")
 
 
 def depth_keys(features: Mapping[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import torch
 from torch.utils.data import default_collate
 
+from ..errors import UsageError
 from . import io_stats as S
 from .shm_ring import WorkerRing
 
@@ -74,8 +75,16 @@ class BatchSlots:
         if not self._buffers and self.shapes:
             self._buffers = self._reusable() or {}
             if not self._buffers:
-                self._buffers = empty_set({k: (self.size, *s) for k, s in self.shapes.items()}, self.dtype,
-                                          self.ring is not None)
+                shapes = {k: (self.size, *s) for k, s in self.shapes.items()}
+                try:
+                    self._buffers = empty_set(shapes, self.dtype, self.ring is not None)
+                except (RuntimeError, OSError) as e:  # out of memory, or of shared memory
+                    nbytes = sum(math.prod(s) for s in shapes.values()) * self.dtype.itemsize
+                    raise UsageError(
+                        f"cannot allocate a batch's camera frames, {nbytes / 2**30:.1f} GiB for "
+                        f"{', '.join(f'{k} {tuple(s)}' for k, s in shapes.items())} ({e}); lower batch_size, "
+                        "or check the camera sizes in the manifest's 'videos' entries"
+                    ) from e
                 self.stats.add(S.BATCHES_IN_NEW_MEMORY)
         row = len(self._items)
         return {k: b[row] for k, b in self._buffers.items()}

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset, LeRobotTransitions, mix
 from lerobot_wds.reader.batch import BatchSlots
 from lerobot_wds.reader.io_stats import Stats
@@ -231,3 +232,12 @@ def test_the_release_watcher_has_ended_before_python_finalizes(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split("\n")[:2] == ["watcher alive while batches are held: True",
                                           "watcher alive at finalization: False"]
+
+
+def test_a_batch_that_cannot_be_allocated_says_how_large_and_what_to_lower(packed):
+    """10**9 rows of the fixture's cameras (terabytes): torch cannot allocate them, and the error
+    says the size, the cameras' shapes and what to lower, instead of torch's allocator message alone."""
+    ds = LeRobotShardDataset(packed("lerobot_v3_av1"), batch_size=10**9, return_uint8=True)
+    with pytest.raises(UsageError, match=r"cannot allocate a batch's camera frames, [\d.]+ GiB for "
+                                         r"observation\.images\.top \(1000000000, 3, \d+, \d+\).*lower batch_size"):
+        next(iter(ds))

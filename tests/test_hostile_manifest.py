@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -96,3 +97,56 @@ def test_on_error_skip_leaves_out_an_episode_with_a_damaged_range(packed, tmp_pa
     with pytest.raises(FormatError, match="not allowed"):
         LeRobotShardDataset(str(_copy_with(packed, tmp_path / "n", lambda m: m["shards"][0].update(name="../x.tar"))),
                             on_error="skip")
+
+
+def _set(path, value):
+    def edit(m):
+        *parents, last = path
+        node = m
+        for key in parents:
+            node = node[key] if not callable(key) else key(node)
+        node[last] = value
+    return edit
+
+
+_TOP = "observation.images.top"
+
+
+@pytest.mark.parametrize("edit,message", [
+    (_set(["features"], []), "'features' is list, not a JSON object"),
+    (_set(["features", "action"], "float32"), "feature 'action' is str, not a JSON object"),
+    (_set(["features", "action", "shape"], 6), "feature 'action' has shape 6, not a list of sizes"),
+    (_set(["fps"], 0), "'fps' 0 is not a positive whole frame rate"),
+    (_set(["fps"], -30), "'fps' -30 is not a positive whole frame rate"),
+    (_set(["source"], "here"), "'source' is str, not a JSON object"),
+    (_set(["tasks"], ["a task"]), "'tasks' is list, not a JSON object"),
+    (_set(["tasks", "0"], ["a task"]), "task '0' is list, not a string"),
+    (_set(["videos"], []), "'videos' is list, not a JSON object"),
+    (_set(["videos", _TOP, "width"], "abc"), f"videos entry '{_TOP}' has width 'abc'"),
+    (_set(["videos", _TOP, "width"], -5), f"videos entry '{_TOP}' has width -5"),
+    (_set(["videos", _TOP, "height"], 20000), f"videos entry '{_TOP}' has height 20000, not a size from 1 to 16384"),
+    (_set(["feature_order"], "action"), "'feature_order' 'action' is not a list"),
+    (_set(["robot_type"], {"a": 1}), "'robot_type' {'a': 1} is not a string"),
+    (_set(["shards", 0, "episodes", 0, "members"], []), "'list' object has no attribute 'items'"),
+    (_set(["shards", 0, "episodes", 0, "length"], 1e309), "cannot convert float infinity to integer"),
+])
+def test_a_malformed_field_is_a_manifest_error_naming_it(packed, tmp_path, edit, message):
+    """A field of the wrong type or range is refused when the manifest is read, naming the file and
+    the field, never a Python error from deep inside the reader (or a batch sized by a lie)."""
+    ds = _copy_with(packed, tmp_path, edit)
+    with pytest.raises(FormatError, match=r"manifest.json: malformed manifest \(.*" + re.escape(message)):
+        LeRobotShardDataset(str(ds), batch_size=4)
+
+
+def test_a_version_2_member_without_its_checksum_is_refused(packed, tmp_path):
+    """Only version 1 packs are read unchecked: a version 2 manifest that drops a member's XXH3
+    would have its bytes read unchecked. Refused, or with on_error="skip" that episode left out."""
+    def edit(m):
+        del _first_episode(m)["members"]["frames.arrow"][2]
+
+    ds = _copy_with(packed, tmp_path, edit)
+    with pytest.raises(FormatError, match=r"episode 0: member frames.arrow has no checksum, which format version 2 "
+                                          r"records for every member"):
+        LeRobotShardDataset(str(ds))
+    skipping = LeRobotShardDataset(str(ds), on_error="skip")
+    assert 0 not in skipping.meta.episodes["episode_index"] and skipping.num_episodes > 0
