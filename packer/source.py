@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -99,6 +100,17 @@ class Source:
         d.update({"repo_id": self.repo_id} if self.repo_id else {"path": self.url})
         d["revision"] = self.revision
         return d
+
+
+def inside_root(rel: str, where: str) -> str:
+    """``rel``, a file path made from ``meta/info.json``'s ``data_path`` or ``video_path``, when it
+    stays inside the dataset root (relative, no ``..``, no URL); a SourceError naming ``where``
+    otherwise: nothing a dataset's metadata names is read from outside it. Checked on the path as
+    written, not resolved: a Hub cache snapshot's files are links into its blob store."""
+    if posixpath.isabs(rel) or "\\" in rel or "://" in rel or ".." in rel.split("/"):
+        raise SourceError(f"{where}: path {rel!r} leaves the dataset root (meta/info.json's data_path / video_path "
+                          "and meta/episodes' chunk and file indices make it); a LeRobot dataset's files are inside it")
+    return rel
 
 
 def is_local(fs: Any) -> bool:
@@ -240,8 +252,9 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[tuple[S
             try:
                 videos = {
                     k: VideoRef(
-                        path=video_tpl.format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
-                                              file_index=row[f"videos/{k}/file_index"]),
+                        path=inside_root(video_tpl.format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
+                                                          file_index=row[f"videos/{k}/file_index"]),
+                                         f"{path}: episode {ep}: video {k}"),
                         from_timestamp=float(row[f"videos/{k}/from_timestamp"]),
                         to_timestamp=float(row[f"videos/{k}/to_timestamp"]),
                     )
@@ -251,7 +264,8 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[tuple[S
                     episode_index=int(ep), length=int(row["length"]),
                     dataset_from_index=int(row["dataset_from_index"]),
                     tasks=tuple(_text(t, f"{path}: episode {ep}") for t in row["tasks"]),
-                    data_path=data_tpl.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),
+                    data_path=inside_root(data_tpl.format(chunk_index=row["data/chunk_index"],
+                                                          file_index=row["data/file_index"]), f"{path}: episode {ep}: data"),
                     videos=videos, meta_file=rel,
                 ))
             except (KeyError, TypeError, AttributeError) as e:

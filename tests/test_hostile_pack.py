@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import resource
 import shutil
 import signal
@@ -83,6 +84,25 @@ def test_bad_info_json_is_named(tmp_path):
     info.write_text("{not json")
     with pytest.raises(SourceError, match=r"info\.json: not valid JSON"):
         open_source(str(src))
+
+
+@pytest.mark.parametrize("template,prefix", [("data_path", "../outside/"), ("video_path", "../outside/"),
+                                             ("video_path", "/tmp/"), ("data_path", "file:///tmp/")])
+def test_a_path_template_leaving_the_dataset_root_is_refused(tmp_path, template, prefix):
+    """info.json's templates make every file path the packer reads: one that climbs out of the root
+    (the real files moved there, so a pack would succeed) is refused before anything is read."""
+    src = _copy(tmp_path)
+    outside = tmp_path / "outside"
+    shutil.copytree(src, outside)
+    info = src / "meta/info.json"
+    d = json.loads(info.read_text())
+    d[template] = prefix + d[template]
+    info.write_text(json.dumps(d))
+    with pytest.raises(SourceError, match=r"episode 0: (data|video observation\.images\.\w+): path '" + re.escape(prefix)
+                       + r".*' leaves the dataset root"):
+        open_source(str(src))
+    r = _cli("pack", str(src), str(tmp_path / "out"), "--no-progress")
+    assert r.returncode == 1 and "leaves the dataset root" in r.stderr and not (tmp_path / "out/manifest.json").exists()
 
 
 def test_duplicate_episode_row_is_refused(tmp_path):
