@@ -24,7 +24,7 @@ import fsspec
 
 from ..errors import MissingDependency
 from .cache import RangeCache
-from ..format import MANIFEST_NAME, Manifest
+from ..format import MANIFEST_NAME, FormatError, Manifest
 from .prefetch import Prefetcher
 from .retry import RetryPolicy, StorageError, is_transient, read_range_retrying
 from .io_stats import BYTES_FROM_CACHE, RETRIES, Stats
@@ -36,6 +36,11 @@ _MISSING_BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
 
 #: Filesystem objects inherited through fork, kept alive for the life of the process (see ``_fs``).
 _INHERITED: list = []
+
+
+#: The largest ``manifest.json`` a reader takes: one lists about 0.6 KB an episode with two cameras
+#: (``tools/bench_peers.py``'s pack), so a million episodes fit with room.
+MAX_MANIFEST_BYTES = 2 << 30
 
 
 class Store:
@@ -133,12 +138,19 @@ class Store:
         return manifest
 
     def _cat_manifest(self, where: str) -> bytes:
-        """The whole manifest, retried like any range (its size is not known in advance)."""
+        """The whole manifest, retried like any range (its size is not known in advance), up to
+        :data:`MAX_MANIFEST_BYTES` (a link to an endless file, or a server that never stops, is an
+        error, not all of memory)."""
         failures = 0
         while True:
             try:
-                return self._fs.cat_file(self.path(MANIFEST_NAME))
-            except FileNotFoundError:
+                with self._fs.open(self.path(MANIFEST_NAME), "rb") as f:
+                    text = f.read(MAX_MANIFEST_BYTES + 1)
+                if len(text) > MAX_MANIFEST_BYTES:
+                    raise FormatError(f"{where}: larger than {MAX_MANIFEST_BYTES:,} bytes, more than a manifest of "
+                                      "a million episodes takes; not one written by 'lerobot-wds pack'")
+                return text
+            except (FileNotFoundError, FormatError):
                 raise
             except Exception as e:  # noqa: BLE001 - classified by is_transient
                 failures += 1

@@ -70,3 +70,19 @@ def test_manifest_url_and_pickling(tmp_path):
 def test_missing_backend_names_the_package():
     with pytest.raises(ImportError, match="needs gcsfs: pip install gcsfs"):
         Store("gs://bucket/x")
+
+
+def test_a_manifest_that_does_not_end_is_refused_at_the_limit(packed, tmp_path, monkeypatch):
+    """A manifest.json linked to /dev/zero (or served without end) is read up to the limit and
+    refused, not read until memory runs out; a real manifest under the limit reads as before."""
+    from lerobot_wds.format import FormatError
+    from lerobot_wds.reader import storage
+
+    real = shutil.copytree(packed("lerobot_v3_av1"), tmp_path / "real")
+    monkeypatch.setattr(storage, "MAX_MANIFEST_BYTES", os.path.getsize(real / MANIFEST_NAME))
+    assert Store(str(real)).read_manifest().total_episodes > 0
+    endless = tmp_path / "endless"
+    endless.mkdir()
+    (endless / MANIFEST_NAME).symlink_to("/dev/zero")
+    with pytest.raises(FormatError, match=rf"endless/{MANIFEST_NAME}: larger than [\d,]+ bytes"):
+        Store(str(endless)).read_manifest()
