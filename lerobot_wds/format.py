@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 import xxhash
@@ -45,6 +45,9 @@ CLIP_SUFFIX = ".mp4"
 #: form ``meta.msgpack`` / ``frames.arrow`` / ``<video_key>.mp4`` (no separators, no ``..``).
 SHARD_NAME_RE = re.compile(r"shard-\d{6,}\.tar")
 MEMBER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+#: The largest camera width or height a manifest or clip info may give (16K video); a reader sizes
+#: its batch buffers by the manifest's before a clip confirms them.
+MAX_VIDEO_SIDE = 1 << 14
 
 #: Columns every frame table carries (LeRobot's bookkeeping features).
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
@@ -96,6 +99,21 @@ class ClipInfo:
     width: int
     height: int
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ClipInfo":
+        """Raises TypeError/ValueError naming the field that is not of its type and range (a negative
+        ``lead_in`` would have torchcodec count frames from the clip's end)."""
+        if not isinstance(d, Mapping) or set(d) != {f.name for f in fields(cls)}:
+            raise TypeError(f"clip info {d!r} does not have the fields {sorted(f.name for f in fields(cls))}")
+        for name, low, high in (("lead_in", 0, 2**31), ("num_frames", 0, 2**31), ("width", 1, MAX_VIDEO_SIDE),
+                                ("height", 1, MAX_VIDEO_SIDE)):
+            v = d[name]
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise ValueError(f"clip info {name} {v!r} is not a whole number from {low} to {high}")
+        if not isinstance(d["reencoded"], bool) or not isinstance(d["codec"], str):
+            raise TypeError(f"clip info reencoded {d['reencoded']!r} / codec {d['codec']!r} are not a bool and a string")
+        return cls(**d)
+
     def size_mismatch(self, size: tuple[int, int], dataset: tuple[int, int] | None) -> str | None:
         """Why a clip that decodes at ``size`` (width, height) is not what this clip info and the
         dataset (``dataset``: the manifest's ``videos`` entry, None when it has no size) say its
@@ -130,17 +148,21 @@ class ShardEpisodeMeta:
     def from_dict(cls, d: Mapping[str, Any], where: str) -> "ShardEpisodeMeta":
         check_version(d.get("format_version"), where)
         try:
+            tasks = d["tasks"]
+            if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+                raise TypeError(f"tasks {tasks!r} is not a list of strings")
             return cls(
                 format_version=int(d["format_version"]),
                 episode_index=int(d["episode_index"]),
                 length=int(d["length"]),
                 dataset_from_index=int(d["dataset_from_index"]),
-                tasks=tuple(d["tasks"]),
-                clips={k: ClipInfo(**v) for k, v in d["clips"].items()},
+                tasks=tuple(tasks),
+                clips={k: ClipInfo.from_dict(v) for k, v in d["clips"].items()},
                 source_from_timestamp=dict(d.get("source_from_timestamp", {})),
             )
-        except (KeyError, TypeError) as e:
-            raise FormatError(f"{where}: malformed episode metadata ({e})") from e
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+            raise FormatError(f"{where}: malformed episode metadata ({e}); the shard is damaged or hostile, "
+                              "repack it") from e
 
 
 @dataclass(frozen=True)
@@ -371,11 +393,6 @@ class Manifest:
             raise FormatError(f"{where}: malformed manifest ({e!r}); the manifest is damaged or hostile, repack "
                               "or restore it") from e
         return check_manifest(manifest, where, bad_episodes)
-
-
-#: The largest camera width or height a manifest may give (16K video); a reader sizes its batch
-#: buffers by these numbers before a clip confirms them.
-MAX_VIDEO_SIDE = 1 << 14
 
 
 def _check_fields(d: Mapping[str, Any]) -> None:

@@ -122,7 +122,10 @@ def episode_meta(data: bytes | memoryview, entry: ManifestEpisode, shard: str) -
         raise EpisodeError(f"{where} is not valid msgpack ({e})") from e
     if not isinstance(raw, dict):
         raise EpisodeError(f"{where} holds {type(raw).__name__}, expected a map")
-    meta = ShardEpisodeMeta.from_dict(raw, where=where)
+    try:
+        meta = ShardEpisodeMeta.from_dict(raw, where=where)
+    except FormatError as e:
+        raise EpisodeError(str(e)) from e
     if meta.episode_index != entry.episode_index or meta.length != entry.length:
         raise EpisodeError(
             f"{where} describes episode {meta.episode_index} of length "

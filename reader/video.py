@@ -271,18 +271,24 @@ class EpisodeVideo:
         missing = [i for i in wanted if i not in have]
         if missing:
             dec = self._decoder(camera)
-            lead = self.episode.meta.clips[camera].lead_in
+            info = self.episode.meta.clips[camera]
             first, last = min(missing), max(missing)
-            try:
-                for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
-                    if i not in have:
-                        frame = dec.codes_at(i + lead) if camera in self.depth else dec.get_frame_at(i + lead).data
-                        have[i] = planar(frame) if self.planar else frame
-                        self.decoded += 1
-            except (RuntimeError, ValueError, IndexError) as e:
-                raise EpisodeError(
-                    f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"
-                ) from e
+            for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
+                if i in have:
+                    continue
+                try:
+                    frame = dec.codes_at(i + info.lead_in) if camera in self.depth else dec.get_frame_at(i + info.lead_in).data
+                except (RuntimeError, ValueError, IndexError) as e:
+                    raise EpisodeError(
+                        f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"
+                    ) from e
+                if tuple(frame.shape[-2:]) != (info.height, info.width):  # a clip may change size midway
+                    raise EpisodeError(
+                        f"{self.episode.where}: frame {i} of camera {camera!r} decodes at {frame.shape[-1]}x"
+                        f"{frame.shape[-2]}, its header and metadata say {info.width}x{info.height}; repack this episode"
+                    )
+                have[i] = planar(frame) if self.planar else frame
+                self.decoded += 1
             # torchcodec knows whether it fell back to the CPU once a frame is decoded
             if self.device != "cpu" and camera not in self.depth and camera not in self._fallback_checked:
                 self._fallback_checked.add(camera)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import msgpack
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -227,6 +228,73 @@ def test_a_consistent_shard_with_a_clip_of_another_size_is_refused(pack):
     e, length = _rewrite_first_episode(pack, swap)
     _refused_and_skipped(pack, rf"episode {e}: clip of camera 'observation.images.top' decodes at 80x64, "
                                r"its metadata says 128x96, the dataset 128x96", length)
+
+
+def _clip_changing_size(first: tuple[int, int], then: tuple[int, int], n_first: int, n: int) -> bytes:
+    """An mp4 (MPEG-4 part 2, whose in-band headers may change the size) of ``n`` frames: the first
+    ``n_first`` at ``first`` (width, height), the rest at ``then``. Its container header says ``first``."""
+    import fractions
+
+    import av
+
+    def encode(size: tuple[int, int], count: int) -> bytes:
+        codec = av.CodecContext.create("mpeg4", "w")
+        codec.width, codec.height, codec.pix_fmt, codec.time_base = *size, "yuv420p", fractions.Fraction(1, 30)
+        out = b""
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 60 + i, np.uint8), format="rgb24")
+            out += b"".join(bytes(p) for p in codec.encode(frame.reformat(format="yuv420p")))
+        return out + b"".join(bytes(p) for p in codec.encode(None))
+
+    source = av.open(io.BytesIO(encode(first, n_first) + encode(then, n - n_first)), format="m4v")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as mp4:
+        stream = mp4.add_stream_from_template(source.streams.video[0])
+        stream.time_base = fractions.Fraction(1, 30)
+        for i, packet in enumerate(p for p in source.demux(video=0) if p.size):
+            packet.pts = packet.dts = i
+            packet.duration, packet.time_base, packet.stream = 1, stream.time_base, stream
+            mp4.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_a_clip_that_changes_size_midway_is_refused(pack, batch_size):
+    """A clip whose header (and so the size checks when it opens) says the camera's size but whose
+    frames change size after a few: each decoded frame is checked, never handed out at another size
+    (single samples) nor a raw error from writing it into its batch row."""
+    meta = msgpack.unpackb(_manifest_first_meta(pack))
+    info = meta["clips"]["observation.images.top"]
+    lead, length = info["lead_in"], meta["length"]
+    clip = _clip_changing_size((info["width"], info["height"]), (256, 192), lead + 5, lead + length)
+
+    def swap(members: dict[str, bytes]) -> None:
+        members[TOP] = clip
+
+    e, _ = _rewrite_first_episode(pack, swap)
+    with pytest.raises(EpisodeError, match=rf"episode {e}: frame 5 of camera 'observation.images.top' decodes at "
+                                           rf"256x192, its header and metadata say {info['width']}x{info['height']}"):
+        list(LeRobotShardDataset(str(pack), shuffle=False, batch_size=batch_size))
+
+
+def test_a_negative_lead_in_is_refused(pack):
+    """torchcodec counts a negative index from the clip's end: a lead_in of -1 would hand out the
+    clip's last frame as the episode's first, every frame one off."""
+    def shift(members: dict[str, bytes]) -> None:
+        meta = msgpack.unpackb(members["meta.msgpack"])
+        meta["clips"]["observation.images.top"]["lead_in"] = -1
+        members["meta.msgpack"] = msgpack.packb(meta)
+
+    e, length = _rewrite_first_episode(pack, shift)
+    _refused_and_skipped(pack, rf"episode {e}: episode_{e:06d}\.meta\.msgpack: malformed episode metadata \(clip info "
+                               r"lead_in -1 is not a whole number from 0", length)
+
+
+def _manifest_first_meta(pack: Path) -> bytes:
+    """The first episode's meta.msgpack bytes."""
+    m = _manifest(pack)
+    off, size = m["shards"][0]["episodes"][0]["members"]["meta.msgpack"][:2]
+    return (pack / m["shards"][0]["name"]).read_bytes()[off : off + size]
 
 
 def _frames(members: dict[str, bytes]) -> pa.Table:
