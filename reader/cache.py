@@ -7,6 +7,11 @@ entry) and the byte range. Writes go to a ``.tmp`` name and are renamed into pla
 DataLoader workers (or ranks on one machine) can share one directory: a reader sees a whole entry
 or none.
 
+Each entry ends with the XXH3-64 of its bytes, checked on every hit: an entry damaged on disk (or
+replaced) is a miss, deleted and fetched again, not a shard that fails its checksums every epoch.
+Entries are opened without following links and only as regular files of their exact size (never a
+device, a pipe or a link to one), and written to a new file that no link can redirect.
+
 The bound: after each write, least recently used entries (by file mtime, refreshed on every hit)
 are deleted until the directory holds at most ``max_bytes``; an entry larger than ``max_bytes`` is
 not stored. Processes sharing a directory may briefly overshoot by the entries they write at the
@@ -15,11 +20,17 @@ same moment. Deleting the directory at any time is safe.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 
+import xxhash
+
 _SUFFIX = ".bin"
+#: Bytes of XXH3-64 after an entry's data.
+_DIGEST = 8
 
 
 class RangeCache:
@@ -48,32 +59,51 @@ class RangeCache:
         """The cached bytes ``[start, end)`` of ``name`` (``version``: its sha256), or None."""
         path = self._path(url, name, version, start, end)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-            os.utime(path)  # recently used: evicted last
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENOENT:  # a link (ELOOP), or unreadable: not an entry this cache wrote
+                self._drop(path)
+            return None
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            whole = stat.S_ISREG(st.st_mode) and size == end - start + _DIGEST
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                blob = f.read(size + 1) if whole else b""
+            os.utime(fd)  # recently used: evicted last
         except OSError:
             return None
-        if len(data) != end - start:  # foreign or damaged file: ignore it, it will be replaced
+        finally:
+            os.close(fd)
+        data = blob[:-_DIGEST]
+        if not whole or len(blob) != size or xxhash.xxh3_64_digest(data) != blob[-_DIGEST:]:
+            self._drop(path)  # damaged or foreign: a miss, and the fetch replaces it
             return None
         return data
 
     def put(self, url: str, name: str, version: str, start: int, end: int, data: bytes) -> None:
         """Store ``data`` (bytes ``[start, end)`` of ``name``), then evict down to ``max_bytes``."""
-        if len(data) != end - start or len(data) > self.max_bytes:
+        if len(data) != end - start or len(data) + _DIGEST > self.max_bytes:
             return
         path = self._path(url, name, version, start, end)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            with open(tmp, "wb") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)  # a new file, not a link
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
+                f.write(xxhash.xxh3_64_digest(data))
             os.replace(tmp, path)
         except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            self._drop(tmp)
             return  # a full disk makes the cache useless, not the run
         self.evict(keep=path)
+
+    @staticmethod
+    def _drop(path: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     def size_bytes(self) -> int:
         """Bytes held by the entries in the directory now."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+
+import pytest
 
 from lerobot_wds.reader.cache import RangeCache
 from lerobot_wds.reader.storage import Store
@@ -36,10 +39,50 @@ def test_store_serves_second_read_from_cache(tmp_path):
     payload = os.urandom(50_000)
     (tmp_path / "ds" / "shard-000000.tar").write_bytes(payload)
     reqs = [("shard-000000.tar", s, s + 5_000) for s in range(0, 50_000, 5_000)]
-    store = Store(str(tmp_path / "ds"), cache_dir=tmp_path / "cache", cache_max_bytes=30_000, prefetch_bytes=10_000)
+    bound = 6 * (5_000 + 8)  # six entries, each with its XXH3
+    store = Store(str(tmp_path / "ds"), cache_dir=tmp_path / "cache", cache_max_bytes=bound, prefetch_bytes=10_000)
     assert list(store.stream_ranges(reqs)) == [payload[s:e] for _, s, e in reqs]
-    assert store.cache.size_bytes() <= 30_000
+    assert store.cache.size_bytes() <= bound
     first = store.stats.snapshot()["bytes_fetched"]
     assert list(store.stream_ranges(reqs[-6:])) == [payload[s:e] for _, s, e in reqs[-6:]]  # the last 6 fit
     snap = store.stats.snapshot()
     assert snap["bytes_fetched"] == first and snap["bytes_from_cache"] == 30_000
+
+
+@pytest.mark.parametrize("tamper", ["flipped", "same size, other bytes", "link to /dev/zero", "fifo", "link to a file"])
+def test_a_damaged_or_replaced_entry_is_a_miss_and_is_replaced(tmp_path, tamper):
+    """What another process may leave under an entry's name: never read past its size, never waited
+    on, never handed out; the entry is dropped and the next fetch stores it again."""
+    cache = RangeCache(tmp_path / "cache", 10_000)
+    data = os.urandom(1000)
+    cache.put("u", "n", "v", 0, 1000, data)
+    path = cache._path("u", "n", "v", 0, 1000)
+    raw = open(path, "rb").read()
+    os.unlink(path)
+    if tamper == "flipped":
+        open(path, "wb").write(bytes([raw[0] ^ 1]) + raw[1:])
+    elif tamper == "same size, other bytes":
+        open(path, "wb").write(os.urandom(len(raw)))
+    elif tamper == "link to /dev/zero":
+        os.symlink("/dev/zero", path)
+    elif tamper == "fifo":
+        os.mkfifo(path)
+    else:
+        (tmp_path / "other").write_bytes(raw)
+        os.symlink(tmp_path / "other", path)
+    assert cache.get("u", "n", "v", 0, 1000) is None
+    assert not os.path.lexists(path)
+    cache.put("u", "n", "v", 0, 1000, data)
+    assert cache.get("u", "n", "v", 0, 1000) == data
+
+
+def test_writes_go_to_a_new_file_not_through_a_planted_link(tmp_path):
+    """The temporary name an entry is written under is predictable: a link planted there must not
+    make the cache write into the file it points to."""
+    cache = RangeCache(tmp_path / "cache", 10_000)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    path = cache._path("u", "n", "v", 0, 3)
+    os.symlink(victim, f"{path}.{os.getpid()}.{threading.get_ident()}.tmp")
+    cache.put("u", "n", "v", 0, 3, b"abc")
+    assert victim.read_bytes() == b"keep me"
