@@ -47,7 +47,9 @@ def box_children(payload: bytes) -> dict[bytes, list[bytes]]:
 
 
 def read_moov(f: BinaryIO) -> bytes | None:
-    """The top-level ``moov`` box payload of an mp4 file object, or None (seeks over other boxes)."""
+    """The top-level ``moov`` box payload of an mp4 file object, or None (seeks over other boxes;
+    None too for a box that claims more bytes than the file has left: nothing is read past its end)."""
+    end = f.seek(0, 2)
     f.seek(0)
     while True:
         head = f.read(8)
@@ -55,11 +57,16 @@ def read_moov(f: BinaryIO) -> bytes | None:
             return None
         size, kind = struct.unpack(">I4s", head)
         if size == 1:
-            size = struct.unpack(">Q", f.read(8))[0] - 8
-        if kind == b"moov":
-            return f.read(size - 8) if size else f.read()
-        if size < 8:
+            large = f.read(8)
+            if len(large) < 8:
+                return None
+            size = struct.unpack(">Q", large)[0] - 8
+        if size == 0:
+            size = end - f.tell() + 8  # the box runs to the end of the file
+        if size < 8 or f.tell() + size - 8 > end:
             return None
+        if kind == b"moov":
+            return f.read(size - 8)
         f.seek(size - 8, 1)
 
 

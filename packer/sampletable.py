@@ -67,7 +67,19 @@ def _trivial_edits(moov: bytes, edts: bytes, mdhd: bytes) -> bool:
 
 
 def read_sample_table(f: BinaryIO) -> SampleTable | None:
-    """The first video track's table, or None when absent or not exact (ctts, elst, fragments)."""
+    """The first video track's table, or None when absent or not exact (ctts, elst, fragments), or
+    when its boxes do not hold together (counts their boxes cannot hold or the file's bytes cannot
+    hold, sample numbers past the end, samples not in file order): the caller then demuxes with
+    FFmpeg, which says what is wrong with a damaged file. Nothing is allocated from a count before
+    it is checked against the bytes that carry it."""
+    try:
+        return _read_sample_table(f)
+    except (ValueError, IndexError, struct.error):  # a box shorter than its fields
+        return None
+
+
+def _read_sample_table(f: BinaryIO) -> SampleTable | None:
+    file_bytes = f.seek(0, 2)
     moov = read_moov(f)
     if moov is None or b"mvex" in box_children(moov):
         return None
@@ -90,10 +102,12 @@ def read_sample_table(f: BinaryIO) -> SampleTable | None:
         timescale = struct.unpack(">I", mdhd[20:24] if mdhd[0] == 1 else mdhd[12:16])[0]
         stts = stbl[b"stts"]
         runs = _u32(stts, 2 * struct.unpack(">I", stts[4:8])[0], 8).reshape(-1, 2)
-        duration = np.repeat(runs[:, 1], runs[:, 0])
-        n = len(duration)
         stsz = stbl[b"stsz"]
         fixed, count = struct.unpack(">II", stsz[4:12])
+        n = int(runs[:, 0].sum())
+        if n != count or count > file_bytes:  # every sample is at least a byte of the file
+            return None
+        duration = np.repeat(runs[:, 1], runs[:, 0])
         size = np.full(count, fixed, np.int64) if fixed else _u32(stsz, count, 12)
         if b"stco" in stbl:
             chunks = _u32(stbl[b"stco"], struct.unpack(">I", stbl[b"stco"][4:8])[0], 8)
@@ -105,16 +119,21 @@ def read_sample_table(f: BinaryIO) -> SampleTable | None:
         stsc = _u32(stbl[b"stsc"], 3 * struct.unpack(">I", stbl[b"stsc"][4:8])[0], 8).reshape(-1, 3)
         first = stsc[:, 0] - 1
         per_chunk = np.repeat(stsc[:, 1], np.diff(np.append(first, len(chunks))))
-        if count != n or per_chunk.sum() != n:
+        if per_chunk.sum() != n or (first < 0).any() or (np.diff(first) <= 0).any():
             return None
         chunk_of = np.repeat(np.arange(len(chunks)), per_chunk)
         ends = np.cumsum(size)
         chunk_start = np.repeat(np.cumsum(per_chunk) - per_chunk, per_chunk)
         offset = chunks[chunk_of] + (ends - size) - (ends - size)[chunk_start]
+        if n and ((np.diff(offset) < size[:-1]).any() or offset[0] < 0 or offset[-1] + size[-1] > file_bytes):
+            return None  # samples overlapping, out of file order or past the file's end: a clip is one span
         key = np.ones(n, bool)
         if b"stss" in stbl:
+            numbers = _u32(stbl[b"stss"], struct.unpack(">I", stbl[b"stss"][4:8])[0], 8)
+            if (numbers < 1).any() or (numbers > n).any():
+                return None
             key[:] = False
-            key[_u32(stbl[b"stss"], struct.unpack(">I", stbl[b"stss"][4:8])[0], 8) - 1] = True
+            key[numbers - 1] = True
         dts = np.cumsum(duration) - duration
         return SampleTable(dts, duration, size, offset, key, timescale,
                            stsd=struct.pack(">I", 8 + len(stbl[b"stsd"])) + b"stsd" + stbl[b"stsd"],

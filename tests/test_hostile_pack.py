@@ -137,3 +137,24 @@ def test_skip_bad_episodes_packs_the_rest_and_check_reports_the_defect(tmp_path)
 def test_check_passes_the_shipped_fixtures():
     for name in ("lerobot_v3_av1", "lerobot_v3_images"):
         assert check(str(DATA / name)).defects == []
+
+
+def test_a_source_clip_with_samples_out_of_file_order_packs_exactly(tmp_path):
+    """Legal mp4s may store samples out of order; the packer's fast path cuts a clip as one span of
+    the file, so such a file goes through FFmpeg's demuxer instead: the packed samples are still
+    exactly LeRobotDataset's (before, the clip came out with no decodable frame and no error)."""
+    from reader_helpers import assert_sample_equal, expected
+    from test_sampletable import _samples_reversed
+
+    from lerobot_wds import LeRobotShardDataset
+
+    src = _copy(tmp_path)
+    for mp4 in (src / "videos").rglob("*.mp4"):
+        data = bytearray(mp4.read_bytes())
+        _samples_reversed(data)
+        mp4.write_bytes(bytes(data))
+    pack(str(src), str(tmp_path / "out"), PackOptions(progress=False))
+    js, npz = expected("lerobot_v3_av1", "plain")
+    items = {int(i["index"]): i for i in LeRobotShardDataset(str(tmp_path / "out"), shuffle=False)}
+    for index in js["indices"]:
+        assert_sample_equal(items[index], index, js, npz)
