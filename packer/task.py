@@ -65,6 +65,9 @@ class RangeFile:
         self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
         return self.pos
 
+    def tell(self) -> int:
+        return self.pos
+
     def read(self, n: int = -1) -> bytes:
         end = self.size if n is None or n < 0 else min(self.pos + n, self.size)
         data = self.fs.cat_file(self.path, start=self.pos, end=end) if end > self.pos else b""
