@@ -122,6 +122,9 @@ class ClipCutter:
         """As :meth:`cut`, the clip as consecutive buffers, so that the packets are not copied again in
         Python. One may view the cutter's read buffer: use them before the next cut on this cutter."""
         end = req.from_timestamp + (req.length - 0.5) / self.fps
+        if end / self._tb >= 2**62:  # past any video's end, and past what FFmpeg's seek can take
+            raise ClipError(f"episode {req.episode_index}: video {self.where}: frames from {req.from_timestamp} s "
+                            "asked for, past the video's end; meta/episodes is damaged")
         if self._table is not None:
             chosen = select_clip(self._table, req.from_timestamp, req.length, self.fps)
             if chosen is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -100,6 +101,15 @@ class Source:
         d.update({"repo_id": self.repo_id} if self.repo_id else {"path": self.url})
         d["revision"] = self.revision
         return d
+
+
+def _seconds(row: Mapping[str, Any], column: str) -> float:
+    """A timestamp of a ``meta/episodes`` row: a finite, non-negative number of seconds (ValueError
+    naming the column otherwise)."""
+    v = float(row[column])
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{column!r} is {v}, not a time in the video")
+    return v
 
 
 def inside_root(rel: str, where: str) -> str:
@@ -211,6 +221,8 @@ def open_source(src: str, revision: str | None = None, storage_options: Mapping[
     if fs.exists(p("meta/stats.json")):
         stats = _read_json(fs, p("meta/stats.json"))
         meta_files.append("meta/stats.json")
+        if not isinstance(stats, dict) or not all(isinstance(v, dict) for v in stats.values()):
+            raise SourceError(f"{p('meta/stats.json')}: not an object of per-feature stats objects; the file is damaged")
     else:
         stats = {}
     tasks_path = p("meta/tasks.parquet")
@@ -220,8 +232,11 @@ def open_source(src: str, revision: str | None = None, storage_options: Mapping[
         raise SourceError(f"{tasks_path}: missing; every v3.0 dataset has meta/tasks.parquet") from e
     except (pa.ArrowException, OSError) as e:
         raise SourceError(f"{tasks_path}: cannot be read ({e}); the file is damaged") from e
-    tasks = {int(r["task_index"]): _text(r.get("task", r.get("__index_level_0__")), f"{tasks_path}: task_index {r['task_index']}")
-             for r in t}
+    try:
+        tasks = {int(r["task_index"]): _text(r.get("task", r.get("__index_level_0__")),
+                                             f"{tasks_path}: task_index {r['task_index']}") for r in t}
+    except (KeyError, TypeError, ValueError) as e:
+        raise SourceError(f"{tasks_path}: a row without a whole task_index ({e!r}); the file is damaged") from e
     episodes, ep_files = _read_episodes(fs, root, info)
     rel = lambda path: path[len(root) + 1:] if root and path.startswith(root + "/") else path  # noqa: E731
     return Source(url=str(src), fs=fs, root=root, info=info, tasks=tasks, stats=stats, episodes=episodes,
@@ -255,8 +270,8 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[tuple[S
                         path=inside_root(video_tpl.format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
                                                           file_index=row[f"videos/{k}/file_index"]),
                                          f"{path}: episode {ep}: video {k}"),
-                        from_timestamp=float(row[f"videos/{k}/from_timestamp"]),
-                        to_timestamp=float(row[f"videos/{k}/to_timestamp"]),
+                        from_timestamp=_seconds(row, f"videos/{k}/from_timestamp"),
+                        to_timestamp=_seconds(row, f"videos/{k}/to_timestamp"),
                     )
                     for k in video_keys
                 }
@@ -268,7 +283,7 @@ def _read_episodes(fs: Any, root: str, info: Mapping[str, Any]) -> tuple[tuple[S
                                                           file_index=row["data/file_index"]), f"{path}: episode {ep}: data"),
                     videos=videos, meta_file=rel,
                 ))
-            except (KeyError, TypeError, AttributeError) as e:
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
                 raise SourceError(f"{path}: episode {ep}: missing or malformed column {e}") from e
     records.sort(key=lambda r: r.episode_index)
     for a, b in zip(records, records[1:]):

@@ -158,3 +158,48 @@ def test_a_source_clip_with_samples_out_of_file_order_packs_exactly(tmp_path):
     items = {int(i["index"]): i for i in LeRobotShardDataset(str(tmp_path / "out"), shuffle=False)}
     for index in js["indices"]:
         assert_sample_equal(items[index], index, js, npz)
+
+
+def _edit_episodes_meta(src: Path, column: str, value) -> None:
+    """Set ``column`` of episode 1's row in meta/episodes."""
+    import pyarrow as pa
+
+    path = next((src / "meta/episodes").rglob("*.parquet"))
+    t = pq.read_table(path)
+    values = t[column].to_pylist()
+    values[1] = value
+    pq.write_table(t.set_column(t.schema.get_field_index(column), column, pa.array(values, t.schema.field(column).type)), path)
+
+
+@pytest.mark.parametrize("column,value", [("from_timestamp", float("nan")), ("to_timestamp", float("inf")),
+                                          ("from_timestamp", -1.0)])
+def test_a_timestamp_that_is_no_time_in_the_video_is_refused(tmp_path, column, value):
+    src = _copy(tmp_path)
+    _edit_episodes_meta(src, f"videos/observation.images.top/{column}", value)
+    with pytest.raises(SourceError, match=rf"episode 1: missing or malformed column 'videos/observation\.images\.top/"
+                                          rf"{column}' is {value}, not a time in the video"):
+        open_source(str(src))
+
+
+def test_a_timestamp_past_any_video_is_an_episode_error(tmp_path):
+    """1e300 s is a number, but no seek can reach it: the episode cannot be cut (and is skipped
+    with --skip-bad-episodes), not a traceback from FFmpeg's seek."""
+    src = _copy(tmp_path)
+    _edit_episodes_meta(src, "videos/observation.images.top/from_timestamp", 1e300)
+    r = _cli("pack", str(src), str(tmp_path / "out"), "--no-progress", "--skip-bad-episodes")
+    assert r.returncode == 0, r.stderr
+    skipped = json.loads((tmp_path / "out/manifest.json").read_text())["skipped_episodes"]
+    assert [s["episode_index"] for s in skipped] == [1] and "past the video's end" in skipped[0]["reason"]
+
+
+def test_damaged_tasks_and_stats_are_named(tmp_path):
+    src = _copy(tmp_path)
+    tasks = src / "meta/tasks.parquet"
+    t = pq.read_table(tasks)
+    pq.write_table(t.drop_columns(["task_index"]), tasks)
+    with pytest.raises(SourceError, match=r"tasks\.parquet: a row without a whole task_index"):
+        open_source(str(src))
+    pq.write_table(t, tasks)
+    (src / "meta/stats.json").write_text("[1, 2]")
+    with pytest.raises(SourceError, match=r"stats\.json: not an object of per-feature stats objects"):
+        open_source(str(src))
