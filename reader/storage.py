@@ -52,7 +52,10 @@ class Store:
     again whole, so this bounds what one failure costs); ``threads``: requests in flight at once.
     ``cache_dir``/``cache_max_bytes``: keep fetched ranges on local disk, at most that many bytes.
     Prefetch memory is per consumer: each DataLoader worker holds up to ``prefetch_bytes`` (or one
-    request, when larger) ahead. To set these, hand a ready store to the dataset::
+    request, when larger) ahead, beside the episodes in its pool. 64 MB: about 40 episodes of
+    ``tools/bench_peers.py``'s data, far more than hiding a request's latency needs; 256 MB held
+    0.12-0.15 GB more at ``num_workers=0`` on its 200-episode data, for no more samples/s from disk
+    or from S3 on loopback (``docs/performance.md``). To set these, hand a ready store to the dataset::
 
         LeRobotShardDataset(Store("s3://bucket/ds", {"endpoint_url": ...}, cache_dir="/tmp/c"))
     """
@@ -63,7 +66,7 @@ class Store:
         storage_options: Mapping[str, Any] | None = None,
         *,
         retry: RetryPolicy | None = None,
-        prefetch_bytes: int = 256 << 20,
+        prefetch_bytes: int = 64 << 20,
         chunk_bytes: int = 16 << 20,
         threads: int = 4,
         cache_dir: str | os.PathLike | None = None,
