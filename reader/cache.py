@@ -12,6 +12,10 @@ replaced) is a miss, deleted and fetched again, not a shard that fails its check
 Entries are opened without following links and only as regular files of their exact size (never a
 device, a pipe or a link to one), and written to a new file that no link can redirect.
 
+Choose a directory only you (or those you trust) can write: another user who can write there
+can still hand out a well-formed entry of other bytes, which the reader's member checksums then
+refuse (an error naming the shard), every epoch until the entry is deleted.
+
 The bound: after each write, least recently used entries (by file mtime, refreshed on every hit)
 are deleted until the directory holds at most ``max_bytes``; an entry larger than ``max_bytes`` is
 not stored. Processes sharing a directory may briefly overshoot by the entries they write at the
