@@ -105,7 +105,9 @@ def _read_sample_table(f: BinaryIO) -> SampleTable | None:
         stsz = stbl[b"stsz"]
         fixed, count = struct.unpack(">II", stsz[4:12])
         n = int(runs[:, 0].sum())
-        if n != count or count > file_bytes:  # every sample is at least a byte of the file
+        # The arrays below take about 48 bytes a sample: never more than the file itself (a file of
+        # samples that small, or whose fixed-size samples do not fit it, is demuxed instead).
+        if n != count or count * 48 > file_bytes or fixed * count > file_bytes:
             return None
         duration = np.repeat(runs[:, 1], runs[:, 0])
         size = np.full(count, fixed, np.int64) if fixed else _u32(stsz, count, 12)
