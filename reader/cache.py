@@ -73,14 +73,13 @@ class RangeCache:
             size = st.st_size
             whole = stat.S_ISREG(st.st_mode) and size == end - start + _DIGEST
             with os.fdopen(fd, "rb", closefd=False) as f:
-                blob = f.read(size + 1) if whole else b""
+                data, digest = (f.read(end - start), f.read(_DIGEST + 1)) if whole else (b"", b"")
             os.utime(fd)  # recently used: evicted last
         except OSError:
             return None
         finally:
             os.close(fd)
-        data = blob[:-_DIGEST]
-        if not whole or len(blob) != size or xxhash.xxh3_64_digest(data) != blob[-_DIGEST:]:
+        if not whole or len(data) != end - start or xxhash.xxh3_64_digest(data) != digest:
             self._drop(path)  # damaged or foreign: a miss, and the fetch replaces it
             return None
         return data
