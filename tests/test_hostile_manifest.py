@@ -100,11 +100,12 @@ def test_on_error_skip_leaves_out_an_episode_with_a_damaged_range(packed, tmp_pa
 
 
 def _set(path, value):
+    """An edit setting the manifest's value at ``path`` (keys and list indices) to ``value``."""
     def edit(m):
         *parents, last = path
         node = m
         for key in parents:
-            node = node[key] if not callable(key) else key(node)
+            node = node[key]
         node[last] = value
     return edit
 
