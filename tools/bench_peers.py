@@ -72,15 +72,18 @@ def loader_options(nw: int) -> dict:
     return dict(multiprocessing_context="spawn", prefetch_factor=4, persistent_workers=True) if nw else {}
 
 
-def prepare(data: Path) -> dict[str, str]:
-    """The lerobot dataset, its packed shards and its lance conversion under ``data`` (cached)."""
+def prepare(data: Path, episodes: int = 50, shard_size: str | None = None) -> dict[str, str]:
+    """The lerobot dataset (``episodes`` of them), its packed shards (``shard_size``: the packer's
+    ``--shard-size``, None for its default) and its lance conversion under ``data``, each made
+    once: a directory that has them is used as it is."""
     from bench_peers_data import write
 
-    root = write(str(data))
+    root = write(str(data), episodes)
     packed, lance = data / "packed", data / "lance"
     bindir = Path(sys.executable).parent
     if not (packed / "manifest.json").exists():
-        subprocess.run([str(bindir / "lerobot-wds"), "pack", root, str(packed), "--no-progress"], check=True)
+        size = ["--shard-size", shard_size] if shard_size else []
+        subprocess.run([str(bindir / "lerobot-wds"), "pack", root, str(packed), "--no-progress", *size], check=True)
     if not (lance / "frames.lance").exists():
         subprocess.run([str(bindir / "lerobot-lance-convert"), "--root", root, "--out", str(lance)], check=True)
     return {"lerobot": root, "streaming": root, "lance": str(lance), "ours": str(packed), "ours-batched": str(packed)}
@@ -395,6 +398,8 @@ def paired_remote_ratio(rows: list[dict], reader: str, nw: int) -> float | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO / "bench_out" / "peers")
+    ap.add_argument("--episodes", type=int, default=50, help="episodes of the dataset written under --data")
+    ap.add_argument("--shard-size", help="the packer's --shard-size for --data/packed (default: the packer's)")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per row, after warm-up")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds after the first batch not counted")
     ap.add_argument("--rounds", type=int, default=3,
@@ -422,7 +427,7 @@ def main(argv=None) -> int:
                                json.loads(storage), float(step[0]) if step else 0.0)))
         return 0
     a.workers = [int(w) for w in a.workers.split(",")]
-    paths = prepare(a.data)
+    paths = prepare(a.data, a.episodes, a.shard_size)
     readers = a.readers.split(",")
     if a.pool:
         readers.append(f"{POOL_READER}{a.pool}")
