@@ -58,7 +58,7 @@ def _add_pack(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-size", type=parse_size, default=d.shard_size,
                    help=f"target shard size (default {d.shard_size / 1e6:g}MB)")
     p.add_argument("--workers", type=int, default=d.workers, help="processes writing shards in parallel")
-    p.add_argument("--codec", choices=["av1", "h264", "hevc"], help=f"re-encode clips with this codec (default {r.codec})")
+    p.add_argument("--codec", choices=["av1", "h264", "hevc"], help=f"re-encode clips with this codec (default {r.codec}; depth-map cameras stay as recorded)")
     p.add_argument("--gop", type=int, help=f"re-encode: keyframe interval in frames (default {r.gop})")
     p.add_argument("--crf", type=int, help=f"re-encode: constant rate factor (default {r.crf})")
     p.add_argument("--size", type=_size, help="re-encode: frame size HxW in pixels")

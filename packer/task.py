@@ -21,7 +21,7 @@ import msgpack
 from ..errors import LeRobotWdsError
 
 from ..format import (FORMAT_VERSION, FRAMES_MEMBER, META_MEMBER, ManifestEpisode, ManifestShard, ShardEpisodeMeta,
-                      SkippedEpisode, clip_member, episode_key)
+                      SkippedEpisode, clip_member, depth_keys, episode_key)
 
 from .clip import ClipCutter, ClipError, ClipRequest
 from .frames import read_episode_tables, to_ipc_bytes
@@ -107,6 +107,7 @@ def _episode_members(
 ) -> tuple[dict[str, Data], dict[str, dict]]:
     members: dict[str, Data] = {FRAMES_MEMBER: to_ipc_bytes(table)}
     clips, videos = {}, {}
+    depth = set(depth_keys(source.features))
     used: dict[str, str] = {}  # mp4 path -> member cut from it: its buffers last until the next cut
     for key in source.video_keys:
         ref = ep.videos[key]
@@ -122,10 +123,10 @@ def _episode_members(
                                                raw=RangeFile(source.fs, where))
         cutter = cutters[ref.path]
         data, info = cutter.cut_parts(ClipRequest(ep.episode_index, ref.from_timestamp, ep.length))
-        if spec is not None:
+        if spec is not None and key not in depth:  # depth codes are 12-bit: an 8-bit re-encode would change them
             data, info = reencode_clip(b"".join(data), info, ep.length, source.fps, spec, f"episode {ep.episode_index}: video {cutter.where}")
         members[clip_member(key)], clips[key] = data, info
-        videos[key] = {"codec": info.codec, "pix_fmt": "yuv420p" if spec else cutter.pix_fmt,
+        videos[key] = {"codec": info.codec, "pix_fmt": "yuv420p" if info.reencoded else cutter.pix_fmt,
                        "width": info.width, "height": info.height, "reencoded": info.reencoded}
     meta = ShardEpisodeMeta(
         format_version=FORMAT_VERSION, episode_index=ep.episode_index, length=ep.length,

@@ -57,13 +57,25 @@ class DepthQuantization:
         values = {name: info[f"video.{name}"] for name in ("depth_min", "depth_max", "shift", "use_log")
                   if info.get(f"video.{name}") is not None}
         try:
-            q = cls(**{k: (bool(v) if k == "use_log" else float(v)) for k, v in values.items()})
+            if not isinstance(values.get("use_log", True), bool):
+                raise TypeError("use_log is not true or false")
+            q = cls(**{k: (v if k == "use_log" else float(v)) for k, v in values.items()})
+            if not all(map(math.isfinite, (q.depth_min, q.depth_max, q.shift))):
+                raise ValueError("not finite")
         except (TypeError, ValueError) as e:
-            raise ValueError(f"depth feature {key!r}: its info holds a quantization that is not numbers "
+            raise ValueError(f"depth feature {key!r}: its info holds a quantization that is not finite numbers "
                              f"({values}); fix meta/info.json and repack") from e
-        if q.use_log and q.depth_min + q.shift <= 0:
-            raise ValueError(f"depth feature {key!r}: use_log needs depth_min + shift > 0, the info holds "
-                             f"depth_min={q.depth_min}, shift={q.shift}; fix meta/info.json and repack")
+        if not q.depth_min < q.depth_max or (q.use_log and q.depth_min + q.shift <= 0):
+            raise ValueError(f"depth feature {key!r}: its quantization needs depth_min < depth_max (and "
+                             f"depth_min + shift > 0 with use_log), the info holds depth_min={q.depth_min}, "
+                             f"depth_max={q.depth_max}, shift={q.shift}; fix meta/info.json and repack")
+        try:
+            deepest = q.table("m")[_QMAX].item()
+        except RuntimeError:  # a bound torch cannot take as a float32 scalar
+            deepest = math.inf
+        if not math.isfinite(deepest):
+            raise ValueError(f"depth feature {key!r}: depth_max={q.depth_max} is beyond what float32 holds; "
+                             "fix meta/info.json and repack")
         return q
 
     def table(self, unit: str) -> torch.Tensor:
@@ -119,6 +131,10 @@ class DepthClipDecoder:
         self._index = {p: i for i, p in enumerate(self._pts)}
         self._keys = sorted(keys)
         ctx = self._stream.codec_context
+        bits = {c.bits for c in ctx.format.components} if ctx.format is not None else set()
+        if bits != {12}:  # any other format would be converted into codes it does not hold
+            raise ValueError(f"its pixels are {ctx.pix_fmt}, not 12-bit depth codes (lerobot writes gray12le or "
+                             "yuv420p12le); repack it from the source (pack keeps depth clips as recorded)")
         self.width, self.height, self.num_frames = ctx.width, ctx.height, len(self._pts)
         #: Frames decoded so far (seeks and skipped frames included).
         self.decoded = 0

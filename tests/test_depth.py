@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,17 +17,18 @@ from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.depth import DepthClipDecoder, DepthQuantization, dequantize
 
 
-def _clip(codes: np.ndarray) -> bytes:
-    """``codes`` (N, H, W) uint16 < 4096 as lerobot stores a depth camera: HEVC, gray12le, lossless."""
+def _clip(codes: np.ndarray, pix_fmt: str = "gray12le") -> bytes:
+    """``codes`` (N, H, W) uint16 < 4096 as lerobot stores a depth camera: HEVC, gray12le, lossless
+    (``pix_fmt``: another format FFmpeg converts the codes to)."""
     import av
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         s = out.add_stream("libx265", rate=30)
-        s.width, s.height, s.pix_fmt = codes.shape[2], codes.shape[1], "gray12le"
+        s.width, s.height, s.pix_fmt = codes.shape[2], codes.shape[1], pix_fmt
         s.options = {"x265-params": "lossless=1:log-level=error", "g": "2"}
         for i, c in enumerate(codes):
-            f = av.VideoFrame.from_ndarray(c, format="gray12le")
+            f = av.VideoFrame.from_ndarray(c, format="gray12le").reformat(format=pix_fmt)
             f.pts, f.time_base = i, Fraction(1, 30)
             out.mux(s.encode(f))
         out.mux(s.encode(None))
@@ -63,6 +65,15 @@ def test_decoder_seeks_to_the_keyframe_before_a_far_frame(codes):
         assert dec.decoded - before <= 2, f"frame {i}: {dec.decoded - before} frames decoded"
 
 
+@pytest.mark.parametrize("pix_fmt", ["gray", "yuv420p", "gray10le"])
+def test_a_clip_of_other_than_12_bit_pixels_is_refused(codes, pix_fmt):
+    """Any other format would be converted to 12-bit codes it does not hold (8-bit values scaled
+    up, say): refused when the clip opens, not handed out as depth."""
+    with pytest.raises(ValueError, match=rf"its pixels are {pix_fmt}, not 12-bit depth codes"):
+        DepthClipDecoder(_clip(codes, pix_fmt))
+    assert DepthClipDecoder(_clip(codes, "yuv420p12le")).codes_at(0).shape == (1, 42, 62)  # lerobot's other format
+
+
 def test_decoder_errors_are_value_or_index_errors(codes):
     with pytest.raises(ValueError):
         DepthClipDecoder(b"not an mp4 at all" * 100)
@@ -92,10 +103,17 @@ def test_quantization_read_from_the_feature_info_with_lerobots_defaults():
     assert DepthQuantization.of_feature("d", {"info": {"is_depth_map": True}}) == DepthQuantization(0.01, 10.0, 3.5, True)
     feature = {"info": {"video.depth_min": 0.1, "video.depth_max": 4, "video.use_log": False, "video.shift": None}}
     assert DepthQuantization.of_feature("d", feature) == DepthQuantization(0.1, 4.0, 3.5, False)
-    with pytest.raises(ValueError, match=r"depth feature 'd': use_log needs depth_min \+ shift > 0"):
+    with pytest.raises(ValueError, match=r"depth feature 'd': its quantization needs depth_min < depth_max \(and "
+                                         r"depth_min \+ shift > 0 with use_log\)"):
         DepthQuantization.of_feature("d", {"info": {"video.depth_min": 0.0, "video.shift": 0.0}})
-    with pytest.raises(ValueError, match=r"depth feature 'd': its info holds a quantization that is not numbers"):
-        DepthQuantization.of_feature("d", {"info": {"video.depth_max": "far"}})
+    for lie in ({"video.depth_max": "far"}, {"video.depth_min": float("nan")}, {"video.shift": float("nan")},
+                {"video.depth_max": float("inf")}, {"video.use_log": "false"}):
+        with pytest.raises(ValueError, match=r"depth feature 'd': its info holds a quantization that is not finite numbers"):
+            DepthQuantization.of_feature("d", {"info": lie})
+    with pytest.raises(ValueError, match=r"depth feature 'd': its quantization needs depth_min < depth_max"):
+        DepthQuantization.of_feature("d", {"info": {"video.depth_min": 5.0, "video.depth_max": 1.0}})
+    with pytest.raises(ValueError, match=r"depth feature 'd': depth_max=1e\+300 is beyond what float32 holds"):
+        DepthQuantization.of_feature("d", {"info": {"video.depth_max": 1e300, "video.use_log": False}})
     with pytest.raises(ValueError, match=r"depth_output_unit='cm'; choose 'mm' or 'm'"):
         DepthQuantization().table("cm")
 
@@ -104,3 +122,19 @@ def test_the_dataset_refuses_a_depth_unit_lerobot_does_not_have(packed):
     """Whether or not the dataset has depth cameras."""
     with pytest.raises(ValueError, match=r"depth_output_unit='cm'; choose 'mm' or 'm'"):
         LeRobotShardDataset(packed("lerobot_v3_images"), depth_output_unit="cm")
+
+
+def test_a_depth_unit_other_than_mm_or_m_is_refused(packed, tmp_path):
+    """lerobot records "mm" or "m"; anything else was read as millimetres."""
+    import json
+    import shutil
+
+    from lerobot_wds.format import FormatError
+
+    ds = Path(shutil.copytree(packed("lerobot_v3_images"), tmp_path / "ds"))
+    m = json.loads((ds / "manifest.json").read_text())
+    m["features"]["observation.images.gripper"]["info"] = {"is_depth_map": True, "depth_unit": "cm"}
+    (ds / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FormatError, match=r"depth feature 'observation.images.gripper' records depth_unit 'cm', "
+                                          r"not one of \('mm', 'm'\)"):
+        LeRobotShardDataset(str(ds))

@@ -178,6 +178,25 @@ def test_depth_maps_equal_lerobot(tmp_path, stored, unit):
             np.testing.assert_array_equal(ours.meta.stats[key][stat], value, err_msg=f"{key} {stat}")
 
 
+def test_pack_with_a_codec_keeps_depth_clips_as_recorded(tmp_path):
+    """``pack --codec`` re-encodes to 8-bit yuv420p, which would turn 12-bit depth codes into other
+    values: depth cameras are remuxed as recorded, the same clip bytes as a plain pack (whose
+    frames ``test_depth_maps_equal_lerobot`` compares with LeRobotDataset's)."""
+    import json
+
+    src, plain = _depth_dataset(tmp_path, "video")
+    coded = tmp_path / "coded"
+    cli = Path(sys.executable).parent / "lerobot-wds"
+    subprocess.run([str(cli), "pack", str(src), str(coded), "--no-progress", "--codec", "h264"], check=True,
+                   capture_output=True, text=True)
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (plain, coded)]
+    clips = [{(e["episode_index"], k): ref[2] for s in m["shards"] for e in s["episodes"]
+              for k, ref in e["members"].items() if k.endswith(".mp4")} for m in manifests]
+    assert clips[0] == clips[1] and len(clips[0]) > 0
+    assert manifests[1]["videos"] == manifests[0]["videos"]
+    assert {v["pix_fmt"] for v in manifests[1]["videos"].values()} == {"gray12le"}
+
+
 def test_lerobots_dataset_factory_gives_depth_maps_in_its_depth_output_unit(tmp_path, monkeypatch):
     """lerobot-train's ``--dataset.depth_output_unit``: lerobot's own ``make_dataset``, building ours
     as ``lerobot-wds train`` has it do, passes it on, and the depth cameras keep their statistics
