@@ -178,7 +178,7 @@ def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int,
     orientation applied), then as lerobot's ``pil_to_chw_tensor``: 8-bit images float32 in [0, 1]
     (``return_uint8`` is lerobot's flag for video frames only), 16-bit grayscale float32 of its
     values. ``size``: the ``(width, height)`` the feature declares. An image of another size is an
-    error: one of another pixel count from its PNG or JPEG header, before decoding (so an image
+    error: one of another pixel count from its PNG, JPEG or TIFF header, before decoding (so an image
     claiming a huge size allocates nothing; the count, because an EXIF orientation may swap width
     and height), any other once decoded and oriented."""
     from PIL import Image, ImageOps
@@ -216,11 +216,14 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 
 def image_header_size(data: bytes | memoryview) -> tuple[int, int] | None:
-    """``(width, height)`` from a PNG's IHDR or a JPEG's frame header, without decoding; None for
-    other formats or a header that cannot be read (the decoder then has its say)."""
+    """``(width, height)`` from a PNG's IHDR, a JPEG's frame header or a TIFF's first directory
+    (lerobot's depth images), without decoding; None for other formats or a header that cannot be
+    read in the first 64 KB (the decoder then has its say)."""
     b = bytes(data[:65536])
     if b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR" and len(b) >= 24:
         return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:4] in (b"II*\0", b"MM\0*"):
+        return _tiff_size(b, "little" if b[:2] == b"II" else "big")
     if b[:2] != b"\xff\xd8":
         return None
     i = 2
@@ -235,3 +238,22 @@ def image_header_size(data: bytes | memoryview) -> tuple[int, int] | None:
         else:
             i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
     return None
+
+
+def _tiff_size(b: bytes, order: str) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength (tags 256, 257; SHORT or LONG) of a TIFF's first directory."""
+    def u(at: int, n: int) -> int:
+        return int.from_bytes(b[at : at + n], order)
+
+    ifd = u(4, 4)
+    if ifd + 2 > len(b):
+        return None
+    found = {}
+    for k in range(u(ifd, 2)):
+        e = ifd + 2 + 12 * k
+        if e + 12 > len(b):
+            return None
+        tag, kind = u(e, 2), u(e + 2, 2)
+        if tag in (256, 257) and kind in (3, 4):
+            found[tag] = u(e + 8, 2 if kind == 3 else 4)
+    return (found[256], found[257]) if len(found) == 2 else None

@@ -388,14 +388,30 @@ def _png(width: int, height: int, rows: int | None = None) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("size", [(32, 32), (100_000, 100_000)], ids=["smaller", "huge"])
+def _tiff(width: int, height: int) -> bytes:
+    """A little-endian 16-bit grayscale TIFF whose directory says ``width`` x ``height`` over a strip
+    of 64 bytes (lerobot stores depth images as TIFF; a decoder allocates the whole image first)."""
+    import struct
+
+    entries = [(256, 4, width), (257, 4, height), (258, 3, 16), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+               (277, 3, 1), (278, 4, height), (279, 4, 64)]
+    ifd_at, data_at = 8, 8 + 2 + 12 * len(entries) + 4
+    entries = [(t, k, data_at if t == 273 else v) for t, k, v in entries]
+    ifd = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHI", t, k, 1) + (struct.pack("<HH", v, 0) if k == 3 else struct.pack("<I", v))
+        for t, k, v in entries) + struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", ifd_at) + ifd + bytes(64)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (100_000, 100_000), (12_000, 12_000)], ids=["smaller", "huge", "huge tiff"])
 def test_an_image_of_another_size_than_declared_is_refused(images_pack, size):
     """A consistent liar's frame table whose image-dtype camera holds, in one frame, a PNG of another
     size than the dataset's 64x48: refused naming camera and frame, never a sample of another shape;
     a PNG claiming 100,000 x 100,000 pixels is refused from its header, before any decoding (torchcodec,
-    which decoded these images before, tried to allocate 30 GB for it)."""
+    which decoded these images before, tried to allocate 30 GB for it), and so is a TIFF claiming
+    12,000 x 12,000 (under PIL's decompression-bomb limit, PIL allocated 288 MB for it first)."""
     width, height = size
-    image = _png(width, height, rows=None if width < 1000 else 1)
+    image = _tiff(width, height) if width == 12_000 else _png(width, height, rows=None if width < 1000 else 1)
 
     def change(members: dict[str, bytes]) -> None:
         table = _frames(members)
