@@ -56,15 +56,19 @@ def _check_clip(data: bytes, info: Any, length: int, where: str, full: bool,
     try:
         dec = video_decoder_class()(data, seek_mode="exact")
         n = len(dec)
-        frames = dec.get_frames_in_range(info.lead_in, info.lead_in + length).data if full else dec[info.lead_in][None]
+        # --full: every frame the episode uses, one at a time, each checked for its size (a clip may
+        # change size midway, as the reader checks too); otherwise the first.
+        sizes = {tuple(dec.get_frame_at(i).data.shape[1:])
+                 for i in range(info.lead_in, min(n, info.lead_in + length) if full else info.lead_in + 1)}
     except Exception as e:  # torchcodec raises RuntimeError/ValueError/IndexError on bad streams
         return [f"{where}: does not decode ({e})"]
     problems = []
     if n != info.num_frames or n < info.lead_in + length:
         problems.append(f"{where}: {n} frames, meta says num_frames {info.num_frames}, needs lead_in+length {info.lead_in + length}")
-    wrong = info.size_mismatch((frames.shape[3], frames.shape[2]), dataset)
-    if wrong:
-        problems.append(f"{where}: {wrong}")
+    for height, width in sorted(sizes):
+        wrong = info.size_mismatch((width, height), dataset)
+        if wrong:
+            problems.append(f"{where}: {wrong}")
     return problems
 
 

@@ -275,6 +275,15 @@ def test_a_clip_that_changes_size_midway_is_refused(pack, batch_size):
     with pytest.raises(EpisodeError, match=rf"episode {e}: frame 5 of camera 'observation.images.top' decodes at "
                                            rf"256x192, its header and metadata say {info['width']}x{info['height']}"):
         list(LeRobotShardDataset(str(pack), shuffle=False, batch_size=batch_size))
+    import hashlib
+
+    from lerobot_wds.packer.verify import verify
+
+    m = _manifest(pack)  # verify checks the whole shard's sha256 first: a consistent liar updates it too
+    m["shards"][0]["sha256"] = hashlib.sha256((pack / m["shards"][0]["name"]).read_bytes()).hexdigest()
+    _write(pack, m)
+    problems = verify(str(pack), full=True)
+    assert any(f"episode_{e:06d}.{TOP}: decodes at 256x192" in p for p in problems), problems
 
 
 def test_a_negative_lead_in_is_refused(pack):
