@@ -425,6 +425,10 @@ def _check_fields(d: Mapping[str, Any]) -> None:
                 raise ValueError(f"videos entry {name!r} has {side} {n!r}, not a size from 1 to {MAX_VIDEO_SIDE}")
     if d.get("robot_type") is not None and not isinstance(d["robot_type"], str):
         raise TypeError(f"'robot_type' {d['robot_type']!r} is not a string")
+    for name in depth_keys(d["features"]):
+        unit = depth_unit(d["features"][name])
+        if unit is not None and unit not in DEPTH_UNITS:  # rescaling its stats and frames would assume mm
+            raise ValueError(f"depth feature {name!r} records depth_unit {unit!r}, not one of {DEPTH_UNITS}")
 
 
 def _in_order(features: Mapping[str, Any], order: Any) -> dict[str, Any]:
@@ -500,6 +504,11 @@ def depth_keys(features: Mapping[str, Any]) -> list[str]:
         return bool(info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map"))
 
     return [k for k, f in features.items() if is_depth(f)]
+
+
+#: The units lerobot records depth maps in (a feature's ``depth_unit``) and gives them in
+#: (``depth_output_unit``).
+DEPTH_UNITS = ("mm", "m")
 
 
 def depth_unit(feature: Mapping[str, Any]) -> str | None:

@@ -61,10 +61,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import IterableDataset
 
-from ..format import META_MEMBER, FormatError, ManifestEpisode, depth_keys, depth_unit, frame_columns
+from ..format import META_MEMBER, ManifestEpisode, depth_keys, depth_unit, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
-from .depth import DEPTH_UNITS, DepthQuantization, check_unit as check_depth_unit
+from .depth import DepthQuantization, check_unit as check_depth_unit
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode, checked_member, episode_meta, member_request
 from .meta import DatasetMeta
 from .epoch_plan import Span, plan_spans, samples_per_rank
@@ -199,10 +199,6 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         self._frame_columns = frame_columns(manifest.features)
         depth = depth_keys(manifest.features)
         units = {k: depth_unit(manifest.features[k]) for k in depth}
-        for k, u in units.items():
-            if u is not None and u not in DEPTH_UNITS:
-                raise FormatError(f"{self.store.url}: depth feature {k!r} records depth_unit {u!r}, not one of "
-                                  f"{DEPTH_UNITS}; fix meta/info.json and repack")
         if any(u is None for u in units.values()):
             log.warning("%s: depth features %s record no depth_unit; their statistics, and their frames stored "
                         "as images, are left as stored, not converted to %r (as LeRobotDataset does)",

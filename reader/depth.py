@@ -24,8 +24,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-#: Units depth maps can be given in, lerobot's ``depth_output_unit`` values.
-DEPTH_UNITS = ("mm", "m")
+from ..format import DEPTH_UNITS
+
 #: Codes are 12-bit: 0..4095.
 _QMAX = (1 << 12) - 1
 _MM_PER_M = 1000.0

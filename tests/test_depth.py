@@ -125,7 +125,8 @@ def test_the_dataset_refuses_a_depth_unit_lerobot_does_not_have(packed):
 
 
 def test_a_depth_unit_other_than_mm_or_m_is_refused(packed, tmp_path):
-    """lerobot records "mm" or "m"; anything else was read as millimetres."""
+    """lerobot records "mm" or "m"; anything else was read as millimetres. Refused when the manifest
+    is read (the manifest's own checks), naming the feature."""
     import json
     import shutil
 
