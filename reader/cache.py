@@ -12,9 +12,11 @@ replaced) is a miss, deleted and fetched again, not a shard that fails its check
 Entries are opened without following links and only as regular files of their exact size (never a
 device, a pipe or a link to one), and written to a new file that no link can redirect.
 
-Choose a directory only you (or those you trust) can write: another user who can write there
-can still hand out a well-formed entry of other bytes, which the reader's member checksums then
-refuse (an error naming the shard), every epoch until the entry is deleted.
+The directory must be yours and not writable by every user (it is made ``0o700`` when missing):
+whoever can write there can hand out a well-formed entry of other bytes, which the reader's member
+checksums then refuse (an error naming the shard), every epoch until the entry is deleted. A
+directory of another user, or one every user can write (``/tmp`` itself), is refused; one your
+group can write is accepted (those you trust).
 
 The bound: after each write, least recently used entries (by file mtime, refreshed on every hit)
 are deleted until the directory holds at most ``max_bytes``; an entry larger than ``max_bytes`` is
@@ -32,6 +34,8 @@ import threading
 
 import xxhash
 
+from ..errors import UsageError
+
 _SUFFIX = ".bin"
 #: Bytes of XXH3-64 after an entry's data.
 _DIGEST = 8
@@ -45,7 +49,8 @@ class RangeCache:
             raise ValueError(f"cache max_bytes must be >= 0, got {max_bytes}")
         self.dir = os.fspath(dir)
         self.max_bytes = int(max_bytes)
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        _check_owner(self.dir)
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -142,3 +147,20 @@ class RangeCache:
                 except OSError:
                     continue
                 total -= size
+
+
+def _check_owner(path: str) -> None:
+    """Refuse a cache directory another user owns or every user can write (see the module docstring)."""
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"cache_dir {path} is not a directory")
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise UsageError(
+            f"cache_dir {path} belongs to another user (uid {st.st_uid}), who could plant cache entries "
+            "there: choose a directory of your own"
+        )
+    if st.st_mode & stat.S_IWOTH:
+        raise UsageError(
+            f"cache_dir {path} is writable by every user, any of whom could plant cache entries there: "
+            f"choose a directory only you can write, or `chmod o-w {path}`"
+        )

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from lerobot_wds.errors import UsageError
 from lerobot_wds.reader.cache import RangeCache
 from lerobot_wds.reader.storage import Store
 
@@ -86,3 +87,29 @@ def test_writes_go_to_a_new_file_not_through_a_planted_link(tmp_path):
     os.symlink(victim, f"{path}.{os.getpid()}.{threading.get_ident()}.tmp")
     cache.put("u", "n", "v", 0, 3, b"abc")
     assert victim.read_bytes() == b"keep me"
+
+
+def test_a_new_directory_is_private_and_one_every_user_can_write_is_refused(tmp_path):
+    """Whoever can write the directory can plant entries: it must be the user's own."""
+    RangeCache(tmp_path / "new", 1000)
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(UsageError, match=f"{shared} is writable by every user"):
+        RangeCache(shared, 1000)
+    with pytest.raises(UsageError, match="cache_dir /tmp "):  # every user's, whoever runs this
+        Store(str(tmp_path), cache_dir="/tmp")
+    shared.chmod(0o770)  # the group's: those the user trusts
+    cache = RangeCache(shared, 1000)
+    cache.put("u", "n", "v", 0, 3, b"abc")
+    assert cache.get("u", "n", "v", 0, 3) == b"abc"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a directory away needs root")
+def test_a_directory_of_another_user_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 12345, -1)
+    with pytest.raises(UsageError, match=r"belongs to another user \(uid 12345\)"):
+        RangeCache(theirs, 1000)
