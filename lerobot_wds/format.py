@@ -372,7 +372,7 @@ class Manifest:
         """Parse and check a manifest (:func:`check_manifest`; ``bad_episodes``: see there)."""
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, a 5,000-digit number, deep nesting
             raise FormatError(f"{where}: not valid JSON ({e})") from e
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
             raise FormatError(

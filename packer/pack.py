@@ -124,7 +124,12 @@ def _fingerprint(source: Source, selected: list[int], opts: PackOptions) -> dict
 def _check_options(fs: Any, root: str, fp: dict, append: bool) -> None:
     path = f"{root}/{STATE_DIR}/{OPTIONS_NAME}"
     if fs.exists(path):
-        old = json.loads(fs.cat_file(path))
+        try:
+            old = json.loads(fs.cat_file(path))
+        except (ValueError, RecursionError) as e:
+            raise PackError(f"{path}: damaged ({e}); delete OUT (or this file) and pack again") from e
+        if not isinstance(old, dict):
+            raise PackError(f"{path}: damaged (not a JSON object); delete OUT (or this file) and pack again")
         if append:
             appending.check_fingerprint(old, fp, root)
             fp = {**old, "source": fp["source"], "appended": True}

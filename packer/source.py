@@ -168,7 +168,7 @@ def _read_json(fs: Any, path: str) -> Any:
         return json.loads(fs.cat_file(path))  # one GET on HTTP/Hub, where open+read costs a HEAD too
     except FileNotFoundError as e:
         raise SourceError(f"{path}: missing; is this a LeRobot v3.0 dataset root?") from e
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, a 5,000-digit number, deep nesting
         raise SourceError(f"{path}: not valid JSON ({e}); the file is damaged") from e
 
 

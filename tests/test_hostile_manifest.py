@@ -139,6 +139,20 @@ def test_a_malformed_field_is_a_manifest_error_naming_it(packed, tmp_path, edit,
         LeRobotShardDataset(str(ds), batch_size=4)
 
 
+@pytest.mark.parametrize("text,message", [
+    ("[" * 100_000, "maximum recursion depth exceeded"),
+    ('{"format": ' + "9" * 5000 + "}", "Exceeds the limit"),
+    (b"\xff\xfe{}", "Expecting value"),
+])
+def test_a_manifest_json_cannot_parse_is_a_manifest_error(packed, tmp_path, text, message):
+    """What json refuses besides bad syntax (nesting past Python's stack, a number past its digit
+    limit) is the same named error as bad syntax, not a RecursionError or a bare ValueError."""
+    ds = _copy_with(packed, tmp_path, lambda m: None)
+    (ds / "manifest.json").write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(FormatError, match=r"manifest.json: not valid JSON \(.*" + message):
+        LeRobotShardDataset(str(ds))
+
+
 def test_a_version_2_member_without_its_checksum_is_refused(packed, tmp_path):
     """Only version 1 packs are read unchecked: a version 2 manifest that drops a member's XXH3
     would have its bytes read unchecked. Refused, or with on_error="skip" that episode left out."""

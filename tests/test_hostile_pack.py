@@ -81,9 +81,10 @@ def test_bad_info_json_is_named(tmp_path):
     info.write_text(json.dumps({k: v for k, v in d.items() if k != "features"}))
     with pytest.raises(SourceError, match=r"info\.json: no 'features'"):
         open_source(str(src))
-    info.write_text("{not json")
-    with pytest.raises(SourceError, match=r"info\.json: not valid JSON"):
-        open_source(str(src))
+    for text in ("{not json", "[" * 100_000, '{"fps": ' + "9" * 5000 + "}"):  # syntax, nesting, digits
+        info.write_text(text)
+        with pytest.raises(SourceError, match=r"info\.json: not valid JSON"):
+            open_source(str(src))
 
 
 @pytest.mark.parametrize("template,prefix", [("data_path", "../outside/"), ("video_path", "../outside/"),

@@ -120,6 +120,11 @@ def test_rerun_skips_verified_shards_repacks_damaged_and_refuses_other_options(t
         pack(src, str(out), PackOptions(shard_size=1, **QUIET))
     with pytest.raises(PackError, match=r"different episodes"):
         pack(src, str(out), PackOptions(shard_size=150_000, episodes="0-2", **QUIET))
+    options = out / ".lerobot-wds" / "options.json"
+    for damage in ("{cut sho", "[]"):  # a truncated write, or other JSON: named, with what to do
+        options.write_text(damage)
+        with pytest.raises(PackError, match=r"options.json: damaged .*delete OUT"):
+            pack(src, str(out), opts)
 
 
 def _copy(tmp_path: Path, name: str = "lerobot_v3_av1") -> Path:
