@@ -82,6 +82,16 @@ def check_version(version: Any, where: str) -> None:
         )
 
 
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, with every way ``text`` fails to parse a ValueError: bad syntax, bad UTF-8 and a
+    number past Python's digit limit already are; nesting deeper than Python's stack is json's
+    RecursionError, raised here as a ValueError with the same message."""
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise ValueError(str(e)) from e
+
+
 def _whole(v: Any, low: int, high: float = float("inf")) -> bool:
     """Whether ``v`` is a whole number (a JSON or msgpack integer, not a bool) from ``low`` to ``high``."""
     return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
@@ -371,8 +381,8 @@ class Manifest:
     ) -> "Manifest":
         """Parse and check a manifest (:func:`check_manifest`; ``bad_episodes``: see there)."""
         try:
-            d = json.loads(text)
-        except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, a 5,000-digit number, deep nesting
+            d = parse_json(text)
+        except ValueError as e:
             raise FormatError(f"{where}: not valid JSON ({e})") from e
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
             raise FormatError(

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import fsspec
 
 from ..errors import LeRobotWdsError, UsageError
-from ..format import FORMAT_VERSION, MANIFEST_NAME, Manifest, SkippedEpisode, shard_name
+from ..format import FORMAT_VERSION, MANIFEST_NAME, Manifest, SkippedEpisode, parse_json, shard_name
 
 from . import append as appending
 from .check import episode_defect, stat_files
@@ -125,8 +125,8 @@ def _check_options(fs: Any, root: str, fp: dict, append: bool) -> None:
     path = f"{root}/{STATE_DIR}/{OPTIONS_NAME}"
     if fs.exists(path):
         try:
-            old = json.loads(fs.cat_file(path))
-        except (ValueError, RecursionError) as e:
+            old = parse_json(fs.cat_file(path))
+        except ValueError as e:
             raise PackError(f"{path}: damaged ({e}); delete OUT (or this file) and pack again") from e
         if not isinstance(old, dict):
             raise PackError(f"{path}: damaged (not a JSON object); delete OUT (or this file) and pack again")
@@ -150,7 +150,7 @@ def _check_source(fs: Any, root: str, run: str, files: dict) -> None:
     """Refuse a re-run of the pack ``run`` whose input files changed; record them on a new run."""
     path = f"{root}/{STATE_DIR}/{SOURCE_STATE}"
     try:
-        old = json.loads(fs.cat_file(path))
+        old = parse_json(fs.cat_file(path))
     except (FileNotFoundError, ValueError):
         old = None
     if isinstance(old, dict) and old.get("run") == run:
@@ -165,7 +165,7 @@ def _completed(fs: Any, task: ShardTask) -> ShardRecord | None:
     """The task's completion record if its tar is there with the recorded size and sha256."""
     rec_path = task.out_path(f"{STATE_DIR}/{task.name}.json")
     try:
-        record = ShardRecord.from_dict(json.loads(fs.cat_file(rec_path)))
+        record = ShardRecord.from_dict(parse_json(fs.cat_file(rec_path)))
         with fs.open(task.out_path(task.name), "rb") as f:
             size, sha = sha256_file(f)
     except (FileNotFoundError, ValueError, KeyError, TypeError):

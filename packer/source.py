@@ -11,7 +11,6 @@ Hub datasets are read through huggingface_hub's ``HfFileSystem``: ``hf://dataset
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import LeRobotWdsError
+from ..format import parse_json
 from .hub import source_storage_options
 
 log = logging.getLogger(__name__)
@@ -165,10 +165,10 @@ def parse_episodes(spec: str | None, available: Sequence[int]) -> list[int]:
 
 def _read_json(fs: Any, path: str) -> Any:
     try:
-        return json.loads(fs.cat_file(path))  # one GET on HTTP/Hub, where open+read costs a HEAD too
+        return parse_json(fs.cat_file(path))  # one GET on HTTP/Hub, where open+read costs a HEAD too
     except FileNotFoundError as e:
         raise SourceError(f"{path}: missing; is this a LeRobot v3.0 dataset root?") from e
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, a 5,000-digit number, deep nesting
+    except ValueError as e:  # parse_json: every way it fails to parse
         raise SourceError(f"{path}: not valid JSON ({e}); the file is damaged") from e
 
 

@@ -116,6 +116,9 @@ def test_rerun_skips_verified_shards_repacks_damaged_and_refuses_other_options(t
         pack(src, str(out), opts)
     assert "4 of 5 shards already complete" in caplog.text
     assert _tree(out) == before
+    (out / ".lerobot-wds" / "shard-000001.tar.json").write_text("[" * 100_000)  # a record json cannot parse
+    pack(src, str(out), opts)  # that shard is packed again
+    assert _tree(out) == before
     with pytest.raises(PackError, match=r"different shard_size.*empty OUT"):
         pack(src, str(out), PackOptions(shard_size=1, **QUIET))
     with pytest.raises(PackError, match=r"different episodes"):
