@@ -209,6 +209,7 @@ def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 16) -> No
         ctx.extradata = template.extradata
         ctx.thread_count = 1
         kept: list = [None] * len(eps)
+        refs = [VideoDecoder(ep.clips[camera], seek_mode="exact") for ep in eps] if check is not None else []
         for k in range(0, frames, 2):
             for e, dm in enumerate(demuxers):
                 first, second = next(dm), next(dm)
@@ -216,7 +217,7 @@ def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 16) -> No
                     raise SystemExit(f"episode {e}: frame {k} is not a keyframe (not GOP 2): no pairs to decode")
                 rgb = [f.to_ndarray(format="rgb24") for f in ctx.decode(first) + ctx.decode(second)]
                 if check is not None:
-                    want = VideoDecoder(eps[e].clips[camera], seek_mode="exact").get_frames_in_range(k, k + 2)
+                    want = refs[e].get_frames_in_range(k, k + 2)
                     check.append(len(rgb) == 2 and np.array_equal(np.stack(rgb), want.data.permute(0, 2, 3, 1).numpy()))
                 kept[e] = rgb[1] if keep else None  # what the episode's next draw takes
         return [containers, demuxers, ctx, kept]
