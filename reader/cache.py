@@ -89,7 +89,7 @@ class RangeCache:
             return None
         return data
 
-    def put(self, url: str, name: str, version: str, start: int, end: int, data: bytes) -> None:
+    def put(self, url: str, name: str, version: str, start: int, end: int, data: bytes | memoryview) -> None:
         """Store ``data`` (bytes ``[start, end)`` of ``name``), then evict down to ``max_bytes``."""
         if len(data) != end - start or len(data) + _DIGEST > self.max_bytes:
             return

@@ -11,9 +11,16 @@ manifest) fails at the first piece past the file's end, having held no more than
 
 Memory held by prefetching is therefore at most ``max(max_bytes, largest request)``, plus the
 request the consumer holds; ``peak_bytes`` reports the highest level reached and ``Stats`` gets a
-``prefetch_bytes`` observation per request. The request iterator is pulled lazily, only as far as
+``prefetch_bytes`` observation per request fetched. The request iterator is pulled lazily, only as far as
 the budget reaches. Time the consumer spends blocked on a request that has not arrived yet is
 counted as ``wait_s``: near zero when prefetching hides the network.
+
+Consecutive requests of one file that lie next to each other (at most ``MAX_GAP`` bytes apart,
+such as the episodes of a shard in the order they were packed) are fetched as one request of up to
+``chunk_bytes``, and handed over one by one as views of it: fewer, larger requests, as object
+stores serve best. The gap bytes between them are fetched and dropped. A joined request that fails
+is fetched again one request at a time, so an error (a range past the file's end, say) surfaces at
+the request it belongs to and no other. Cache hits and completions stay per request.
 
 Trade-off: splitting a range into pieces costs one request per piece (latency, per-request
 price), but lets a failed piece be fetched again alone and lets pieces of one shard come in
@@ -32,15 +39,33 @@ from .io_stats import PREFETCH_BYTES, WAIT_S, Stats
 
 Request = tuple[str, int, int]
 
+#: The most bytes between two requests of a file that are still fetched as one (a shard's tar
+#: padding between episodes is at most 511).
+MAX_GAP = 64 << 10
+
 
 @dataclass
 class _Entry:
-    request: Request
+    request: Request  # what is fetched: one request, or several next to each other joined
+    members: list[Request]  # the requests handed over from it, in order
     futures: deque[Future] = field(default_factory=deque)  # pieces submitted, in order, not collected yet
     parts: list[bytes] = field(default_factory=list)  # pieces collected by the consumer
     next: int = 0  # where the next piece to submit starts (the request's end: all submitted)
     size: int = 0
     hit: bool = False  # served by ``cached``
+
+    def joins(self, other: "_Entry", chunk_bytes: int) -> bool:
+        """Whether ``other`` (a new single request, not yet submitted) can be fetched with this one."""
+        name, start, end = self.request
+        o_name, o_start, o_end = other.request
+        return (not self.hit and not other.hit and o_name == name
+                and 0 <= o_start - end <= MAX_GAP and o_end - start <= chunk_bytes)
+
+    def join(self, other: "_Entry") -> None:
+        name, start, _ = self.request
+        self.request = (name, start, other.request[2])
+        self.members.append(other.request)
+        self.next, self.size = start, other.request[2] - start
 
 
 class Prefetcher:
@@ -49,7 +74,8 @@ class Prefetcher:
     ``fetch(name, start, end)`` must return exactly bytes ``[start, end)`` of ``name`` (retrying
     is its business) and be safe to call from several threads. ``cached(name, start, end)``, when
     given, may return the whole request's bytes without fetching; ``on_complete`` is called with
-    each request's bytes once fetched (e.g. to fill a cache).
+    each request's bytes once fetched (e.g. to fill a cache). Each request's bytes come as
+    ``bytes``, or as a read-only ``memoryview`` of a joined request's.
     """
 
     def __init__(
@@ -62,7 +88,7 @@ class Prefetcher:
         threads: int = 4,
         stats: Stats | None = None,
         cached: Callable[[str, int, int], bytes | None] | None = None,
-        on_complete: Callable[[str, int, int, bytes], None] | None = None,
+        on_complete: Callable[[str, int, int, bytes | memoryview], None] | None = None,
     ) -> None:
         if max_bytes < 0 or chunk_bytes < 1 or threads < 1:
             raise ValueError(
@@ -85,7 +111,7 @@ class Prefetcher:
         name, start, end = request
         if end < start or start < 0:
             raise ValueError(f"{name}: invalid byte range {start}-{end}")
-        entry = _Entry(request, next=start, size=end - start)
+        entry = _Entry(request, [request], next=start, size=end - start)
         hit = self._cached(name, start, end) if self._cached is not None else None
         if hit is not None:
             done: Future = Future()
@@ -94,7 +120,30 @@ class Prefetcher:
             entry.next, entry.hit = end, True
         return entry
 
-    def _top_up(self, entries: deque, requests: Iterator[Request], pool: ThreadPoolExecutor) -> None:
+    def _entries(self, requests: Iterable[Request]) -> Iterator[_Entry]:
+        """One entry per request, requests next to each other in a file joined (one request ahead)."""
+        pending: _Entry | None = None
+        for request in requests:
+            entry = self._new_entry(request)
+            if pending is not None and pending.joins(entry, self.chunk_bytes):
+                pending.join(entry)
+                continue
+            if pending is not None:
+                yield pending
+            pending = entry
+        if pending is not None:
+            yield pending
+
+    def _unjoin(self, entries: deque) -> None:
+        """Replace the head, a joined request that failed, by its requests, each to be fetched alone."""
+        head = entries.popleft()
+        for f in head.futures:
+            f.cancel()
+        self.bytes_in_flight -= head.next - head.request[1]
+        for name, start, end in reversed(head.members):
+            entries.appendleft(_Entry((name, start, end), [(name, start, end)], next=start, size=end - start))
+
+    def _top_up(self, entries: deque, requests: Iterator[_Entry], pool: ThreadPoolExecutor) -> None:
         """Submit pieces in request order while the budget allows (the head's, up to ``threads`` in
         flight, always)."""
         i = 0
@@ -105,7 +154,7 @@ class Prefetcher:
                 nxt = next(requests, None)
                 if nxt is None:
                     return
-                entries.append(self._new_entry(nxt))
+                entries.append(nxt)
                 if entries[-1].hit:  # served by the cache: already in memory
                     self.bytes_in_flight += entries[-1].size
             entry = entries[i]
@@ -120,8 +169,8 @@ class Prefetcher:
             self.peak_bytes = max(self.peak_bytes, self.bytes_in_flight)
             i += 1
 
-    def __iter__(self) -> Iterator[bytes]:
-        requests = iter(self._requests)
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        requests = self._entries(self._requests)
         entries: deque[_Entry] = deque()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lerobot-wds-prefetch")
         try:
@@ -131,18 +180,35 @@ class Prefetcher:
                 if self.stats is not None:
                     self.stats.observe(PREFETCH_BYTES, self.bytes_in_flight)
                 with self.stats.timer(WAIT_S) if self.stats is not None else nullcontext():
-                    while head.futures:
-                        head.parts.append(head.futures.popleft().result())
+                    failed = False
+                    while head.futures and not failed:
+                        try:
+                            head.parts.append(head.futures.popleft().result())
+                        except Exception:
+                            if len(head.members) == 1:
+                                raise
+                            failed = True
+                            continue
                         if head.next < head.request[2]:  # the head's next pieces, as far as allowed
                             self._top_up(entries, requests, pool)
+                if failed:
+                    self._unjoin(entries)
+                    self._top_up(entries, requests, pool)
+                    continue
                 entries.popleft()
                 parts = head.parts
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
-                self.bytes_in_flight -= head.size
-                if self._on_complete is not None and not head.hit:
-                    self._on_complete(*head.request, data)
-                self._top_up(entries, requests, pool)  # fetch ahead while the consumer works
-                yield data
+                name, start, _ = head.request
+                view = memoryview(data) if len(head.members) > 1 else None
+                for k, (_, s, e) in enumerate(head.members):
+                    piece = data if view is None else view[s - start : e - start]
+                    if k == len(head.members) - 1:  # the joined bytes are no longer held here after this one
+                        self.bytes_in_flight -= head.size
+                    if self._on_complete is not None and not head.hit:
+                        self._on_complete(name, s, e, piece)
+                    self._top_up(entries, requests, pool)  # fetch ahead while the consumer works
+                    yield piece
+                del data, view, parts, piece
         finally:
             for entry in entries:
                 for f in entry.futures:

@@ -178,7 +178,7 @@ class Store:
             self.stats.add(BYTES_FROM_CACHE, len(data))
         return data
 
-    def _remember(self, name: str, start: int, end: int, data: bytes) -> None:
+    def _remember(self, name: str, start: int, end: int, data: bytes | memoryview) -> None:
         if self.cache is not None:
             self.cache.put(self.url, name, self._versions.get(name, ""), start, end, data)
 
@@ -195,9 +195,11 @@ class Store:
         self._remember(name, start, end, data)
         return data
 
-    def stream_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[bytes]:
+    def stream_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[bytes | memoryview]:
         """Yields the bytes of each ``(name, start, end)`` request, in order, exactly once each;
-        later requests are fetched in the background while the consumer works (``prefetch_bytes``)."""
+        later requests are fetched in the background while the consumer works (``prefetch_bytes``),
+        requests next to each other in a file as one of up to ``chunk_bytes`` (``reader/prefetch.py``),
+        whose requests then come as read-only ``memoryview`` slices of it."""
         if self.prefetch_bytes <= 0:
             for name, start, end in requests:
                 yield self.read_range(name, start, end)

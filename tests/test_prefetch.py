@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lerobot_wds.reader.prefetch import Prefetcher
+from lerobot_wds.reader.prefetch import MAX_GAP, Prefetcher
 from lerobot_wds.reader.io_stats import Stats
 
 DATA = bytes(range(256)) * 400  # 102,400 bytes
@@ -109,3 +109,63 @@ def test_a_request_past_the_end_of_its_file_fails_having_fetched_little():
         list(pf)
     assert len(src.fetched) <= len(DATA) // 1000 + 2
     assert pf.peak_bytes <= len(DATA) + 2 * 1000
+
+
+def test_requests_next_to_each_other_are_fetched_as_one():
+    """Episodes of a shard in packed order lie next to each other (tar padding between them): one
+    request of up to chunk_bytes fetches several, each handed over as its own bytes."""
+    src = Recorder()
+    requests = [("d", k * 1000, k * 1000 + 1000 - (k % 7)) for k in range(20)]  # gaps of 0-6 bytes
+    out = list(Prefetcher(src.fetch, requests, max_bytes=20_000, chunk_bytes=4_000, threads=2))
+    assert [bytes(d) for d in out] == [DATA[s:e] for _, s, e in requests]
+    assert sorted(src.fetched) == [(4000 * g, requests[4 * g + 3][2]) for g in range(5)]  # four in each
+
+
+@pytest.mark.parametrize("second", [
+    ("e", 1000, 2000),  # another file
+    ("d", 1000 + MAX_GAP + 1, 2000 + MAX_GAP),  # too far apart
+    ("d", 500, 1500),  # overlapping: each as asked
+    ("d", 0, 1000),  # the same range twice
+    ("d", 1000, 10_000),  # together more than chunk_bytes
+])
+def test_requests_apart_stay_apart(second):
+    src = Recorder()
+    data = {"d": DATA * 2, "e": DATA}
+
+    def fetch(name, start, end):
+        src.fetch(name, start, end)
+        return data[name][start:end]
+
+    requests = [("d", 0, 1000), second]
+    assert list(Prefetcher(fetch, requests, chunk_bytes=5_000)) == [data[n][s:e] for n, s, e in requests]
+    assert sorted(src.fetched) == sorted([(0, 1000)] + [(s, min(e, s + 5_000)) for s, e in [second[1:]] for s in range(s, e, 5_000)])
+
+
+def test_a_joined_request_that_fails_is_fetched_again_alone():
+    """The last of three joined requests runs past the file's end: the other two still arrive, and
+    the error surfaces at the request it belongs to."""
+    src = Recorder()
+
+    def fetch(name, start, end):
+        if end > len(DATA):
+            raise OSError(f"{name}: file ends at {len(DATA)}, bytes {start}-{end} asked for")
+        return src.fetch(name, start, end)
+
+    requests = [("d", 99_000, 100_000), ("d", 100_000, 101_000), ("d", 101_000, 103_000)]
+    it = iter(Prefetcher(fetch, requests, chunk_bytes=8_000))
+    assert bytes(next(it)) == DATA[99_000:100_000]
+    assert bytes(next(it)) == DATA[100_000:101_000]
+    with pytest.raises(OSError, match="bytes 101000-103000"):
+        next(it)
+    assert sorted(src.fetched) == [(99_000, 100_000), (100_000, 101_000)]
+
+
+def test_cache_and_completions_stay_per_request_when_joined():
+    src = Recorder()
+    done = []
+    requests = [("d", 0, 10), ("d", 10, 20), ("d", 20, 30), ("d", 30, 40)]
+    pf = Prefetcher(src.fetch, requests, cached=lambda n, s, e: b"x" * 10 if s == 20 else None,
+                    on_complete=lambda n, s, e, d: done.append((s, e, bytes(d))))
+    assert [bytes(d) for d in pf] == [DATA[0:10], DATA[10:20], b"x" * 10, DATA[30:40]]
+    assert sorted(src.fetched) == [(0, 20), (30, 40)]  # the hit splits the run
+    assert done == [(0, 10, DATA[0:10]), (10, 20, DATA[10:20]), (30, 40, DATA[30:40])]

@@ -74,6 +74,21 @@ def test_stream_from_s3_equals_local_and_lerobot(packed_both, local_run):
     assert stats["decode_s"] > 0 and stats["pool_episodes_max"] <= 16
 
 
+def test_a_shards_episodes_in_packed_order_come_in_one_request(packed_both):
+    """Episodes next to each other in a shard are fetched together (up to ``chunk_bytes``): one
+    request per shard here, not one per episode, with each episode's bytes handed over alone."""
+    from lerobot_wds.reader.episodes import request_for
+
+    local, url, opts = packed_both
+    remote = Store(url, opts)
+    manifest = remote.read_manifest()
+    requests = [request_for(shard.name, e) for shard in manifest.shards for e in shard.episodes]
+    assert len(requests) > len(manifest.shards)
+    got = [bytes(b) for b in remote.stream_ranges(requests)]
+    assert got == [open(f"{local}/{n}", "rb").read()[s:e] for n, s, e in requests]
+    assert remote.stats.snapshot()["requests"] == len(manifest.shards)
+
+
 def test_every_sample_once_through_faults(packed_both, local_run, fault_proxy, monkeypatch):
     url = packed_both[1]
     monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)  # leave retrying to reader/retry.py

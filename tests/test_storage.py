@@ -45,7 +45,10 @@ def test_s3_gives_the_same_bytes_as_local(remote_copy, prefetch_bytes):
     assert [remote.read_range(*r) for r in _requests()] == want
     stats = remote.stats.snapshot()
     asked = 2 * sum(e - s for _, s, e in _requests())  # stream_ranges then read_range
-    assert stats["bytes_fetched"] == stats["bytes_requested"] == asked
+    # stream_ranges fetches ranges of a file lying close together as one, gap bytes included
+    gaps = sum(s - e0 for (n0, _, e0), (n, s, _) in zip(_requests(), _requests()[1:]) if n == n0 and s > e0)
+    assert stats["bytes_fetched"] == stats["bytes_requested"]
+    assert asked <= stats["bytes_requested"] <= asked + (gaps if prefetch_bytes else 0)
 
 
 def test_missing_manifest_and_short_file_are_named(remote_copy, tmp_path):
