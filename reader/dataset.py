@@ -258,6 +258,9 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         last ``drop_n_last_frames`` of each episode) // world_size, the same on every rank."""
         return samples_per_rank(self._epoch_frames, self.world.world_size)
 
+    def _epoch_samples(self) -> int:
+        return self._epoch_frames
+
     def _config(self) -> dict[str, Any]:
         return {
             "seed": self.seed, "shuffle": self.shuffle, "episode_pool_size": self.episode_pool_size,

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .epoch_plan import slot_range
 from .shared import in_worker
 from .world import World
 
@@ -93,6 +94,10 @@ class Resumable:
         self._slot: tuple[int, int, int, int] | None = None
 
     def _config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _epoch_samples(self) -> int:
+        """Samples an epoch yields over all ranks and workers, before they are split into slots."""
         raise NotImplementedError
 
     def _layout(self) -> str | None:
@@ -179,6 +184,13 @@ class Resumable:
                     f"{self._what} belongs to (rank, world_size, worker, num_workers)={tuple(saved)}, "
                     f"this iterator is {slot}; resume with the same ranks and num_workers"
                 )
-            skip = int(yielded)
+            lo, hi = slot_range(self._epoch_samples(), world)
+            if isinstance(yielded, bool) or not isinstance(yielded, int) or not 0 <= yielded <= hi - lo:
+                raise ValueError(
+                    f"{self._what} says {yielded!r} samples were yielded, but (rank, world_size, worker, "
+                    f"num_workers)={slot} yields {hi - lo} per epoch: the state is damaged or not from this "
+                    "dataset; start the epoch afresh"
+                )
+            skip = yielded
         self.epoch, self._slot, self._yielded = epoch, slot, skip
         return epoch, skip, resume

@@ -135,6 +135,9 @@ class MixedDataset(Resumable, IterableDataset):
         return [c / total if total else 0.0 for c in counts]
 
     # --- resume -----------------------------------------------------------------------------
+    def _epoch_samples(self) -> int:
+        return self.num_samples
+
     def _config(self) -> dict[str, Any]:
         return {"seed": self.seed, "weights": list(self.weights), "num_samples": self.num_samples,
                 "world_size": self.world.world_size, "datasets": len(self.datasets)}

@@ -140,6 +140,19 @@ def test_state_of_another_slot_or_setting_is_refused(packed):
         next(iter(other))
 
 
+def test_a_huge_yielded_count_is_refused_not_skipped(packed):
+    """A mixture skips a resumed slot's draws one by one: a damaged count of 10**15 is an error."""
+    path = packed("lerobot_v3_images")
+    m = mix(sources(path), [0.5, 0.5], num_samples=20)
+    next(iter(m))
+    state = m.state_dict()
+    state["yielded"] = 10**15
+    other = mix(sources(path), [0.5, 0.5], num_samples=20)
+    other.load_state_dict(state)
+    with pytest.raises(ValueError, match="yields 20 per epoch"):
+        next(iter(other))
+
+
 def test_config_errors(packed):
     path = packed("lerobot_v3_images")
     with pytest.raises(ValueError, match=r"1 weights \[1.0\] for 2 datasets"):

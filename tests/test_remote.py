@@ -119,3 +119,26 @@ def test_second_epoch_comes_from_the_local_cache(packed_both, local_run, tmp_pat
     assert 0 < store.cache.size_bytes() <= 10_000_000
     want = {int(s["index"]): s for s in local_run[0]}
     assert all(_equal(s, want[int(s["index"])]) for s in second)
+
+
+def test_episodes_fetched_together_are_cached_one_by_one(packed_both, local_run, tmp_path):
+    """Episodes 1 and 2 lie next to each other in one shard: fetched as one request, they still
+    go into the cache as one entry each, and the next epoch reads both from it."""
+    url, opts = packed_both[1], packed_both[2]
+    store = Store(url, opts, cache_dir=tmp_path / "cache")
+    ds = LeRobotShardDataset(store, episodes=[1, 2], seed=1)
+    manifest = store.read_manifest()
+    spans = [e.span for s in manifest.shards for e in s.episodes if e.episode_index in (1, 2)]
+    assert spans[0][1] <= spans[1][0]  # the same shard, one after the other
+    _all(ds)
+    fetched = ds.io_stats()["bytes_fetched"]
+    assert fetched >= sum(b - a for a, b in spans)
+    ds.set_epoch(1)
+    second = _all(ds)
+    stats = ds.io_stats()
+    assert stats["bytes_fetched"] == fetched  # nothing fetched again
+    assert stats["bytes_from_cache"] == sum(b - a for a, b in spans)
+    assert len([f for f in (tmp_path / "cache").rglob("*.bin")]) == 2
+    want = {int(s["index"]): s for s in local_run[0]}
+    assert len(second) == sum(e.length for s in manifest.shards for e in s.episodes if e.episode_index in (1, 2))
+    assert all(_equal(s, want[int(s["index"])]) for s in second)

@@ -79,3 +79,16 @@ def test_state_from_another_pack_is_refused(packed, tmp_path):
     with pytest.raises(ValueError, match="taken on another pack"):
         other.load_state_dict(state)
     LeRobotShardDataset(packed("lerobot_v3_av1"), shuffle=True, seed=3).load_state_dict(state)  # same pack: accepted
+
+
+@pytest.mark.parametrize("yielded", [-1, 41, 10**18, "3", 2.0, True])
+def test_a_count_the_slot_cannot_have_yielded_is_refused(packed, yielded):
+    """Rank 0 of 2 yields 40 of the fixture's 80 frames an epoch: a state saying otherwise is
+    damaged, and resuming from it would drop samples (or, huge, spend its count skipping)."""
+    path = packed("lerobot_v3_images")
+    state = make_dataset(path, 0, 2).state_dict()
+    state["yielded"] = yielded
+    ds = make_dataset(path, 0, 2)
+    ds.load_state_dict(state)
+    with pytest.raises(ValueError, match=rf"says {yielded!r} samples were yielded, but .* yields 40 per epoch"):
+        next(iter(ds))
