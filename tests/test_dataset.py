@@ -1,6 +1,7 @@
 """reader/dataset.py end to end: real packed shards, real DataLoaders, compared with lerobot's values."""
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -221,6 +222,24 @@ def test_on_error_skip_counts(packed, tmp_path):
     got = indices_of(ds)
     assert 0 < len(got) < 320 and ds.skipped == 320 - len(got)
     assert ds.io_stats()["skipped"] == ds.skipped
+
+
+def test_skip_loses_only_the_episode_cut_off(packed, tmp_path):
+    """shard-000001.tar ends inside its last episode: that episode is skipped, no other. The shard's
+    episodes are fetched as one request; it fails at the file's end, and each episode is fetched
+    again alone, so the ones still whole are read."""
+    path = tmp_path / "cut"
+    shutil.copytree(packed("lerobot_v3_av1"), path)
+    ds = LeRobotShardDataset(path, shuffle=False, on_error="skip")
+    shards = ds.store.read_manifest().shards
+    shard = next(s for s in shards if s.name == "shard-000001.tar")
+    assert len(shard.episodes) >= 2
+    tar = path / shard.name
+    tar.write_bytes(tar.read_bytes()[: shard.episodes[-1].span[0] + 1000])
+    want = sorted(i for s in shards for e in s.episodes if e is not shard.episodes[-1]
+                  for i in range(e.dataset_from_index, e.dataset_from_index + e.length))
+    got = indices_of(ds)
+    assert sorted(got) == want and ds.skipped == 320 - len(want)
 
 
 def test_each_video_frame_decoded_once_per_epoch(packed):
