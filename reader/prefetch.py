@@ -11,8 +11,8 @@ manifest) fails at the first piece past the file's end, having held no more than
 
 Memory held by prefetching is therefore at most ``max(max_bytes, largest request)``, plus the
 request the consumer holds; ``peak_bytes`` reports the highest level reached and ``Stats`` gets a
-``prefetch_bytes`` observation per request fetched. The request iterator is pulled lazily, only as far as
-the budget reaches. Time the consumer spends blocked on a request that has not arrived yet is
+``prefetch_bytes`` observation per request fetched. The request iterator is pulled lazily, only as
+far as the budget reaches (and one request ahead, to see whether it joins the one before). Time the consumer spends blocked on a request that has not arrived yet is
 counted as ``wait_s``: near zero when prefetching hides the network.
 
 Consecutive requests of one file that lie next to each other (at most ``MAX_GAP`` bytes apart,

@@ -199,7 +199,8 @@ class Store:
         """Yields the bytes of each ``(name, start, end)`` request, in order, exactly once each;
         later requests are fetched in the background while the consumer works (``prefetch_bytes``),
         requests next to each other in a file as one of up to ``chunk_bytes`` (``reader/prefetch.py``),
-        whose requests then come as read-only ``memoryview`` slices of it."""
+        whose requests then come as read-only ``memoryview`` slices of it. With ``prefetch_bytes=0``
+        each request is read alone, when the consumer asks for it."""
         if self.prefetch_bytes <= 0:
             for name, start, end in requests:
                 yield self.read_range(name, start, end)
