@@ -92,7 +92,7 @@ def parse_json(text: str | bytes) -> Any:
         raise ValueError(str(e)) from e
 
 
-def _whole(v: Any, low: int, high: float = float("inf")) -> bool:
+def whole_number(v: Any, low: int, high: float = float("inf")) -> bool:
     """Whether ``v`` is a whole number (a JSON or msgpack integer, not a bool) from ``low`` to ``high``."""
     return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
@@ -123,7 +123,7 @@ class ClipInfo:
         for name, low, high in (("lead_in", 0, 2**31), ("num_frames", 0, 2**31), ("width", 1, MAX_VIDEO_SIDE),
                                 ("height", 1, MAX_VIDEO_SIDE)):
             v = d[name]
-            if not _whole(v, low, high):
+            if not whole_number(v, low, high):
                 raise ValueError(f"clip info {name} {v!r} is not a whole number from {low} to {high}")
         if not isinstance(d["reencoded"], bool) or not isinstance(d["codec"], str):
             raise TypeError(f"clip info reencoded {d['reencoded']!r} / codec {d['codec']!r} are not a bool and a string")
@@ -426,7 +426,7 @@ def _check_fields(d: Mapping[str, Any]) -> None:
         if not isinstance(f, dict):
             raise TypeError(f"feature {name!r} is {type(f).__name__}, not a JSON object")
         shape = f.get("shape", [])
-        if not (isinstance(shape, list) and all(_whole(n, 0) for n in shape)):
+        if not (isinstance(shape, list) and all(whole_number(n, 0) for n in shape)):
             raise ValueError(f"feature {name!r} has shape {shape!r}, not a list of sizes")
     for index, task in d["tasks"].items():
         if not isinstance(task, str):
@@ -436,7 +436,7 @@ def _check_fields(d: Mapping[str, Any]) -> None:
             raise TypeError(f"videos entry {name!r} is {type(v).__name__}, not a JSON object")
         for side in ("width", "height"):
             n = v.get(side, 1)
-            if not _whole(n, 1, MAX_VIDEO_SIDE):
+            if not whole_number(n, 1, MAX_VIDEO_SIDE):
                 raise ValueError(f"videos entry {name!r} has {side} {n!r}, not a size from 1 to {MAX_VIDEO_SIDE}")
     if d.get("robot_type") is not None and not isinstance(d["robot_type"], str):
         raise TypeError(f"'robot_type' {d['robot_type']!r} is not a string")

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..format import whole_number
 from .epoch_plan import slot_range
 from .shared import in_worker
 from .world import World
@@ -185,7 +186,7 @@ class Resumable:
                     f"this iterator is {slot}; resume with the same ranks and num_workers"
                 )
             lo, hi = slot_range(self._epoch_samples(), world)
-            if isinstance(yielded, bool) or not isinstance(yielded, int) or not 0 <= yielded <= hi - lo:
+            if not whole_number(yielded, 0, hi - lo):
                 raise ValueError(
                     f"{self._what} says {yielded!r} samples were yielded, but (rank, world_size, worker, "
                     f"num_workers)={slot} yields {hi - lo} per epoch: the state is damaged or not from this "

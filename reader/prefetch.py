@@ -12,8 +12,9 @@ manifest) fails at the first piece past the file's end, having held no more than
 Memory held by prefetching is therefore at most ``max(max_bytes, largest request)``, plus the
 request the consumer holds; ``peak_bytes`` reports the highest level reached and ``Stats`` gets a
 ``prefetch_bytes`` observation per request fetched. The request iterator is pulled lazily, only as
-far as the budget reaches (and one request ahead, to see whether it joins the one before). Time the consumer spends blocked on a request that has not arrived yet is
-counted as ``wait_s``: near zero when prefetching hides the network.
+far as the budget reaches (and one request ahead, to see whether it joins the one before). Time
+the consumer spends blocked on a request that has not arrived yet is counted as ``wait_s``: near
+zero when prefetching hides the network.
 
 Consecutive requests of one file that lie next to each other (at most ``MAX_GAP`` bytes apart,
 such as the episodes of a shard in the order they were packed) are fetched as one request of up to
@@ -54,6 +55,12 @@ class _Entry:
     size: int = 0
     hit: bool = False  # served by ``cached``
 
+    @classmethod
+    def single(cls, request: Request) -> "_Entry":
+        """One request, nothing of it submitted yet."""
+        _, start, end = request
+        return cls(request, [request], next=start, size=end - start)
+
     def joins(self, other: "_Entry", chunk_bytes: int) -> bool:
         """Whether ``other`` (a new single request, not yet submitted) can be fetched with this one."""
         name, start, end = self.request
@@ -65,7 +72,7 @@ class _Entry:
         name, start, _ = self.request
         self.request = (name, start, other.request[2])
         self.members.append(other.request)
-        self.next, self.size = start, other.request[2] - start
+        self.size = other.request[2] - start
 
 
 class Prefetcher:
@@ -111,7 +118,7 @@ class Prefetcher:
         name, start, end = request
         if end < start or start < 0:
             raise ValueError(f"{name}: invalid byte range {start}-{end}")
-        entry = _Entry(request, [request], next=start, size=end - start)
+        entry = _Entry.single(request)
         hit = self._cached(name, start, end) if self._cached is not None else None
         if hit is not None:
             done: Future = Future()
@@ -140,8 +147,8 @@ class Prefetcher:
         for f in head.futures:
             f.cancel()
         self.bytes_in_flight -= head.next - head.request[1]
-        for name, start, end in reversed(head.members):
-            entries.appendleft(_Entry((name, start, end), [(name, start, end)], next=start, size=end - start))
+        for request in reversed(head.members):
+            entries.appendleft(_Entry.single(request))
 
     def _top_up(self, entries: deque, requests: Iterator[_Entry], pool: ThreadPoolExecutor) -> None:
         """Submit pieces in request order while the budget allows (the head's, up to ``threads`` in
@@ -181,14 +188,14 @@ class Prefetcher:
                     self.stats.observe(PREFETCH_BYTES, self.bytes_in_flight)
                 with self.stats.timer(WAIT_S) if self.stats is not None else nullcontext():
                     failed = False
-                    while head.futures and not failed:
+                    while head.futures:
                         try:
                             head.parts.append(head.futures.popleft().result())
                         except Exception:
                             if len(head.members) == 1:
                                 raise
                             failed = True
-                            continue
+                            break
                         if head.next < head.request[2]:  # the head's next pieces, as far as allowed
                             self._top_up(entries, requests, pool)
                 if failed:
