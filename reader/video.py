@@ -1,17 +1,21 @@
-"""Decoding an episode's camera clips in memory with torchcodec, each needed frame once.
+"""Decoding an episode's camera clips in memory, each needed frame once.
 
-One ``VideoDecoder`` per pool episode and camera, built from the clip bytes on first use and
-dropped when the episode leaves the pool. Held between draws, though decoders are the largest part
-of what a pool episode holds: a decoder opened for the frame the pool asks for next costs 3.6-5.0
-ms at 480x640 and 1.4-4.4 ms at 240x320 (``approximate`` and ``exact`` seek modes), against
-1.4-1.7 and 0.4-0.6 ms from the held one (``tools/bench_frame_costs.py``, two runs). The pool
-draws an episode's frames in file order (from a random start, wrapping once: ``pool.py``), so a
-miss decodes forward, frame by frame, from the first missing frame to the last one asked for:
-the held decoder goes front to back, every frame decoded once, window frames shared. Only the
-frames the next sample's window can still use are kept (the backward and forward window reach),
-none for a camera without a window: a pool of many episodes costs their compressed bytes and
-decoders (2.5 MB each at 480x640 with one thread, 8 frames in: ``tools/bench_frame_costs.py``),
-not their frames.
+A decoder per pool episode and camera, built from the clip bytes on first use and dropped when the
+episode leaves the pool, held between draws: a decoder opened for the frame the pool asks for next
+costs 3.6-5.0 ms at 480x640 and 1.4-4.4 ms at 240x320 (``approximate`` and ``exact`` seek modes),
+against 1.4-1.7 and 0.4-0.6 ms from the held one (``tools/bench_frame_costs.py``, two runs). On
+the CPU, a clip of at most two frames a GOP (lerobot's writer's) in the colours where PyAV's
+pixels equal torchcodec's decodes through a codec context every episode shares, and the episode
+holds at most one decoded frame instead of a decoder (``shared_decoder.py``); every other clip
+(longer GOPs, B-frames, BT.709, a GPU) gets a torchcodec ``VideoDecoder`` of its own, as does a
+clip the shared path hands over mid-way. The pool draws an episode's frames in file order (from a
+random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by frame, from the
+first missing frame to the last one asked for: the decoder goes front to back, every frame
+decoded once, window frames shared. Only the frames the next sample's window can still use are
+kept (the backward and forward window reach), none for a camera without a window: a pool of many
+episodes costs their compressed bytes and decoders (a torchcodec decoder 2.5 MB at 480x640 with
+one thread, 8 frames in; the shared path about 1.1 MB, mostly its one decoded frame:
+``tools/bench_frame_costs.py``), not their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
 no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds), or are
@@ -57,6 +61,7 @@ import torch
 from ..errors import UsageError
 from .depth import DepthClipDecoder
 from .episodes import LoadedEpisode, EpisodeError
+from .shared_decoder import SharedClipDecoder, SharedPathEnded, open_shared
 from .torchcodec_import import video_decoder_class
 
 log = logging.getLogger(__name__)
@@ -105,14 +110,16 @@ _FORK_HOOKED = False
 
 
 def import_decoders_before_fork() -> None:
-    """Have torchcodec imported in this process right before it forks, rather than now.
+    """Have PyAV, which decodes lerobot's clips (``shared_decoder.py``), imported in this process
+    right before it forks, rather than now.
 
-    Importing torchcodec costs time and memory in every process (0.1-0.5 s and ~40 MB resident
-    here; 2.3 s and ~110 MB more where ``torch._dynamo`` comes with it: ``torchcodec_import.py``).
     Forked DataLoader workers inherit what the parent imported, so the parent imports it once,
     just before the first fork, instead of every worker paying the time before its first batch.
     Spawned and forkserver workers import it themselves, so with them the training process, which
-    then decodes nothing, never imports it. Without workers, the first decode imports it.
+    then decodes nothing, never imports it. torchcodec is imported where a clip first needs it
+    (one the shared path does not take, or a GPU): it costs 0.1-0.5 s and ~40 MB resident in a
+    process here, 2.3 s and ~110 MB more where ``torch._dynamo`` comes with it
+    (``torchcodec_import.py``).
     """
     global _FORK_HOOKED
     if not _FORK_HOOKED and hasattr(os, "register_at_fork"):
@@ -121,7 +128,7 @@ def import_decoders_before_fork() -> None:
 
 
 def _import_decoders() -> None:
-    video_decoder_class()
+    import av  # noqa: F401
 
 
 def planar(frame: torch.Tensor) -> torch.Tensor:
@@ -185,7 +192,7 @@ class EpisodeVideo:
         self._decoders: dict[str, object] = {}
         self._frames: dict[str, dict[int, torch.Tensor]] = {}
         self._fallback_checked: set[str] = set()  # cameras whose decoder was asked whether it fell back
-        self.decoded = 0  # frames torchcodec returned (decode work; 1 per frame when nothing repeats)
+        self.decoded = 0  # frames the decoders gave (decode work; 1 per frame when nothing repeats)
 
     def _decoder(self, camera: str):
         dec = self._decoders.get(camera)
@@ -196,7 +203,9 @@ class EpisodeVideo:
                 if camera in self.depth:
                     dec = DepthClipDecoder(clip)
                 else:
-                    dec = video_decoder_class()(clip, device=self.device, seek_mode="exact", num_ffmpeg_threads=1)
+                    dec = open_shared(clip) if self.device == "cpu" else None
+                    if dec is None:
+                        dec = self._held_decoder(camera)
             except (RuntimeError, ValueError, IndexError) as e:
                 # Opens on the CPU: the device is at fault, not the episode (depth maps: always the CPU).
                 if self.device != "cpu" and camera not in self.depth and _opens_on_cpu(clip):
@@ -208,7 +217,7 @@ class EpisodeVideo:
                         "video_decode_device at 'cpu'"
                     ) from e
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} does not open ({e})") from e
-            meta = dec if camera in self.depth else dec.metadata
+            meta = dec if camera in self.depth or isinstance(dec, SharedClipDecoder) else dec.metadata
             wrong = info.size_mismatch((meta.width, meta.height), self.sizes.get(camera))
             if wrong:
                 raise EpisodeError(f"{self.episode.where}: clip of camera {camera!r} {wrong}; repack this episode")
@@ -220,6 +229,22 @@ class EpisodeVideo:
                 )
             self._decoders[camera] = dec
         return dec
+
+    def _held_decoder(self, camera: str):
+        return video_decoder_class()(self.episode.clips[camera], device=self.device, seek_mode="exact",
+                                     num_ffmpeg_threads=1)
+
+    def _frame(self, camera: str, i: int) -> torch.Tensor:
+        dec = self._decoders[camera]
+        if camera in self.depth:
+            return dec.codes_at(i)
+        if isinstance(dec, SharedClipDecoder):
+            try:
+                return dec.frame_at(i)
+            except SharedPathEnded as e:  # its torchcodec decoder takes over, from this frame on
+                log.debug("%s: camera %r decoded by torchcodec from frame %d on: %s", self.episode.where, camera, i, e)
+                dec = self._decoders[camera] = self._held_decoder(camera)
+        return dec.get_frame_at(i).data
 
     def frames(self, camera: str, idx: np.ndarray, at: int | None = None) -> torch.Tensor:
         """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats
@@ -270,14 +295,14 @@ class EpisodeVideo:
         have = self._frames.setdefault(camera, {})
         missing = [i for i in wanted if i not in have]
         if missing:
-            dec = self._decoder(camera)
+            dec = self._decoder(camera)  # opened here; _frame may swap it (its torchcodec decoder)
             info = self.episode.meta.clips[camera]
             first, last = min(missing), max(missing)
             for i in range(first, last + 1):  # forward, one by one: the decoder never seeks back
                 if i in have:
                     continue
                 try:
-                    frame = dec.codes_at(i + info.lead_in) if camera in self.depth else dec.get_frame_at(i + info.lead_in).data
+                    frame = self._frame(camera, i + info.lead_in)
                 except (RuntimeError, ValueError, IndexError) as e:
                     raise EpisodeError(
                         f"{self.episode.where}: decoding frames {first}..{last} of camera {camera!r} failed ({e})"

@@ -97,43 +97,49 @@ from lerobot_wds.reader import LeRobotShardDataset
 AT_START = None
 
 
-def note(_):  # worker_init_fn: was torchcodec there before this worker decoded anything?
+def imported():
+    return ["av" in sys.modules, "torchcodec" in sys.modules]
+
+
+def note(_):  # worker_init_fn: what was there before this worker decoded anything?
     global AT_START
-    AT_START = "torchcodec" in sys.modules
+    AT_START = imported()
 
 
 def at_start(batch):  # collate_fn, after the worker decoded the batch
-    return AT_START, "torch._dynamo" in sys.modules
+    return (*AT_START, *imported(), "torch._dynamo" in sys.modules)
 
 
 if __name__ == "__main__":
     ds = LeRobotShardDataset(sys.argv[1], return_uint8=True)
-    out = {"after_init": "torchcodec" in sys.modules}
+    out = {"after_init": imported()}
     for context in ("spawn", "fork"):
         flags = set(DataLoader(ds, batch_size=40, num_workers=1, multiprocessing_context=context,
                                worker_init_fn=note, collate_fn=at_start))
-        out[context] = [sorted(flags), "torchcodec" in sys.modules]
+        out[context] = [sorted(flags), imported()]
     decoded = sum(len(b["index"]) for b in DataLoader(ds, batch_size=40))  # in this process
-    out["decoded here"] = [decoded == len(ds), "torch._dynamo" in sys.modules]
+    out["decoded here"] = [decoded == len(ds), *imported(), "torch._dynamo" in sys.modules]
     import torch._dynamo  # the real one, for a torch.compile after decoding
     out["compiles"] = torch.compile(lambda x: x + 1, backend="eager")(torch.ones(2)).tolist()
     print(json.dumps(out))
 """
 
 
-def test_training_process_imports_torchcodec_only_to_fork_workers(packed, tmp_path):
-    """reader/video.py ``import_decoders_before_fork``: torchcodec is not imported by making a
-    dataset nor by spawned workers decoding; forked workers find it imported. No process that
-    decodes imports ``torch._dynamo`` for it (reader/torchcodec_import.py), and ``torch.compile``
-    still works after."""
+def test_decoding_processes_import_only_what_decodes(packed, tmp_path):
+    """reader/video.py ``import_decoders_before_fork``: making a dataset imports no decoder; forked
+    workers find PyAV imported (what decodes lerobot's clips: shared_decoder.py), spawned ones
+    import it themselves; torchcodec, which decodes only what the shared path does not take, is
+    imported by none of them here, nor is ``torch._dynamo``; ``torch.compile`` works after."""
     script = tmp_path / "imports.py"
     script.write_text(IMPORTS_SCRIPT)
     run = subprocess.run([sys.executable, str(script), packed("lerobot_v3_av1")], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
-    assert got == {"after_init": False, "spawn": [[[False, False]], False], "fork": [[[True, False]], True],
-                   "decoded here": [True, False], "compiles": [2.0, 2.0]}
+    assert got == {"after_init": [False, False],
+                   "spawn": [[[False, False, True, False, False]], [False, False]],
+                   "fork": [[[True, False, True, False, False]], [True, False]],
+                   "decoded here": [True, True, False, False], "compiles": [2.0, 2.0]}
 
 
 def collect(path, num_workers, world_size=1, epoch=0, seed=0, **kw):

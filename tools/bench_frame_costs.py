@@ -26,12 +26,12 @@ a decoder on the clip (``exact`` and ``approximate`` seek modes) and decoding th
 asks for next (frames 10 and 11, one of each GOP-2 pair), against the next frame from a held
 decoder. Numbers quoted in reader/video.py.
 
-Last, a decoder not held per episode (not what the reader does; a design measured for memory):
-one PyAV codec context per camera fed every episode's packets in the pool's order, two frames a
-turn from a keyframe (at GOP 2 the pair's second frame refers only to the first), the second kept
-decoded for the episode's next turn; each episode holds its clip open in a demuxer instead of a
-decoder. It checks that its pixels equal torchcodec's (every frame, RGB), and prints ms a frame
-against held torchcodec decoders in the same order and the resident memory per episode of each.
+Last, the reader's decoder shared by every episode (``reader/shared_decoder.py``): one PyAV codec
+context per camera fed every episode's packets in the pool's order, two frames a turn from a
+keyframe (at GOP 2 the pair's second frame refers only to the first), the second kept decoded for
+the episode's next turn. It checks that its pixels equal torchcodec's (every frame), and prints ms
+a frame against held torchcodec decoders in the same order and the resident memory per episode of
+each.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -192,48 +192,39 @@ def main(argv=None) -> int:
 
 
 def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 16) -> None:
-    """Print a decoder shared by every episode (see the module docstring) against held decoders."""
-    import io
-
+    """Print the reader's shared decoder (see the module docstring) against held decoders."""
     import av
-    import numpy as np
+    import torch
+
+    from lerobot_wds.reader.shared_decoder import open_shared
 
     eps = [ep for ep in eps if ep.meta.clips[camera].num_frames >= frames]
 
-    def shared_turns(keep: bool, check: list | None = None) -> list:
-        """Every episode's first ``frames`` frames, two a turn; returns what the episodes hold."""
-        containers = [av.open(io.BytesIO(ep.clips[camera])) for ep in eps]
-        demuxers = [(p for p in c.demux(c.streams.video[0]) if p.size) for c in containers]
-        template = containers[0].streams.video[0].codec_context
-        ctx = av.CodecContext.create(template.name, "r")
-        ctx.extradata = template.extradata
-        ctx.thread_count = 1
-        kept: list = [None] * len(eps)
+    def shared_turns(check: list | None = None) -> list:
+        """Every episode's first ``frames`` frames in the pool's order; returns what the episodes hold."""
+        decoders = [open_shared(ep.clips[camera]) for ep in eps]
+        if None in decoders:
+            raise SystemExit(f"camera {camera!r}: some clips do not take the shared path (reader/shared_decoder.py)")
         refs = [VideoDecoder(ep.clips[camera], seek_mode="exact") for ep in eps] if check is not None else []
-        for k in range(0, frames, 2):
-            for e, dm in enumerate(demuxers):
-                first, second = next(dm), next(dm)
-                if not first.is_keyframe:
-                    raise SystemExit(f"episode {e}: frame {k} is not a keyframe (not GOP 2): no pairs to decode")
-                rgb = [f.to_ndarray(format="rgb24") for f in ctx.decode(first) + ctx.decode(second)]
+        for i in range(frames):
+            for e, d in enumerate(decoders):
+                got = d.frame_at(i)
                 if check is not None:
-                    want = refs[e].get_frames_in_range(k, k + 2)
-                    check.append(len(rgb) == 2 and np.array_equal(np.stack(rgb), want.data.permute(0, 2, 3, 1).numpy()))
-                kept[e] = rgb[1] if keep else None  # what the episode's next draw takes
-        return [containers, demuxers, ctx, kept]
+                    check.append(torch.equal(got, refs[e].get_frame_at(i).data))
+        return decoders
 
     def held_turns() -> list:
         """The same frames from held torchcodec decoders, one a turn, in the pool's order."""
         decoders = [VideoDecoder(ep.clips[camera], seek_mode="exact", num_ffmpeg_threads=1) for ep in eps]
         for i in range(frames):
             for d in decoders:
-                d.get_frame_at(i).data.permute(1, 2, 0).numpy()
+                d.get_frame_at(i)
         return decoders
 
     check: list[bool] = []
-    shared_turns(False, check)
+    shared_turns(check)
     rows = {}
-    for name, run in (("held", held_turns), ("shared", lambda: shared_turns(True))):
+    for name, run in (("held", held_turns), ("shared", shared_turns)):
         gc.collect()
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         base = status_bytes("RssAnon")
@@ -243,12 +234,10 @@ def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 16) -> No
         gc.collect()
         rows[name] = (ms, (status_bytes("RssAnon") - base) / len(eps) / 1e6)
         del holds
-    with av.open(io.BytesIO(eps[0].clips[camera])) as c:
-        codec = c.streams.video[0].codec_context.name
-    print(f"  a decoder shared by {len(eps)} episodes (PyAV {av.__version__}, {codec}): "
-          f"pixels equal torchcodec's in {sum(check)} of {len(check)} pairs; "
+    print(f"  the reader's shared decoder over {len(eps)} episodes (PyAV {av.__version__}): "
+          f"pixels equal torchcodec's in {sum(check)} of {len(check)} frames; "
           f"{rows['shared'][0]:.2f} ms a frame, two a turn, against {rows['held'][0]:.2f} held, one a turn; "
-          f"resident per episode {rows['shared'][1]:.2f} MB (demuxer and kept frame) against "
+          f"resident per episode {rows['shared'][1]:.2f} MB (packet places and kept frame) against "
           f"{rows['held'][1]:.2f} MB (held decoder)")
 
 

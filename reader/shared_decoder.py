@@ -1,0 +1,163 @@
+"""Decoding clips of at most two frames a GOP through one codec context shared by every episode.
+
+A held torchcodec decoder per pool episode and camera (``video.py``) is most of what a pool
+episode holds: 2.5 MB at 480x640 and 1.2 MB at 240x320 with one FFmpeg thread, against a clip of
+about 1.4 MB for both cameras. lerobot writes its clips with a keyframe every second frame (GOP 2:
+the frame after a keyframe refers only to it), so a frame needs no decoder state from earlier
+turns: one PyAV codec context per camera and thread, fed each episode's packets in the pool's
+order, decodes a keyframe and the frame after it in one turn, and the episode keeps the second
+frame, decoded, for its next draw. An episode then holds its packets' places in its clip and at
+most one decoded frame per camera instead of a decoder: 1.13-1.16 against 2.44-2.61 MB at 480x640
+and 0.33 against 1.13 at 240x320, at 1.01 against 1.21 ms a frame (480x640, PyAV 15.1, lerobot's
+environment; ``tools/bench_frame_costs.py``, "Measured" in docs/performance.md).
+
+The frames must equal torchcodec's, LeRobotDataset's decoder, pixel for pixel. :func:`open_shared`
+says None (the caller holds a torchcodec decoder instead) unless everything that makes them equal
+holds: the clip is CPU-decoded 8-bit 4:2:0 (``yuv420p``, or ``yuvj420p`` in full range); its colour matrix is untagged or BT.601
+(lerobot's writer tags none), under which PyAV's RGB conversion equals torchcodec's in both
+supported stacks, where under BT.709 PyAV 15.1 differs by up to 39 (``tools/check_pyav_colour.py``,
+and the tests); decode order is presentation order (no B-frames); every frame is a keyframe or
+follows one; and each packet's bytes are where the demuxer says. A turn that gives back other
+than one frame per packet, or a frame of another format, colour tag or size, ends the shared path
+for that episode and camera (its torchcodec decoder takes over at the same frame) rather than
+yield a frame that might differ.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import numpy as np
+import torch
+
+#: Colour matrices (FFmpeg's AVColorSpace numbers) under which PyAV's ``rgb24`` equals torchcodec's:
+#: unspecified (2), BT.470BG (5) and SMPTE 170M (6), the BT.601 family, in every colour range.
+SAME_COLOUR = frozenset({2, 5, 6})
+
+#: Pixel formats taken: 8-bit 4:2:0, limited range or full (FFmpeg's h264 decoder says yuvj420p).
+SAME_FORMAT = frozenset({"yuv420p", "yuvj420p"})
+
+#: Each thread's codec contexts, one per (codec, extradata, size): never used by two threads.
+_contexts = threading.local()
+
+
+class SharedPathEnded(Exception):
+    """The shared path cannot give this frame exactly; the caller decodes it with torchcodec."""
+
+
+def _context(av, codec: str, extradata: bytes | None, size: tuple[int, int]):
+    by_key = getattr(_contexts, "by_key", None)
+    if by_key is None:
+        by_key = _contexts.by_key = {}
+    key = (codec, extradata, size)
+    ctx = by_key.get(key)
+    if ctx is None:
+        ctx = av.CodecContext.create(codec, "r")
+        if extradata:
+            ctx.extradata = extradata
+        ctx.thread_count = 1  # one FFmpeg thread per decoder, as torchcodec's (video.py)
+        by_key[key] = ctx
+    return ctx
+
+
+def _drop_context(key: tuple) -> None:
+    getattr(_contexts, "by_key", {}).pop(key, None)
+
+
+class SharedClipDecoder:
+    """Frames of one clip by index in presentation order, decoded through a context this thread
+    shares with every other clip of the same codec, extradata and size. ``frame_at(i)`` gives
+    frame ``i`` as torchcodec does: a uint8 ``(3, H, W)`` view of interleaved ``(H, W, 3)``
+    memory of its own."""
+
+    def __init__(self, av, clip: bytes, codec: str, extradata: bytes | None, width: int, height: int,
+                 places: np.ndarray, key: np.ndarray) -> None:
+        self._av = av
+        self._clip = memoryview(clip)
+        self._ctx_key = (codec, extradata, (width, height))
+        self.width, self.height = width, height
+        self.num_frames = len(places)
+        self._places = places  # (n, 2) int64: each packet's byte offset and size in the clip
+        self._key = key
+        self._kept: tuple[int, torch.Tensor] | None = None  # the frame after the last one given
+
+    def frame_at(self, i: int) -> torch.Tensor:
+        """Frame ``i``; raises :class:`SharedPathEnded` when it cannot be given exactly, ValueError
+        for a clip that does not decode (as torchcodec does)."""
+        if not 0 <= i < self.num_frames:
+            raise IndexError(f"frame {i} is not in the clip's {self.num_frames} frames")
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] == i:
+            return kept[1]
+        start = i if self._key[i] else i - 1  # a frame that is no keyframe follows one (open_shared)
+        turn = [start] if start + 1 >= self.num_frames or self._key[start + 1] else [start, start + 1]
+        frames = self._turn(turn)
+        if i == start and len(frames) == 2:
+            self._kept = (i + 1, frames[1])
+        return frames[i - start]
+
+    def _turn(self, numbers: list[int]) -> list[torch.Tensor]:
+        av = self._av
+        ctx = _context(av, *self._ctx_key)
+        out = []
+        try:
+            for n in numbers:
+                offset, size = (int(v) for v in self._places[n])
+                out.extend(ctx.decode(av.Packet(self._clip[offset:offset + size])))
+        except av.FFmpegError as e:
+            _drop_context(self._ctx_key)  # whatever it holds now is no other clip's business
+            raise ValueError(f"frame {numbers[-1]} does not decode ({e})") from e
+        if len(out) != len(numbers):
+            _drop_context(self._ctx_key)  # frames held back for later: not a context to share
+            raise SharedPathEnded(f"{len(numbers)} packets gave {len(out)} frames")
+        frames = []
+        for f in out:
+            if f.format.name not in SAME_FORMAT or f.colorspace not in SAME_COLOUR or (f.width, f.height) != (self.width, self.height):
+                raise SharedPathEnded(f"a frame is {f.format.name}, colour matrix {f.colorspace}, {f.width}x{f.height}")
+            frames.append(torch.from_numpy(_rgb(f)).permute(2, 0, 1))
+        return frames
+
+
+#: PyAV from 16 converts on a thread per core unless told otherwise; one, as everywhere (video.py).
+_ONE_THREAD: dict = {"threads": 1}
+
+
+def _rgb(frame) -> np.ndarray:
+    global _ONE_THREAD
+    try:
+        return frame.to_ndarray(format="rgb24", **_ONE_THREAD)
+    except TypeError:  # PyAV before 16: one thread already
+        _ONE_THREAD = {}
+        return frame.to_ndarray(format="rgb24")
+
+
+def open_shared(clip: bytes) -> SharedClipDecoder | None:
+    """A :class:`SharedClipDecoder` for ``clip``, or None where its frames could differ from
+    torchcodec's or where it is not GOP 2 or less (the module docstring says what is checked).
+    Raises ValueError for a clip that does not demux."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(clip)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if ctx.format is None or ctx.format.name not in SAME_FORMAT or ctx.colorspace not in SAME_COLOUR:
+                return None
+            rows = [(p.pos, p.size, p.is_keyframe, p.pts, p.dts) for p in container.demux(stream) if p.size]
+            codec, extradata, width, height = ctx.name, ctx.extradata, ctx.width, ctx.height
+    except av.FFmpegError as e:
+        raise ValueError(str(e)) from e
+    if not rows:
+        return None
+    table = np.array([(r[0], r[1], r[2]) for r in rows], dtype=np.int64)
+    places, key = table[:, :2], table[:, 2].astype(bool)
+    pts = [r[3] for r in rows]
+    if any(p is None for p in pts) or any(b <= a for a, b in zip(pts, pts[1:])):
+        return None  # presentation order is not decode order, or not known
+    if (places[:, 0] < 0).any() or (places.sum(axis=1) > len(clip)).any():
+        return None  # packets whose bytes are not where a slice of the clip finds them
+    if not key[0] or not (key[1:] | key[:-1]).all():
+        return None  # a frame two or more after its keyframe needs decoder state from earlier turns
+    return SharedClipDecoder(av, clip, codec, extradata, width, height, places, key)

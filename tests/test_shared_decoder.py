@@ -1,0 +1,142 @@
+"""reader/shared_decoder.py: clips of GOP 2 or less decode through one codec context shared by every
+clip, two frames a turn, into frames equal to torchcodec's (LeRobotDataset's decoder) pixel for
+pixel; every clip whose frames could differ goes to torchcodec instead, before or during decoding."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lerobot_wds.format import ShardEpisodeMeta
+from lerobot_wds.packer.clip import ClipCutter, ClipRequest
+from lerobot_wds.reader.episodes import EpisodeError, LoadedEpisode
+from lerobot_wds.reader.shared_decoder import SharedClipDecoder, SharedPathEnded, open_shared
+from lerobot_wds.reader.torchcodec_import import video_decoder_class
+from lerobot_wds.reader.video import EpisodeVideo
+
+VIDEOS = "tests/data/lerobot_v3_av1/videos/observation.images.top/chunk-000"
+TOP = f"{VIDEOS}/file-002.mp4"  # lerobot's writer: AV1, a keyframe every second frame, untagged colour
+
+
+def torchcodec_frames(clip: bytes) -> torch.Tensor:
+    dec = video_decoder_class()(clip, seek_mode="exact")
+    return dec.get_frames_in_range(0, dec.metadata.num_frames).data
+
+
+def encode(tmp_path: Path, name: str, *args: str, source: str = TOP, start: float = 0.0, frames: int = 12) -> Path:
+    """The first ``frames`` frames of ``source`` from ``start`` s, re-encoded by FFmpeg's libx264."""
+    out = tmp_path / f"{name}.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-ss", str(start), "-i", source, "-frames:v", str(frames),
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", *args, str(out)], check=True)
+    return out
+
+
+@pytest.mark.parametrize("order", ["forward", "odd starts", "random", "backward"])
+def test_frames_equal_torchcodecs_in_any_order(order):
+    clip = Path(TOP).read_bytes()
+    want = torchcodec_frames(clip)
+    dec = open_shared(clip)
+    assert isinstance(dec, SharedClipDecoder) and dec.num_frames == len(want)
+    n = len(want)
+    asked = {"forward": list(range(n)), "odd starts": list(range(1, n, 2)) + list(range(0, n, 2)),
+             "random": list(np.random.default_rng(0).permutation(n)), "backward": list(range(n - 1, -1, -1))}[order]
+    for i in asked:
+        got = dec.frame_at(int(i))
+        assert got.shape == want[i].shape and torch.equal(got, want[i]), f"frame {i}"
+
+
+def test_clips_take_turns_through_one_context():
+    """As the pool draws: frame i of every clip before frame i + 1 of any, the same codec context
+    decoding them all, each clip from a frame of its own."""
+    clips = [Path(f"{VIDEOS}/file-00{k}.mp4").read_bytes() for k in range(4)]
+    wants = [torchcodec_frames(c) for c in clips]
+    decs = [open_shared(c) for c in clips]
+    assert all(isinstance(d, SharedClipDecoder) for d in decs)
+    starts = [0, 1, 5, 2]
+    for step in range(min(len(w) for w in wants) - max(starts)):
+        for dec, want, start in zip(decs, wants, starts):
+            i = start + step
+            assert torch.equal(dec.frame_at(i), want[i]), f"frame {i}"
+
+
+# (colour matrix, primaries, transfer, range) as FFmpeg names them; whether the shared path takes it
+TAGS = [
+    (None, None, None, None, True),
+    ("unknown", None, None, "pc", True),
+    ("smpte170m", "smpte170m", "smpte170m", "tv", True),
+    ("bt470bg", "bt470bg", "gamma28", "pc", True),
+    ("bt709", "bt709", "bt709", "tv", False),
+    ("bt709", "bt709", "bt709", "pc", False),
+]
+
+
+@pytest.mark.parametrize("matrix,primaries,transfer,rng,shared", TAGS)
+def test_colour_tags(tmp_path, matrix, primaries, transfer, rng, shared):
+    """Under the colour tags the shared path takes, its frames equal torchcodec's; BT.709 goes to
+    torchcodec (PyAV 15.1, lerobot 0.6.1's, converts it differently from torchcodec 0.11)."""
+    tags = [flag for flag, value in (("-colorspace", matrix), ("-color_primaries", primaries),
+                                     ("-color_trc", transfer), ("-color_range", rng)) if value for flag in (flag, value)]
+    clip = encode(tmp_path, f"{matrix}_{rng}", "-g", "2", "-bf", "0", *tags).read_bytes()
+    dec = open_shared(clip)
+    assert (dec is not None) == shared
+    if dec is not None:
+        want = torchcodec_frames(clip)
+        assert all(torch.equal(dec.frame_at(i), want[i]) for i in range(len(want)))
+
+
+@pytest.mark.parametrize("gop,bframes,shared", [(1, 0, True), (2, 0, True), (3, 0, False), (8, 2, False)])
+def test_only_clips_whose_frames_follow_a_keyframe(tmp_path, gop, bframes, shared):
+    """A frame two after its keyframe needs decoder state from an earlier turn; B-frames put decode
+    order out of presentation order: those clips keep a torchcodec decoder of their own."""
+    clip = encode(tmp_path, f"g{gop}", "-g", str(gop), "-bf", str(bframes), "-sc_threshold", "0").read_bytes()
+    dec = open_shared(clip)
+    assert (dec is not None) == shared
+    if dec is not None:
+        want = torchcodec_frames(clip)
+        assert all(torch.equal(dec.frame_at(i), want[i]) for i in range(len(want)))
+
+
+def test_a_clip_whose_colour_changes_midway_hands_over_to_torchcodec(tmp_path):
+    """Untagged for 10 frames, BT.709 after (two encodes joined without re-encoding): the shared
+    path gives the first 10, then the episode's torchcodec decoder takes over at the frame where
+    the tag changes; every frame equal to torchcodec's."""
+    a = encode(tmp_path, "a", "-g", "2", "-bf", "0", frames=10)
+    b = encode(tmp_path, "b", "-g", "2", "-bf", "0", "-colorspace", "bt709", "-color_primaries", "bt709",
+               "-color_trc", "bt709", "-color_range", "tv", start=0.5, frames=10)
+    (tmp_path / "list.txt").write_text(f"file '{a}'\nfile '{b}'\n")
+    joined = tmp_path / "joined.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"),
+                    "-c", "copy", str(joined)], check=True)
+    shared = open_shared(joined.read_bytes())
+    assert shared is not None
+    shared.frame_at(8)
+    with pytest.raises(SharedPathEnded, match="colour matrix 1"):
+        shared.frame_at(10)
+
+    cutter = ClipCutter(str(joined), str(joined), 30)
+    clip, info = cutter.cut(ClipRequest(0, 0.0, 20))
+    cutter.close()
+    cam = "observation.images.top"
+    episode = LoadedEpisode("shard-000000.tar", ShardEpisodeMeta(0, 0, 20, 0, ("t",), {cam: info}), {}, {cam: clip})
+    video = EpisodeVideo(episode)
+    got = video.frames(cam, np.arange(20))
+    assert not isinstance(video._decoders[cam], SharedClipDecoder)  # torchcodec's, since frame 10
+    want = torchcodec_frames(clip)[info.lead_in:info.lead_in + 20]
+    assert all(torch.equal(got[i], want[i]) for i in range(20))
+
+
+def test_a_packet_that_does_not_decode_names_the_episode():
+    """Bytes that passed the shard's checksums but are no AV1: the episode's error, as torchcodec's
+    failures are; the context that saw them is dropped, and the next clip decodes as ever."""
+    cutter = ClipCutter(TOP, TOP, 30)
+    clip, info = cutter.cut(ClipRequest(3, 0.4, 60))
+    cutter.close()
+    offset, size = (int(v) for v in open_shared(clip)._places[info.lead_in + 4])
+    broken = clip[:offset] + b"\xff" * size + clip[offset + size:]
+    cam = "observation.images.top"
+    episode = LoadedEpisode("shard-000001.tar", ShardEpisodeMeta(1, 3, 60, 137, ("t",), {cam: info}), {}, {cam: broken})
+    with pytest.raises(EpisodeError, match=r"shard-000001.tar.*episode 3.*camera 'observation.images.top'.*does not decode"):
+        EpisodeVideo(episode).frames(cam, np.arange(60))
+    assert torch.equal(open_shared(clip).frame_at(0), torchcodec_frames(clip)[0])
