@@ -6,15 +6,20 @@ about 1.4 MB for both cameras. lerobot writes its clips with a keyframe every se
 the frame after a keyframe refers only to it), so a frame needs no decoder state from earlier
 turns: one PyAV codec context per camera and thread, fed each episode's packets in the pool's
 order, decodes a keyframe and the frame after it in one turn, and the episode keeps the second
-frame, decoded, for its next draw. An episode then holds its packets' places in its clip and at
-most one decoded frame per camera instead of a decoder: 1.13-1.16 against 2.44-2.61 MB at 480x640
-and 0.33 against 1.13 at 240x320, at 1.01 against 1.21 ms a frame (480x640, PyAV 15.1, lerobot's
-environment; ``tools/bench_frame_costs.py``, "Measured" in docs/performance.md).
+frame as decoded (4:2:0, half the bytes of RGB, in the decoder's own picture pool) for its next
+draw, converted to RGB then. An episode then holds its packets' places in its clip and at most
+one decoded frame per camera instead of a decoder: 0.59-0.62 MB against 2.49-2.70 at 480x640 and
+0.19 against 1.16 at 240x320, at 1.19-1.23 against 1.30-1.33 ms a frame at 480x640 and 0.43
+against 0.44 at 240x320 (both environments; ``tools/bench_frame_costs.py``). Converting at the
+draw rather than at decode also keeps RGB frames of the pool's order out of the heap between
+draws: a process building batches with windows over 200 episodes on one thread, as a DataLoader
+worker does, held 50-75 MB less, its heap 60-70 MB less free memory (glibc's ``mallinfo2``,
+between batches).
 
 The frames must equal torchcodec's, LeRobotDataset's decoder, pixel for pixel. :func:`open_shared`
 says None (the caller holds a torchcodec decoder instead) unless everything that makes them equal
-holds: the clip is CPU-decoded 8-bit 4:2:0 (``yuv420p``, or ``yuvj420p`` in full range); its colour matrix is untagged or BT.601
-(lerobot's writer tags none), under which PyAV's RGB conversion equals torchcodec's in both
+holds: the clip is CPU-decoded 8-bit 4:2:0 (``yuv420p``, or ``yuvj420p`` in full range); its
+colour matrix is untagged or BT.601 (lerobot's writer tags none), under which PyAV's RGB conversion equals torchcodec's in both
 supported stacks, where under BT.709 PyAV 15.1 differs by up to 39 (``tools/check_pyav_colour.py``,
 and the tests); decode order is presentation order (no B-frames); every frame is a keyframe or
 follows one; and each packet's bytes are where the demuxer says. A turn that gives back other
@@ -79,7 +84,7 @@ class SharedClipDecoder:
         self.num_frames = len(places)
         self._places = places  # (n, 2) int64: each packet's byte offset and size in the clip
         self._key = key
-        self._kept: tuple[int, torch.Tensor] | None = None  # the frame after the last one given
+        self._kept: tuple[int, object] | None = None  # the frame after the last one given, as decoded
 
     def frame_at(self, i: int) -> torch.Tensor:
         """Frame ``i``; raises :class:`SharedPathEnded` when it cannot be given exactly, ValueError
@@ -88,15 +93,15 @@ class SharedClipDecoder:
             raise IndexError(f"frame {i} is not in the clip's {self.num_frames} frames")
         kept, self._kept = self._kept, None
         if kept is not None and kept[0] == i:
-            return kept[1]
+            return _rgb(kept[1])
         start = i if self._key[i] else i - 1  # a frame that is no keyframe follows one (open_shared)
         turn = [start] if start + 1 >= self.num_frames or self._key[start + 1] else [start, start + 1]
         frames = self._turn(turn)
         if i == start and len(frames) == 2:
             self._kept = (i + 1, frames[1])
-        return frames[i - start]
+        return _rgb(frames[i - start])
 
-    def _turn(self, numbers: list[int]) -> list[torch.Tensor]:
+    def _turn(self, numbers: list[int]) -> list:
         av = self._av
         ctx = _context(av, *self._ctx_key)
         out = []
@@ -110,25 +115,25 @@ class SharedClipDecoder:
         if len(out) != len(numbers):
             _drop_context(self._ctx_key)  # frames held back for later: not a context to share
             raise SharedPathEnded(f"{len(numbers)} packets gave {len(out)} frames")
-        frames = []
         for f in out:
             if f.format.name not in SAME_FORMAT or f.colorspace not in SAME_COLOUR or (f.width, f.height) != (self.width, self.height):
                 raise SharedPathEnded(f"a frame is {f.format.name}, colour matrix {f.colorspace}, {f.width}x{f.height}")
-            frames.append(torch.from_numpy(_rgb(f)).permute(2, 0, 1))
-        return frames
+        return out
 
 
 #: PyAV from 16 converts on a thread per core unless told otherwise; one, as everywhere (video.py).
 _ONE_THREAD: dict = {"threads": 1}
 
 
-def _rgb(frame) -> np.ndarray:
+def _rgb(frame) -> torch.Tensor:
+    """A decoded frame as torchcodec gives it: ``(3, H, W)``, a view of interleaved RGB."""
     global _ONE_THREAD
     try:
-        return frame.to_ndarray(format="rgb24", **_ONE_THREAD)
+        hwc = frame.to_ndarray(format="rgb24", **_ONE_THREAD)
     except TypeError:  # PyAV before 16: one thread already
         _ONE_THREAD = {}
-        return frame.to_ndarray(format="rgb24")
+        hwc = frame.to_ndarray(format="rgb24")
+    return torch.from_numpy(hwc).permute(2, 0, 1)
 
 
 def open_shared(clip: bytes) -> SharedClipDecoder | None:
