@@ -1,37 +1,39 @@
-"""Decoding clips of at most two frames a GOP through one codec context shared by every episode.
+"""Decoding lerobot's AV1 clips through one codec context shared by every episode.
 
 A held torchcodec decoder per pool episode and camera (``video.py``) is most of what a pool
 episode holds: 2.5 MB at 480x640 and 1.2 MB at 240x320 with one FFmpeg thread, against a clip of
-about 1.4 MB for both cameras. lerobot writes its clips with a keyframe every second frame (GOP 2:
-the frame after a keyframe refers only to it), so a frame needs no decoder state from earlier
-turns: one PyAV codec context per camera and thread, fed each episode's packets in the pool's
-order, decodes a keyframe and the frame after it in one turn, and the episode keeps the second
-frame as decoded (4:2:0, half the bytes of RGB, in the decoder's own picture pool) for its next
-draw, converted to RGB then. An episode then holds its packets' places in its clip and at most
-one decoded frame per camera instead of a decoder: 0.59-0.62 MB against 2.49-2.70 at 480x640 and
-0.19 against 1.16 at 240x320, at 1.19-1.23 against 1.30-1.33 ms a frame at 480x640 and 0.43
-against 0.44 at 240x320 (both environments; ``tools/bench_frame_costs.py``). Converting at the
-draw rather than at decode also keeps RGB frames of the pool's order out of the heap between
-draws: a process building batches with windows over 200 episodes on one thread, as a DataLoader
-worker does, held 50-75 MB less, its heap 60-70 MB less free memory (glibc's ``mallinfo2``,
-between batches).
+about 1.4 MB for both cameras. lerobot writes AV1 with a keyframe every second frame (GOP 2: the
+frame after a keyframe refers only to it) and a sequence header at the start of every keyframe,
+so a keyframe resets everything a decoder holds: one PyAV codec context per camera and thread,
+fed each episode's packets in the pool's order, decodes a keyframe and the frame after it in one
+turn, and nothing of one episode's turn reaches another's. The episode keeps the second frame as
+decoded (4:2:0, half the bytes of RGB, in the decoder's own picture pool) for its next draw, and
+converts it to RGB then. An episode holds its packets' places in its clip and at most one decoded
+frame per camera instead of a decoder: 0.59-0.62 MB against 2.49-2.70 at 480x640 and 0.19
+against 1.16 at 240x320, at 1.19-1.23 against 1.30-1.33 ms a frame at 480x640 and 0.43 against
+0.44 at 240x320 (both environments; ``tools/bench_frame_costs.py``). Converting at the draw rather
+than at decode also keeps RGB frames out of the heap between draws: a process building batches
+with windows over 200 episodes on one thread, as a DataLoader worker does, held 50-75 MB less and
+its heap 60-70 MB less free memory (``tools/bench_pool_memory.py``).
 
 The frames must equal torchcodec's, LeRobotDataset's decoder, pixel for pixel. :func:`open_shared`
 says None (the caller holds a torchcodec decoder instead) unless everything that makes them equal
-holds: the clip is CPU-decoded 8-bit 4:2:0 (``yuv420p``, or ``yuvj420p`` in full range); its
-colour matrix is untagged or BT.601 (lerobot's writer tags none), under which PyAV's RGB conversion equals torchcodec's in both
-supported stacks, where under BT.709 PyAV 15.1 differs by up to 39 (``tools/check_pyav_colour.py``,
-and the tests); decode order is presentation order (no B-frames); every frame is a keyframe or
-follows one; and each packet's bytes are where the demuxer says. A turn that gives back other
-than one frame per packet, or a frame of another format, colour tag or size, ends the shared path
-for that episode and camera (its torchcodec decoder takes over at the same frame) rather than
-yield a frame that might differ.
+holds: AV1, every keyframe starting with a sequence header (other codecs keep state, such as
+h264's parameter sets, that a keyframe need not reset); 8-bit 4:2:0 (``yuv420p``, or
+``yuvj420p``); untagged or BT.601 colour (lerobot's writer tags none), under which PyAV's RGB
+conversion equals torchcodec's in both supported stacks, where under BT.709 PyAV 15.1 differs by
+up to 39 (``tools/check_pyav_colour.py``, and the tests); decode order is presentation order;
+every frame a keyframe or right after one; each packet's bytes where the demuxer says. A turn
+that gives back other than one frame per packet, or a frame of another format, colour tag or size,
+ends the shared path for that episode and camera (its torchcodec decoder takes over at the same
+frame, and the context is dropped) rather than yield a frame that might differ.
 """
 
 from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 import numpy as np
 import torch
 
@@ -39,10 +41,17 @@ import torch
 #: unspecified (2), BT.470BG (5) and SMPTE 170M (6), the BT.601 family, in every colour range.
 SAME_COLOUR = frozenset({2, 5, 6})
 
+#: AV1's OBU type of a sequence header: a keyframe's first OBU in lerobot's clips.
+OBU_SEQUENCE_HEADER = 1
+
 #: Pixel formats taken: 8-bit 4:2:0, limited range or full (FFmpeg's h264 decoder says yuvj420p).
 SAME_FORMAT = frozenset({"yuv420p", "yuvj420p"})
 
-#: Each thread's codec contexts, one per (codec, extradata, size): never used by two threads.
+#: Codec contexts a thread keeps, the most recently used: one per (codec, extradata, size), so one
+#: per camera for lerobot's clips; clips that differ in more go through contexts made anew.
+CONTEXTS_PER_THREAD = 8
+
+#: Each thread's codec contexts, never used by two threads.
 _contexts = threading.local()
 
 
@@ -53,15 +62,17 @@ class SharedPathEnded(Exception):
 def _context(av, codec: str, extradata: bytes | None, size: tuple[int, int]):
     by_key = getattr(_contexts, "by_key", None)
     if by_key is None:
-        by_key = _contexts.by_key = {}
+        by_key = _contexts.by_key = OrderedDict()
     key = (codec, extradata, size)
-    ctx = by_key.get(key)
+    ctx = by_key.pop(key, None)
     if ctx is None:
         ctx = av.CodecContext.create(codec, "r")
         if extradata:
             ctx.extradata = extradata
         ctx.thread_count = 1  # one FFmpeg thread per decoder, as torchcodec's (video.py)
-        by_key[key] = ctx
+        while len(by_key) >= CONTEXTS_PER_THREAD:
+            by_key.popitem(last=False)  # frames kept from it stay valid: they hold their own references
+    by_key[key] = ctx
     return ctx
 
 
@@ -117,6 +128,7 @@ class SharedClipDecoder:
             raise SharedPathEnded(f"{len(numbers)} packets gave {len(out)} frames")
         for f in out:
             if f.format.name not in SAME_FORMAT or f.colorspace not in SAME_COLOUR or (f.width, f.height) != (self.width, self.height):
+                _drop_context(self._ctx_key)
                 raise SharedPathEnded(f"a frame is {f.format.name}, colour matrix {f.colorspace}, {f.width}x{f.height}")
         return out
 
@@ -148,7 +160,8 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
                 return None
             stream = container.streams.video[0]
             ctx = stream.codec_context
-            if ctx.format is None or ctx.format.name not in SAME_FORMAT or ctx.colorspace not in SAME_COLOUR:
+            if ctx.codec.canonical_name != "av1" or ctx.format is None or ctx.format.name not in SAME_FORMAT \
+                    or ctx.colorspace not in SAME_COLOUR:
                 return None
             rows = [(p.pos, p.size, p.is_keyframe, p.pts, p.dts) for p in container.demux(stream) if p.size]
             codec, extradata, width, height = ctx.name, ctx.extradata, ctx.width, ctx.height
@@ -165,4 +178,6 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
         return None  # packets whose bytes are not where a slice of the clip finds them
     if not key[0] or not (key[1:] | key[:-1]).all():
         return None  # a frame two or more after its keyframe needs decoder state from earlier turns
+    if any((clip[at] >> 3) & 0xF != OBU_SEQUENCE_HEADER for at in places[key, 0].tolist()):
+        return None  # a keyframe that relies on a sequence header seen before: a turn must not
     return SharedClipDecoder(av, clip, codec, extradata, width, height, places, key)

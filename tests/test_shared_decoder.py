@@ -1,6 +1,7 @@
-"""reader/shared_decoder.py: clips of GOP 2 or less decode through one codec context shared by every
-clip, two frames a turn, into frames equal to torchcodec's (LeRobotDataset's decoder) pixel for
-pixel; every clip whose frames could differ goes to torchcodec instead, before or during decoding."""
+"""reader/shared_decoder.py: AV1 clips of GOP 2 or less decode through one codec context shared by
+every clip, two frames a turn, into frames equal to torchcodec's (LeRobotDataset's decoder) pixel
+for pixel; every clip whose frames could differ goes to torchcodec instead, before or during
+decoding. Clips are re-encoded here by FFmpeg's SVT-AV1, lerobot's encoder."""
 
 import subprocess
 from pathlib import Path
@@ -25,11 +26,12 @@ def torchcodec_frames(clip: bytes) -> torch.Tensor:
     return dec.get_frames_in_range(0, dec.metadata.num_frames).data
 
 
-def encode(tmp_path: Path, name: str, *args: str, source: str = TOP, start: float = 0.0, frames: int = 12) -> Path:
-    """The first ``frames`` frames of ``source`` from ``start`` s, re-encoded by FFmpeg's libx264."""
+def encode(tmp_path: Path, name: str, *args: str, source: str = TOP, start: float = 0.0, frames: int = 12,
+           codec: str = "libsvtav1") -> Path:
+    """The first ``frames`` frames of ``source`` from ``start`` s, re-encoded by FFmpeg."""
     out = tmp_path / f"{name}.mp4"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-ss", str(start), "-i", source, "-frames:v", str(frames),
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", *args, str(out)], check=True)
+                    "-c:v", codec, "-pix_fmt", "yuv420p", *args, str(out)], check=True, capture_output=True)
     return out
 
 
@@ -78,7 +80,7 @@ def test_colour_tags(tmp_path, matrix, primaries, transfer, rng, shared):
     torchcodec (PyAV 15.1, lerobot 0.6.1's, converts it differently from torchcodec 0.11)."""
     tags = [flag for flag, value in (("-colorspace", matrix), ("-color_primaries", primaries),
                                      ("-color_trc", transfer), ("-color_range", rng)) if value for flag in (flag, value)]
-    clip = encode(tmp_path, f"{matrix}_{rng}", "-g", "2", "-bf", "0", *tags).read_bytes()
+    clip = encode(tmp_path, f"{matrix}_{rng}", "-g", "2", *tags).read_bytes()
     dec = open_shared(clip)
     assert (dec is not None) == shared
     if dec is not None:
@@ -86,24 +88,31 @@ def test_colour_tags(tmp_path, matrix, primaries, transfer, rng, shared):
         assert all(torch.equal(dec.frame_at(i), want[i]) for i in range(len(want)))
 
 
-@pytest.mark.parametrize("gop,bframes,shared", [(1, 0, True), (2, 0, True), (3, 0, False), (8, 2, False)])
-def test_only_clips_whose_frames_follow_a_keyframe(tmp_path, gop, bframes, shared):
-    """A frame two after its keyframe needs decoder state from an earlier turn; B-frames put decode
-    order out of presentation order: those clips keep a torchcodec decoder of their own."""
-    clip = encode(tmp_path, f"g{gop}", "-g", str(gop), "-bf", str(bframes), "-sc_threshold", "0").read_bytes()
+@pytest.mark.parametrize("gop,shared", [(2, True), (3, False), (8, False)])
+def test_only_clips_whose_frames_follow_a_keyframe(tmp_path, gop, shared):
+    """A frame two after its keyframe needs decoder state from an earlier turn: those clips keep a
+    torchcodec decoder of their own."""
+    clip = encode(tmp_path, f"g{gop}", "-g", str(gop)).read_bytes()
     dec = open_shared(clip)
     assert (dec is not None) == shared
     if dec is not None:
         want = torchcodec_frames(clip)
         assert all(torch.equal(dec.frame_at(i), want[i]) for i in range(len(want)))
+
+
+def test_only_av1(tmp_path):
+    """h264 keeps parameter sets in its decoder that a keyframe need not reset, so a context fed
+    one clip's packets could decode another's differently: h264 keeps torchcodec decoders."""
+    clip = encode(tmp_path, "h264", "-g", "2", "-bf", "0", codec="libx264").read_bytes()
+    assert open_shared(clip) is None
 
 
 def test_a_clip_whose_colour_changes_midway_hands_over_to_torchcodec(tmp_path):
     """Untagged for 10 frames, BT.709 after (two encodes joined without re-encoding): the shared
     path gives the first 10, then the episode's torchcodec decoder takes over at the frame where
     the tag changes; every frame equal to torchcodec's."""
-    a = encode(tmp_path, "a", "-g", "2", "-bf", "0", frames=10)
-    b = encode(tmp_path, "b", "-g", "2", "-bf", "0", "-colorspace", "bt709", "-color_primaries", "bt709",
+    a = encode(tmp_path, "a", "-g", "2", frames=10)
+    b = encode(tmp_path, "b", "-g", "2", "-colorspace", "bt709", "-color_primaries", "bt709",
                "-color_trc", "bt709", "-color_range", "tv", start=0.5, frames=10)
     (tmp_path / "list.txt").write_text(f"file '{a}'\nfile '{b}'\n")
     joined = tmp_path / "joined.mp4"
@@ -133,10 +142,28 @@ def test_a_packet_that_does_not_decode_names_the_episode():
     cutter = ClipCutter(TOP, TOP, 30)
     clip, info = cutter.cut(ClipRequest(3, 0.4, 60))
     cutter.close()
-    offset, size = (int(v) for v in open_shared(clip)._places[info.lead_in + 4])
+    shared = open_shared(clip)
+    frame = next(i for i in range(info.lead_in + 4, shared.num_frames) if not shared._key[i])
+    offset, size = (int(v) for v in shared._places[frame])
     broken = clip[:offset] + b"\xff" * size + clip[offset + size:]
+    assert open_shared(broken) is not None  # its keyframes are whole: the shared path takes it
     cam = "observation.images.top"
     episode = LoadedEpisode("shard-000001.tar", ShardEpisodeMeta(1, 3, 60, 137, ("t",), {cam: info}), {}, {cam: broken})
     with pytest.raises(EpisodeError, match=r"shard-000001.tar.*episode 3.*camera 'observation.images.top'.*does not decode"):
         EpisodeVideo(episode).frames(cam, np.arange(60))
     assert torch.equal(open_shared(clip).frame_at(0), torchcodec_frames(clip)[0])
+
+
+def test_clips_of_many_sizes_keep_few_contexts(tmp_path):
+    """Each clip size needs a context of its own; a thread keeps only the most recently used, and
+    a frame kept decoded from a context let go still comes out right at its episode's next draw."""
+    from lerobot_wds.reader import shared_decoder
+
+    clips = [encode(tmp_path, f"w{w}", "-g", "2", "-vf", f"scale={w}:96").read_bytes() for w in range(64, 224, 16)]
+    decs = [open_shared(c) for c in clips]
+    assert len({d._ctx_key for d in decs}) == len(clips) > shared_decoder.CONTEXTS_PER_THREAD
+    wants = [torchcodec_frames(c) for c in clips]
+    for i in range(len(wants[0])):
+        for dec, want in zip(decs, wants):
+            assert torch.equal(dec.frame_at(i), want[i]), f"frame {i}"
+        assert len(shared_decoder._contexts.by_key) <= shared_decoder.CONTEXTS_PER_THREAD
