@@ -13,8 +13,8 @@ frame per camera instead of a decoder: 0.59-0.62 MB against 2.49-2.70 at 480x640
 against 1.16 at 240x320, at 1.19-1.23 against 1.30-1.33 ms a frame at 480x640 and 0.43 against
 0.44 at 240x320 (both environments; ``tools/bench_frame_costs.py``). Converting at the draw rather
 than at decode also keeps RGB frames out of the heap between draws: a process building batches
-with windows over 200 episodes on one thread, as a DataLoader worker does, held 50-75 MB less and
-its heap 60-70 MB less free memory (``tools/bench_pool_memory.py``).
+with windows over 200 episodes on one thread, as a DataLoader worker does, held 923 MB instead of
+997, its heap 119 MB free instead of 191 (``tools/bench_pool_memory.py``).
 
 The frames must equal torchcodec's, LeRobotDataset's decoder, pixel for pixel. :func:`open_shared`
 says None (the caller holds a torchcodec decoder instead) unless everything that makes them equal
@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+
 import numpy as np
 import torch
 
@@ -44,7 +45,7 @@ SAME_COLOUR = frozenset({2, 5, 6})
 #: AV1's OBU type of a sequence header: a keyframe's first OBU in lerobot's clips.
 OBU_SEQUENCE_HEADER = 1
 
-#: Pixel formats taken: 8-bit 4:2:0, limited range or full (FFmpeg's h264 decoder says yuvj420p).
+#: Pixel formats taken: 8-bit 4:2:0, limited range or full (which FFmpeg may call yuvj420p).
 SAME_FORMAT = frozenset({"yuv420p", "yuvj420p"})
 
 #: Codec contexts a thread keeps, the most recently used: one per (codec, extradata, size), so one
@@ -127,8 +128,9 @@ class SharedClipDecoder:
             _drop_context(self._ctx_key)  # frames held back for later: not a context to share
             raise SharedPathEnded(f"{len(numbers)} packets gave {len(out)} frames")
         for f in out:
-            if f.format.name not in SAME_FORMAT or f.colorspace not in SAME_COLOUR or (f.width, f.height) != (self.width, self.height):
-                _drop_context(self._ctx_key)
+            if f.format.name not in SAME_FORMAT or f.colorspace not in SAME_COLOUR \
+                    or (f.width, f.height) != (self.width, self.height):
+                _drop_context(self._ctx_key)  # it decoded what the path refuses: start the next clip afresh
                 raise SharedPathEnded(f"a frame is {f.format.name}, colour matrix {f.colorspace}, {f.width}x{f.height}")
         return out
 
@@ -163,7 +165,7 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
             if ctx.codec.canonical_name != "av1" or ctx.format is None or ctx.format.name not in SAME_FORMAT \
                     or ctx.colorspace not in SAME_COLOUR:
                 return None
-            rows = [(p.pos, p.size, p.is_keyframe, p.pts, p.dts) for p in container.demux(stream) if p.size]
+            rows = [(p.pos, p.size, p.is_keyframe, p.pts) for p in container.demux(stream) if p.size]
             codec, extradata, width, height = ctx.name, ctx.extradata, ctx.width, ctx.height
     except av.FFmpegError as e:
         raise ValueError(str(e)) from e
