@@ -4,17 +4,17 @@ A decoder per pool episode and camera, built from the clip bytes on first use an
 episode leaves the pool, held between draws: a decoder opened for the frame the pool asks for next
 costs 3.6-5.0 ms at 480x640 and 1.4-4.4 ms at 240x320 (``approximate`` and ``exact`` seek modes),
 against 1.4-1.7 and 0.4-0.6 ms from the held one (``tools/bench_frame_costs.py``, two runs). On
-the CPU, a clip of at most two frames a GOP (lerobot's writer's) in the colours where PyAV's
+the CPU, an AV1 clip of at most two frames a GOP (lerobot's writer's) in the colours where PyAV's
 pixels equal torchcodec's decodes through a codec context every episode shares, and the episode
 holds at most one decoded frame instead of a decoder (``shared_decoder.py``); every other clip
-(longer GOPs, B-frames, BT.709, a GPU) gets a torchcodec ``VideoDecoder`` of its own, as does a
-clip the shared path hands over mid-way. The pool draws an episode's frames in file order (from a
+(other codecs, longer GOPs, BT.709, a GPU) gets a torchcodec ``VideoDecoder`` of its own, as does
+a clip the shared path hands over mid-way. The pool draws an episode's frames in file order (from a
 random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by frame, from the
 first missing frame to the last one asked for: the decoder goes front to back, every frame
 decoded once, window frames shared. Only the frames the next sample's window can still use are
 kept (the backward and forward window reach), none for a camera without a window: a pool of many
 episodes costs their compressed bytes and decoders (a torchcodec decoder 2.5 MB at 480x640 with
-one thread, 8 frames in; the shared path about 1.1 MB, mostly its one decoded frame:
+one thread, 8 frames in; the shared path 0.6 MB, mostly its one decoded 4:2:0 frame:
 ``tools/bench_frame_costs.py``), not their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
