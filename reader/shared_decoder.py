@@ -60,7 +60,9 @@ class SharedPathEnded(Exception):
     """The shared path cannot give this frame exactly; the caller decodes it with torchcodec."""
 
 
-def _context(av, codec: str, extradata: bytes | None, size: tuple[int, int]):
+def _context(codec: str, extradata: bytes | None, size: tuple[int, int]):
+    import av  # here, not at the top: a process that decodes nothing never imports PyAV
+
     by_key = getattr(_contexts, "by_key", None)
     if by_key is None:
         by_key = _contexts.by_key = OrderedDict()
@@ -87,9 +89,8 @@ class SharedClipDecoder:
     frame ``i`` as torchcodec does: a uint8 ``(3, H, W)`` view of interleaved ``(H, W, 3)``
     memory of its own."""
 
-    def __init__(self, av, clip: bytes, codec: str, extradata: bytes | None, width: int, height: int,
+    def __init__(self, clip: bytes, codec: str, extradata: bytes | None, width: int, height: int,
                  places: np.ndarray, key: np.ndarray) -> None:
-        self._av = av
         self._clip = memoryview(clip)
         self._ctx_key = (codec, extradata, (width, height))
         self.width, self.height = width, height
@@ -114,8 +115,9 @@ class SharedClipDecoder:
         return _rgb(frames[i - start])
 
     def _turn(self, numbers: list[int]) -> list:
-        av = self._av
-        ctx = _context(av, *self._ctx_key)
+        import av
+
+        ctx = _context(*self._ctx_key)
         out = []
         try:
             for n in numbers:
@@ -171,7 +173,7 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
         raise ValueError(str(e)) from e
     if not rows:
         return None
-    table = np.array([(r[0], r[1], r[2]) for r in rows], dtype=np.int64)
+    table = np.array([r[:3] for r in rows], dtype=np.int64)
     places, key = table[:, :2], table[:, 2].astype(bool)
     pts = [r[3] for r in rows]
     if any(p is None for p in pts) or any(b <= a for a, b in zip(pts, pts[1:])):
@@ -182,4 +184,4 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
         return None  # a frame two or more after its keyframe needs decoder state from earlier turns
     if any((clip[at] >> 3) & 0xF != OBU_SEQUENCE_HEADER for at in places[key, 0].tolist()):
         return None  # a keyframe that relies on a sequence header seen before: a turn must not
-    return SharedClipDecoder(av, clip, codec, extradata, width, height, places, key)
+    return SharedClipDecoder(clip, codec, extradata, width, height, places, key)

@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     held = [t for v in videos for d in v._frames.values() for t in d.values()]
     kept = [d._kept[1] for v in videos for d in v._decoders.values() if isinstance(d, SharedClipDecoder) and d._kept]
     clips = sum(len(c) for v in videos for c in v.episode.clips.values())
+    # a decoded frame (PyAV), or an RGB tensor where the tool runs at a commit that kept those
     kept_mb = sum(sum(p.buffer_size for p in f.planes) if hasattr(f, "planes") else f.untyped_storage().nbytes()
                   for f in kept) / 1e6
     print(f"{len(videos)} pool episodes hold {sum(t.untyped_storage().nbytes() for t in held) / 1e6:.0f} MB of "
