@@ -97,6 +97,15 @@ def whole_number(v: Any, low: int, high: float = float("inf")) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
 
+#: The fewest bytes of manifest text per JSON object or array that a reader parses: a packed
+#: manifest has one per 53 bytes written compactly, per 87 as the packer writes it (an episode of two
+#: cameras: its entry, its members and one list per member; ``tools/bench_manifest.py``).
+MIN_BYTES_PER_CONTAINER = 32
+#: JSON objects and arrays a manifest may hold beyond that, whatever its size: features and their
+#: stats (an image's per-channel stats are nested lists, several to a number) are dense but few.
+FREE_CONTAINERS = 100_000
+
+
 @dataclass(frozen=True)
 class ClipInfo:
     """Where an episode's frames sit inside its camera clip (stored in ``meta.msgpack``).
@@ -180,7 +189,7 @@ class ShardEpisodeMeta:
                               "repack it") from e
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemberRef:
     """Byte range of one member's data inside its shard tar (header excluded), and the XXH3-64
     checksum of those bytes (16 hex digits; ``None`` in version-1 manifests, which have none)."""
@@ -231,7 +240,7 @@ def member_hasher() -> Any:
     return xxhash.xxh3_64()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ManifestEpisode:
     """One episode of a shard, as listed in the manifest."""
 
@@ -379,7 +388,20 @@ class Manifest:
     def from_json(
         cls, text: str | bytes, where: str = MANIFEST_NAME, bad_episodes: list[str] | None = None
     ) -> "Manifest":
-        """Parse and check a manifest (:func:`check_manifest`; ``bad_episodes``: see there)."""
+        """Parse and check a manifest (:func:`check_manifest`; ``bad_episodes``: see there).
+
+        A text with more JSON objects and arrays than :data:`FREE_CONTAINERS` plus one per
+        :data:`MIN_BYTES_PER_CONTAINER` bytes is refused before it is parsed: Python holds an empty
+        ``{}`` or ``[]`` in 56 bytes or more, so a text of nothing else would parse into 25 times
+        its size (``tools/bench_manifest.py``)."""
+        brace, bracket = (b"{", b"[") if isinstance(text, bytes) else ("{", "[")
+        containers = text.count(brace) + text.count(bracket)  # inside strings too: it only counts more
+        if containers > FREE_CONTAINERS + len(text) // MIN_BYTES_PER_CONTAINER:
+            raise FormatError(
+                f"{where}: {containers:,} JSON objects and arrays in {len(text):,} bytes, more than one per "
+                f"{MIN_BYTES_PER_CONTAINER} bytes (a manifest written by 'lerobot-wds pack' has one per 50 or more); "
+                "the manifest is damaged or hostile, repack or restore it"
+            )
         try:
             d = parse_json(text)
         except ValueError as e:

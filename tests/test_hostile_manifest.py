@@ -153,6 +153,17 @@ def test_a_manifest_json_cannot_parse_is_a_manifest_error(packed, tmp_path, text
         LeRobotShardDataset(str(ds))
 
 
+def test_a_manifest_of_mostly_objects_and_arrays_is_refused_before_parsing(packed, tmp_path):
+    """Python holds an empty ``{}`` in 64 bytes: a text of them would parse into 25 times its size
+    (1 GiB into 25 GiB), so it is refused from a count of its braces and brackets, naming the file;
+    a real manifest (the copy made here, and every other test's) is far under that count."""
+    ds = _copy_with(packed, tmp_path, lambda m: None)
+    assert LeRobotShardDataset(str(ds)).meta.manifest.total_episodes > 0
+    (ds / "manifest.json").write_text('{"format": "lerobot-wds", "shards": [' + "{}," * 200_000 + "{}]}")
+    with pytest.raises(FormatError, match=r"manifest.json: 200,00\d JSON objects and arrays in [\d,]+ bytes"):
+        LeRobotShardDataset(str(ds))
+
+
 def test_a_version_2_member_without_its_checksum_is_refused(packed, tmp_path):
     """Only version 1 packs are read unchecked: a version 2 manifest that drops a member's XXH3
     would have its bytes read unchecked. Refused, or with on_error="skip" that episode left out."""
