@@ -29,16 +29,24 @@ into the step itself:
   windows and +38 % without (480x640, medians of four interleaved A/B rounds of
   ``tools/bench_peers.py --child ours-batched bench_out/peers/packed 0 <win> 8 3 null``: 448 / 513
   and 473 / 653), the same peak RSS;
-- single samples: the pool's draws are taken in runs of up to ``MAIN_DECODE_STREAMS`` consecutive
-  draws from distinct episodes (``distinct_runs``); the helpers decode the frames of a run's later
-  samples while this thread builds the first. Measured (four A/B rounds of child rows): against
-  two FFmpeg threads per decoder, 0.29 GB less peak RSS with the 50-episode pool of that
-  benchmark (decoders of one thread instead of two) for -5 % samples/s without windows and -1 %
-  with (medians); on 240x320 frames it is slower (README, Reading).
+- single samples: up to :data:`LOOKAHEAD` draws per helper after the one being built wait in a
+  queue, no two of one episode (``_build_ahead``). This thread decodes the first itself unless a
+  helper has taken it; each helper takes the last one nobody has taken. So the threads work from
+  both ends of the queue, and the helpers go on decoding while this thread hands samples to the
+  DataLoader and it collates them. Against runs of two draws, the second decoded by the helper
+  while this thread built the first and waited for it: +13 % samples/s without windows and +10 %
+  with (480x640, medians of three interleaved A/B rounds of ``tools/bench_peers.py --child ours
+  bench_out/peers/packed 0 <win> 10 3 null``: 566 / 640 and 459 / 504), peak RSS within
+  0.06 GB; a lookahead of 2 gained nothing. One FFmpeg thread per decoder, as everywhere: against
+  two, 0.29 GB less peak RSS with the 50-episode pool of that benchmark for -5 % samples/s
+  without windows and -1 % with (four A/B rounds, before the queue); on 240x320 frames it is
+  slower (README, Reading).
 
-Either way every sample of a run is built before the first is handed out, no decoder is used by two
-threads at once, each episode's frames are still decoded in file order, once, and the samples and
-their order are exactly those of one-at-a-time decoding.
+Either way no decoder is used by two threads at once, each episode's frames are still decoded in
+file order, once, and the samples and their order are exactly those of one-at-a-time decoding.
+Batches are built whole before the first of their samples is handed out; single samples are
+decoded at most ``LOOKAHEAD`` draws ahead of the one handed out (a few MB of frames), so at 0
+workers the helpers go on decoding during the training step, as DataLoader workers do.
 
 Epochs and resume (``set_epoch``, ``state_dict``/``load_state_dict``): reader/epochs.py, shared
 with the mixture. The state is the epoch and the number of samples this slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
@@ -52,6 +60,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -77,6 +86,10 @@ from .storage import Store
 from .video import MAIN_DECODE_STREAMS, EpisodeVideo, import_decoders_before_fork
 from .window import delta_indices
 from .world import World
+
+#: Draws of the training process's single samples a helper thread may decode ahead of the one
+#: being built (``_build_ahead``; the module docstring says what it was measured against).
+LOOKAHEAD = 4
 
 log = logging.getLogger(__name__)
 
@@ -349,26 +362,28 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                                          depth=self._builder.depth_tables)
             return videos[p]
 
-        try:
-            runs = batch_runs(order, slots) if slots is not None else distinct_runs(order, streams)
-            for run in runs:
+        def built_in_batches() -> Iterator[tuple[tuple[int, int, bool], dict | None]]:
+            for run in batch_runs(order, slots):
                 eps = [loader.get(p) for p, _, _ in run]
-                built = (self._build_distinct(run, eps, video_of, spans, timed, ahead) if slots is None
-                         else self._build_rows(run, eps, video_of, spans, timed, ahead, streams, slots))
-                for (p, _, done), item in zip(run, built):
-                    if done:
-                        loader.drop(p)
-                        v = videos.pop(p, None)
-                        if v is not None:
-                            stats.add(FRAMES_DECODED, v.decoded)
-                            v.close()
-                    if self._yielded % 32 == 0:
-                        stats.observe(S.POOL_EPISODES, len(loader.loaded))
-                    self._yielded += 1
-                    if item is not None:
-                        if self._rename:
-                            item = {self._rename.get(k, k): v for k, v in item.items()}
-                        yield item
+                yield from zip(run, self._build_rows(run, eps, video_of, spans, timed, ahead, streams, slots))
+
+        try:
+            built = (built_in_batches() if slots is not None
+                     else self._build_ahead(order, loader.get, video_of, spans, timed, ahead, LOOKAHEAD * (streams - 1)))
+            for (p, _, done), item in built:
+                if done:
+                    loader.drop(p)
+                    v = videos.pop(p, None)
+                    if v is not None:
+                        stats.add(FRAMES_DECODED, v.decoded)
+                        v.close()
+                if self._yielded % 32 == 0:
+                    stats.observe(S.POOL_EPISODES, len(loader.loaded))
+                self._yielded += 1
+                if item is not None:
+                    if self._rename:
+                        item = {self._rename.get(k, k): v for k, v in item.items()}
+                    yield item
         finally:
             try:
                 if ahead is not None:
@@ -377,20 +392,59 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             except (OSError, NameError, AttributeError):  # a generator closed at interpreter exit: modules may be gone
                 pass
 
-    def _build_distinct(self, run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None], video_of: Callable,
-                        spans: list[Span], timed: bool, ahead: ThreadPoolExecutor | None) -> list[dict | None]:
-        """The samples of a run of draws from distinct episodes, one at a time on this thread, while
-        the helper threads decode the frames of the run's later samples."""
-        pending = [ahead.submit(_predecode, video_of(p, ep), self._builder.video_frames(ep, spans[p].start + f))
-                   for (p, f, _), ep in zip(run[1:], eps[1:]) if ep is not None] if ahead else []
-        built = []
-        for (p, f, _), ep in zip(run, eps):
-            built.append(self._build(ep, video_of(p, ep), spans[p].start + f, timed))
-            with self.store.stats.timer(S.DECODE_S) if pending else nullcontext():
-                for job in pending:
-                    job.result()
-                pending = []
-        return built
+    def _build_ahead(self, order: Iterator[tuple[int, int, bool]], episode: Callable[[int], LoadedEpisode | None],
+                     video_of: Callable, spans: list[Span], timed: bool, ahead: ThreadPoolExecutor | None,
+                     lookahead: int) -> Iterator[tuple[tuple[int, int, bool], dict | None]]:
+        """Single samples in draw order, each built on this thread. Up to ``lookahead`` later draws
+        of other episodes wait in a queue: this thread decodes the first of them itself unless a
+        helper has taken it, and each helper takes the last one no thread has taken, so the threads
+        work from both ends and each decodes whenever it is free."""
+        queue: deque[_Pending] = deque()
+        lock = threading.Lock()
+
+        def take_last() -> None:
+            with lock:
+                job = next((j for j in reversed(queue) if not j.taken), None)
+                if job is None:
+                    return
+                job.taken = True
+            try:
+                _predecode(job.video, job.frames)
+            except BaseException as e:  # noqa: BLE001 - handed to the thread that builds the sample
+                job.error = e
+            finally:
+                job.done.set()
+
+        draws = iter(order)
+        draw = next(draws, None)
+        while draw is not None or queue:
+            # Queue later draws while their episodes are not queued already (one thread at a time per episode).
+            while draw is not None and len(queue) <= lookahead and all(j.draw[0] != draw[0] for j in queue):
+                p, f, _ = draw
+                ep = episode(p)
+                job = _Pending(draw, ep, video_of(p, ep))
+                helped = ahead is not None and ep is not None
+                if helped:
+                    job.frames = self._builder.video_frames(ep, spans[p].start + f)
+                else:  # nothing for a helper: the build decodes what it needs
+                    job.taken = True
+                    job.done.set()
+                with lock:
+                    queue.append(job)
+                if helped:
+                    ahead.submit(take_last)
+                draw = next(draws, None)
+            with lock:
+                job = queue.popleft()
+                mine = not job.taken
+                job.taken = True
+            if not mine:
+                with self.store.stats.timer(S.DECODE_S):
+                    job.done.wait()
+                if job.error is not None:
+                    raise job.error
+            p, f, _ = job.draw
+            yield job.draw, self._build(job.episode, job.video, spans[p].start + f, timed)
 
     def _build_rows(self, run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None], video_of: Callable,
                     spans: list[Span], timed: bool, ahead: ThreadPoolExecutor | None, streams: int,
@@ -472,16 +526,17 @@ def batch_runs(draws: Iterator[tuple[int, int, bool]], slots: BatchSlots) -> Ite
         yield run
 
 
-def distinct_runs(draws: Iterable[tuple[int, int, bool]], n: int) -> Iterator[list[tuple[int, int, bool]]]:
-    """The draws in order, in runs of at most ``n`` consecutive draws from distinct spans."""
-    run: list[tuple[int, int, bool]] = []
-    for draw in draws:
-        if len(run) == n or any(draw[0] == d[0] for d in run):
-            yield run
-            run = []
-        run.append(draw)
-    if run:
-        yield run
+class _Pending:
+    """A draw waiting in :meth:`LeRobotShardDataset._build_ahead`'s queue: its episode, the frames its
+    sample reads, whether a thread has taken their decoding (``taken``), and when a helper is done."""
+
+    __slots__ = ("draw", "episode", "video", "frames", "taken", "done", "error")
+
+    def __init__(self, draw: tuple[int, int, bool], episode: LoadedEpisode | None, video: EpisodeVideo | None) -> None:
+        self.draw, self.episode, self.video, self.taken = draw, episode, video, False
+        self.frames: list[tuple[str, Any]] = []
+        self.done = threading.Event()
+        self.error: BaseException | None = None
 
 
 def _predecode(video: EpisodeVideo, wanted: list[tuple[str, Any]]) -> None:

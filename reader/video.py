@@ -45,7 +45,7 @@ episodes at once, on threads of its own (torchcodec releases the GIL while it de
 decoder stays one-threaded, and a 480x640 AV1 decoder holds 2.5 MB instead of the 6.0 MB of a
 two-threaded one (240x320: 1.2 instead of 2.5; ``tools/bench_frame_costs.py``). The pool holds one
 per episode and camera, so this is what threading costs in memory. ``dataset.py`` says how the
-samples are grouped and why the threads never run past the sample being handed out.
+samples are shared out over the threads, and how far ahead of the sample handed out they decode.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader
 
 from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset
-from lerobot_wds.reader.dataset import distinct_runs
 from lerobot_wds.reader.pool import pool_order
 from lerobot_wds.reader.episodes import EpisodeError
-from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
+from lerobot_wds.reader.sample import SampleBuilder
+from lerobot_wds.reader.video import MAIN_DECODE_STREAMS, EpisodeVideo
 from reader_helpers import assert_sample_equal, corrupt_copy, dav1d_threads, expected, indices_of, pack_fixture
 
 FIXTURES = ["lerobot_v3_av1", "lerobot_v3_images"]
@@ -315,16 +315,51 @@ def test_persistent_stateful_loader_resumes_mid_epoch(packed, k):
     assert indices_of(resumed) == fresh[1]
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_distinct_runs_cut_the_draws_into_runs_of_distinct_spans(n):
-    """reader/dataset.py ``distinct_runs``: the pool's draws, unchanged and in order, in runs of at
-    most ``n`` draws from distinct spans (what the training process decodes at once)."""
-    draws = list(pool_order([5, 1, 7, 3, 2], pool_size=2, seed=3))
-    runs = list(distinct_runs(iter(draws), n))
-    assert [d for run in runs for d in run] == draws
-    assert all(1 <= len(run) <= n and len({p for p, _, _ in run}) == len(run) for run in runs)
-    # a run ends early only where the next draw's span is already in it
-    assert all(len(a) == n or runs[i + 1][0][0] in {p for p, _, _ in a} for i, a in enumerate(runs[:-1]))
+@pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one decode thread")
+def test_single_samples_decode_ahead_on_both_threads_in_the_same_order(packed, monkeypatch):
+    """reader/dataset.py ``_build_ahead``: at 0 workers the helper decodes later draws while this
+    thread decodes the first unless the helper took it, so both threads decode frames; the samples,
+    windows included, and their order are those of one worker decoding one sample at a time."""
+    js, _ = expected("lerobot_v3_av1", "windows")
+    args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=True, seed=4)
+    one_at_a_time = list(DataLoader(LeRobotShardDataset(packed("lerobot_v3_av1"), **args), batch_size=None,
+                                    num_workers=1))
+    threads = set()
+    decode = EpisodeVideo._frame
+    build = SampleBuilder.build
+
+    def spy_decode(self, *a, **k):  # a frame decoded, on this thread
+        threads.add(threading.current_thread().name.split("_")[0])
+        return decode(self, *a, **k)
+
+    def spy_build(self, *a, **k):
+        threads.add(("build", threading.current_thread().name))
+        return build(self, *a, **k)
+
+    monkeypatch.setattr(EpisodeVideo, "_frame", spy_decode)
+    monkeypatch.setattr(SampleBuilder, "build", spy_build)
+    here = list(LeRobotShardDataset(packed("lerobot_v3_av1"), **args))
+    assert threads == {"MainThread", "lerobot-wds-decode", ("build", "MainThread")}
+    assert [int(s["index"]) for s in here] == [int(s["index"]) for s in one_at_a_time]
+    for s, other in zip(here, one_at_a_time):
+        assert s.keys() == other.keys()
+        assert all(torch.equal(v, other[k]) if isinstance(v, torch.Tensor) else v == other[k] for k, v in s.items())
+
+
+@pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one decode thread")
+def test_an_error_on_a_decode_helper_reaches_the_caller(packed, monkeypatch):
+    """An error other than a damaged episode's, raised while a helper thread decodes ahead, is
+    raised by the iteration at that sample, not lost with the thread."""
+    decode = EpisodeVideo.decode
+
+    def failing_on_helpers(self, *a, **k):
+        if threading.current_thread().name.startswith("lerobot-wds-decode"):
+            raise RuntimeError("out of something on a helper")
+        return decode(self, *a, **k)
+
+    monkeypatch.setattr(EpisodeVideo, "decode", failing_on_helpers)
+    with pytest.raises(RuntimeError, match="out of something on a helper"):
+        list(LeRobotShardDataset(packed("lerobot_v3_av1"), return_uint8=True, seed=4))
 
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
