@@ -37,7 +37,7 @@ into the step itself:
   while this thread built the first and waited for it: +13 % samples/s without windows and +10 %
   with (480x640, medians of three interleaved A/B rounds of ``tools/bench_peers.py --child ours
   bench_out/peers/packed 0 <win> 10 3 null``: 566 / 640 and 459 / 504), peak RSS within
-  0.06 GB; a lookahead of 2 gained nothing. One FFmpeg thread per decoder, as everywhere: against
+  0.06 GB; a lookahead of 2 gave +3 % and +2 %. One FFmpeg thread per decoder, as everywhere: against
   two, 0.29 GB less peak RSS with the 50-episode pool of that benchmark for -5 % samples/s
   without windows and -1 % with (four A/B rounds, before the queue); on 240x320 frames it is
   slower (README, Reading).
