@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader
 
 from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset
-from lerobot_wds.reader.pool import pool_order
 from lerobot_wds.reader.episodes import EpisodeError
 from lerobot_wds.reader.sample import SampleBuilder
 from lerobot_wds.reader.video import MAIN_DECODE_STREAMS, EpisodeVideo
