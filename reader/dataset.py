@@ -398,7 +398,13 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         """Single samples in draw order, each built on this thread. Up to ``lookahead`` later draws
         of other episodes wait in a queue: this thread decodes the first of them itself unless a
         helper has taken it, and each helper takes the last one no thread has taken, so the threads
-        work from both ends and each decodes whenever it is free."""
+        work from both ends and each decodes whenever it is free. Without helpers, one draw at a time."""
+        if ahead is None:
+            for draw in order:
+                p, f, _ = draw
+                ep = episode(p)
+                yield draw, self._build(ep, video_of(p, ep), spans[p].start + f, timed)
+            return
         queue: deque[_Pending] = deque()
         lock = threading.Lock()
 
@@ -423,15 +429,14 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 p, f, _ = draw
                 ep = episode(p)
                 job = _Pending(draw, ep, video_of(p, ep))
-                helped = ahead is not None and ep is not None
-                if helped:
+                if ep is not None:
                     job.frames = self._builder.video_frames(ep, spans[p].start + f)
-                else:  # nothing for a helper: the build decodes what it needs
+                else:  # skipped (on_error="skip"): nothing to decode
                     job.taken = True
                     job.done.set()
                 with lock:
                     queue.append(job)
-                if helped:
+                if ep is not None:
                     ahead.submit(take_last)
                 draw = next(draws, None)
             with lock:
