@@ -410,7 +410,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
 
         def take_last() -> None:
             with lock:
-                job = next((j for j in reversed(queue) if not j.taken), None)
+                job = next((j for j in reversed(queue) if not j.taken and j.episode is not None), None)
                 if job is None:
                     return
                 job.taken = True
@@ -429,11 +429,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 p, f, _ = draw
                 ep = episode(p)
                 job = _Pending(draw, ep, video_of(p, ep))
-                if ep is not None:
+                if ep is not None:  # a skipped episode (on_error="skip") has nothing to decode
                     job.frames = self._builder.video_frames(ep, spans[p].start + f)
-                else:  # skipped (on_error="skip"): nothing to decode
-                    job.taken = True
-                    job.done.set()
                 with lock:
                     queue.append(job)
                 if ep is not None:
@@ -532,8 +529,9 @@ def batch_runs(draws: Iterator[tuple[int, int, bool]], slots: BatchSlots) -> Ite
 
 
 class _Pending:
-    """A draw waiting in :meth:`LeRobotShardDataset._build_ahead`'s queue: its episode, the frames its
-    sample reads, whether a thread has taken their decoding (``taken``), and when a helper is done."""
+    """A draw waiting in :meth:`LeRobotShardDataset._build_ahead`'s queue: its episode (None when
+    skipped: no helper takes it), the frames its sample reads, whether a thread has taken their
+    decoding (``taken``), and when a helper is done."""
 
     __slots__ = ("draw", "episode", "video", "frames", "taken", "done", "error")
 
