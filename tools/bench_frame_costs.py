@@ -31,7 +31,12 @@ context per camera fed every episode's packets in the pool's order, two frames a
 keyframe (at GOP 2 the pair's second frame refers only to the first), the second kept decoded for
 the episode's next turn. It checks that its pixels equal torchcodec's (every frame), and prints ms
 a frame against held torchcodec decoders in the same order and the resident memory per episode of
-each.
+each. Then what its conversion of a decoded 4:2:0 frame costs (``--conversions``, one thread):
+``rgb24`` alone (what the reader's ``_rgb`` does), ``rgb24`` then ``cv2.split`` into a reused
+``(3, H, W)`` row (what a batch's row gets), and swscale's planar ``gbrp`` then three plane copies
+into the row, with the largest difference between the two rows' pixels over every frame: leads
+for writing frames planar straight from swscale, and for keeping a window's frames 4:2:0 and
+converting each twice.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--camera", required=True)
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--conversions", action="store_true", help="only the 4:2:0 → RGB conversion costs (the last part)")
     a = ap.parse_args(argv)
 
     import cv2
@@ -106,9 +112,10 @@ def main(argv=None) -> int:
 
     before = status_bytes("VmRSS")
     VideoDecoder = video_decoder_class()
-    print(f"importing torchcodec as the reader does (torch already imported): "
-          f"+{(status_bytes('VmRSS') - before) / 1e6:.0f} MB resident")
-    import_footprints()
+    if not a.conversions:
+        print(f"importing torchcodec as the reader does (torch already imported): "
+              f"+{(status_bytes('VmRSS') - before) / 1e6:.0f} MB resident")
+        import_footprints()
 
     from lerobot_wds.reader.episodes import EpisodeLoader
     from lerobot_wds.reader.storage import Store
@@ -121,6 +128,9 @@ def main(argv=None) -> int:
     where = [(s.name, e) for s in m.shards for e in s.episodes][: a.episodes]
     loader = EpisodeLoader(store, where, list(range(len(where))), [a.camera], [], "raise")
     eps = [loader.get(p) for p in range(len(where))]
+    if a.conversions:
+        conversions(eps, a.camera, a.reps)
+        return 0
 
     ep = eps[0]
     lead = ep.meta.clips[a.camera].lead_in
@@ -188,87 +198,56 @@ def main(argv=None) -> int:
         del decoders, d
     reopen_costs(VideoDecoder, eps, a.camera)
     shared_decoder(VideoDecoder, eps, a.camera)
+    conversions(eps, a.camera, a.reps)
     return 0
 
 
-def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 15) -> None:
-    """Print the reader's shared decoder (see the module docstring) against held decoders. An odd
-    number of ``frames``: each episode ends holding its next frame decoded, as after a keyframe's draw."""
+def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> None:
+    """Print ms a frame of converting decoded 4:2:0 frames (PyAV, one thread) to RGB, as the module
+    docstring says, timed over the first ``max_frames`` frames of the episodes' clips; the pixels of
+    the two ways of writing a row compared over every frame."""
+    import io
+
     import av
-    import torch
+    import cv2
+    import numpy as np
 
-    from lerobot_wds.reader.shared_decoder import open_shared
+    one = {"threads": 1} if int(av.__version__.split(".")[0]) >= 16 else {}
 
-    eps = [ep for ep in eps if ep.meta.clips[camera].num_frames >= frames]
+    def rgb24(fs: list, out: np.ndarray) -> None:
+        for f in fs:
+            f.to_ndarray(format="rgb24", **one)
 
-    def shared_turns(check: list | None = None) -> list:
-        """Every episode's first ``frames`` frames in the pool's order; returns what the episodes hold."""
-        decoders = [open_shared(ep.clips[camera]) for ep in eps]
-        if None in decoders:
-            raise SystemExit(f"camera {camera!r}: some clips do not take the shared path (reader/shared_decoder.py)")
-        refs = [VideoDecoder(ep.clips[camera], seek_mode="exact") for ep in eps] if check is not None else []
-        for i in range(frames):
-            for e, d in enumerate(decoders):
-                got = d.frame_at(i)
-                if check is not None:
-                    check.append(torch.equal(got, refs[e].get_frame_at(i).data))
-        return decoders
+    def rgb24_split(fs: list, out: np.ndarray) -> None:
+        for f in fs:
+            cv2.split(f.to_ndarray(format="rgb24", **one), list(out))
 
-    def held_turns() -> list:
-        """The same frames from held torchcodec decoders, one a turn, in the pool's order."""
-        decoders = [VideoDecoder(ep.clips[camera], seek_mode="exact", num_ffmpeg_threads=1) for ep in eps]
-        for i in range(frames):
-            for d in decoders:
-                d.get_frame_at(i)
-        return decoders
+    def gbrp_copies(fs: list, out: np.ndarray) -> None:
+        for f in fs:
+            g = f.reformat(format="gbrp", **one)
+            for channel, plane in zip((1, 2, 0), g.planes):  # gbrp's planes are G, B, R
+                pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, :g.width]
+                np.copyto(out[channel], pixels)
 
-    rows = {}
-    for name, run in (("held", held_turns), ("shared", shared_turns)):
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        base = status_bytes("RssAnon")
-        t = time.perf_counter()
-        holds = run()
-        ms = (time.perf_counter() - t) / (frames * len(eps)) * 1e3
-        gc.collect()
-        rows[name] = (ms, (status_bytes("RssAnon") - base) / len(eps) / 1e6)
-        del holds
-    check: list[bool] = []
-    shared_turns(check)  # after the measured turns: their contexts (and picture pools) were new
-    print(f"  the reader's shared decoder over {len(eps)} episodes (PyAV {av.__version__}): "
-          f"pixels equal torchcodec's in {sum(check)} of {len(check)} frames; "
-          f"{rows['shared'][0]:.2f} ms a frame, two a turn, against {rows['held'][0]:.2f} held, one a turn; "
-          f"resident per episode {rows['shared'][1]:.2f} MB (packet places, kept frame) against "
-          f"{rows['held'][1]:.2f} MB (held decoder)")
-
-
-def reopen_costs(VideoDecoder, eps: list, camera: str) -> None:
-    """Print ms per frame: the next frame from a held decoder, against a decoder opened for it."""
-    eps = [ep for ep in eps if ep.length > 12]
-    held = 0.0
+    timed, total, worst = [], 0, 0
     for ep in eps:
-        lead = ep.meta.clips[camera].lead_in
-        dec = VideoDecoder(ep.clips[camera], seek_mode="exact", num_ffmpeg_threads=1)
-        dec.get_frame_at(lead)
-        t = time.perf_counter()
-        for i in range(1, 12):
-            dec.get_frame_at(lead + i)
-        held += (time.perf_counter() - t) / 11
-    print(f"  next frame, held decoder: {held / len(eps) * 1e3:.2f} ms")
-    for mode in ("exact", "approximate"):
-        opened = decoded = 0.0
-        for ep in eps:
-            lead = ep.meta.clips[camera].lead_in
-            for i in (10, 11):
-                t0 = time.perf_counter()
-                dec = VideoDecoder(ep.clips[camera], seek_mode=mode, num_ffmpeg_threads=1)
-                t1 = time.perf_counter()
-                dec.get_frame_at(lead + i)
-                t2 = time.perf_counter()
-                opened, decoded = opened + (t1 - t0) / 2, decoded + (t2 - t1) / 2
-        n = len(eps)
-        print(f"  next frame, decoder opened for it ({mode}): open {opened / n * 1e3:.2f} + decode "
-              f"{decoded / n * 1e3:.2f} = {(opened + decoded) / n * 1e3:.2f} ms")
+        with av.open(io.BytesIO(ep.clips[camera])) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            for f in container.decode(stream):
+                row, other = (np.empty((3, f.height, f.width), np.uint8) for _ in range(2))
+                rgb24_split([f], row)
+                gbrp_copies([f], other)
+                worst = max(worst, int(np.abs(row.astype(np.int16) - other).max()))
+                total += 1
+                if len(timed) < max_frames:
+                    timed.append(f)
+    out = np.empty((3, timed[0].height, timed[0].width), np.uint8)
+    times = {name: per_frame_ms(lambda fs: fn(fs, out), timed, reps) for name, fn in
+             (("rgb24", rgb24), ("rgb24 + cv2.split", rgb24_split), ("gbrp + 3 copies", gbrp_copies))}
+    print(f"  4:2:0 -> RGB (PyAV {av.__version__}, {len(timed)} frames): "
+          + ", ".join(f"{name} {ms:.3f} ms" for name, ms in times.items())
+          + f"; largest pixel difference rgb24 + cv2.split vs gbrp over all {total} frames: {worst}")
 
 
 if __name__ == "__main__":
