@@ -4,8 +4,9 @@ written once, straight into its batch.
 With per-sample output a camera frame is copied twice after decoding: into its sample's tensor,
 then by ``default_collate`` into the batch (inside a DataLoader worker, a fresh shared-memory
 block). Here the batch's camera tensors are allocated first (in shared memory inside a worker,
-so the DataLoader sends them without another copy) and each frame is deinterleaved from the
-decoder's output straight into its row; the other keys, small, go through ``default_collate``
+so the DataLoader sends them without another copy) and each frame is written from the decoder's
+output straight into its row (deinterleaved from torchcodec's layout, or the shared decoder's
+planes copied); the other keys, small, go through ``default_collate``
 (inside a worker stacked into one more shared block: :func:`collate_in_one_block`). The batch
 equals ``default_collate`` of the same samples, key for key and bit for bit.
 

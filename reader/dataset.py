@@ -349,6 +349,7 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         # workers are the parallelism); in the training process: torchcodec's views (collate's
         # threads transpose them faster) and MAIN_DECODE_STREAMS samples decoded at once (video.py).
         # Batches built here: torchcodec's views, deinterleaved straight into the batch (batch.py).
+        # The shared decoder's frames are planar everywhere (shared_decoder.PlanarFrame).
         worker = in_worker()
         planar = worker and not (slots and slots.shapes)
         streams = 1 if worker or not self._video_keys or self.video_decode_device != "cpu" else MAIN_DECODE_STREAMS

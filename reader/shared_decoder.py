@@ -86,8 +86,7 @@ def _drop_context(key: tuple) -> None:
 class SharedClipDecoder:
     """Frames of one clip by index in presentation order, decoded through a context this thread
     shares with every other clip of the same codec, extradata and size. ``frame_at(i)`` gives
-    frame ``i`` as torchcodec does: a uint8 ``(3, H, W)`` view of interleaved ``(H, W, 3)``
-    memory of its own."""
+    frame ``i`` with torchcodec's values, as a :class:`PlanarFrame`."""
 
     def __init__(self, clip: bytes, codec: str, extradata: bytes | None, width: int, height: int,
                  places: np.ndarray, key: np.ndarray) -> None:
@@ -99,20 +98,20 @@ class SharedClipDecoder:
         self._key = key
         self._kept: tuple[int, object] | None = None  # the frame after the last one given, as decoded
 
-    def frame_at(self, i: int) -> torch.Tensor:
+    def frame_at(self, i: int) -> PlanarFrame:
         """Frame ``i``; raises :class:`SharedPathEnded` when it cannot be given exactly, ValueError
         for a clip that does not decode (as torchcodec does)."""
         if not 0 <= i < self.num_frames:
             raise IndexError(f"frame {i} is not in the clip's {self.num_frames} frames")
         kept, self._kept = self._kept, None
         if kept is not None and kept[0] == i:
-            return _rgb(kept[1])
+            return PlanarFrame(kept[1])
         start = i if self._key[i] else i - 1  # a frame that is no keyframe follows one (open_shared)
         turn = [start] if start + 1 >= self.num_frames or self._key[start + 1] else [start, start + 1]
         frames = self._turn(turn)
         if i == start and len(frames) == 2:
             self._kept = (i + 1, frames[1])
-        return _rgb(frames[i - start])
+        return PlanarFrame(frames[i - start])
 
     def _turn(self, numbers: list[int]) -> list:
         import av
@@ -140,16 +139,55 @@ class SharedClipDecoder:
 #: PyAV from 16 converts on a thread per core unless told otherwise; one, as everywhere (video.py).
 _ONE_THREAD: dict = {"threads": 1}
 
+#: Where swscale's planar ``gbrp`` puts each of its planes (G, B, R) in an RGB ``(3, H, W)`` frame.
+_RGB_CHANNEL_OF_GBRP_PLANE = (1, 2, 0)
 
-def _rgb(frame) -> torch.Tensor:
-    """A decoded frame as torchcodec gives it: ``(3, H, W)``, a view of interleaved RGB."""
-    global _ONE_THREAD
-    try:
-        hwc = frame.to_ndarray(format="rgb24", **_ONE_THREAD)
-    except TypeError:  # PyAV before 16: one thread already
-        _ONE_THREAD = {}
-        hwc = frame.to_ndarray(format="rgb24")
-    return torch.from_numpy(hwc).permute(2, 0, 1)
+
+class PlanarFrame:
+    """A decoded frame in RGB, planar: swscale's ``gbrp`` conversion of it, whose planes are
+    written in RGB order into the memory each use gives (a batch's row, a sample's tensor), so
+    every copy of it is a plain copy. Its values are torchcodec's ``(3, H, W)`` frame's.
+
+    Why ``gbrp`` rather than torchcodec's layout, interleaved ``rgb24`` deinterleaved by
+    ``cv2.split``: the same pixels (every frame of the peers benchmark's clips in both supported
+    PyAV versions: ``tools/bench_frame_costs.py --conversions``; the colour tags the shared path
+    takes: ``tools/check_pyav_colour.py``), a 480x640 frame converted and written into a row in
+    0.094-0.111 ms instead of 0.140-0.151 (the same tool), and every later copy a plain one; end
+    to end: ``video.py``. The frame is held as converted, one buffer as a ``rgb24`` frame was:
+    a version that copied it into a tensor of its own and let the converted frame go interleaved
+    short- and long-lived blocks of the same size in the heap (a process building batches with
+    windows over 50 episodes on one thread held 857 MB instead of 763, this one 763:
+    ``tools/bench_pool_memory.py --one-thread --windows``)."""
+
+    __slots__ = ("_planes", "shape")
+
+    def __init__(self, frame) -> None:
+        global _ONE_THREAD
+        try:
+            self._planes = frame.reformat(format="gbrp", **_ONE_THREAD)
+        except TypeError:  # PyAV before 16: one thread already
+            _ONE_THREAD = {}
+            self._planes = frame.reformat(format="gbrp")
+        #: ``(3, H, W)``, as the tensor it stands for.
+        self.shape = (3, self._planes.height, self._planes.width)
+
+    def write_into(self, out: torch.Tensor) -> None:
+        """Write the frame into ``out``: contiguous ``(3, H, W)`` CPU memory, uint8, or float32 for
+        ``video.to_float``'s values, bit for bit."""
+        _, height, width = self.shape
+        rows = out.numpy()
+        for channel, plane in zip(_RGB_CHANNEL_OF_GBRP_PLANE, self._planes.planes):
+            pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+            if rows.dtype == np.float32:
+                np.divide(pixels, np.float32(255.0), out=rows[channel], dtype=np.float32)
+            else:
+                np.copyto(rows[channel], pixels)
+
+    def tensor(self) -> torch.Tensor:
+        """The frame as a contiguous uint8 ``(3, H, W)`` tensor of its own."""
+        out = torch.empty(self.shape, dtype=torch.uint8)
+        self.write_into(out)
+        return out
 
 
 def open_shared(clip: bytes) -> SharedClipDecoder | None:

@@ -23,9 +23,17 @@ written into memory the caller gives (:meth:`EpisodeVideo.frames_into`: a batch'
 :func:`to_float` makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit
 for bit.
 
-``planar=True`` (what the dataset sets in DataLoader workers for single samples; its batches
-get each frame deinterleaved straight into its row instead) deinterleaves each frame once, at
-decode, into contiguous storage: torchcodec hands out ``(C, H, W)`` views of interleaved
+Frames of the shared decoder are planar from the start (``shared_decoder.PlanarFrame``: swscale's
+``gbrp`` planes, written in RGB order straight into a batch's row or a sample's tensor, so every
+copy of them is a plain copy, in workers and in the training process alike). Against ``rgb24``
+deinterleaved by ``cv2.split`` (or left as torchcodec's layout in the training process), three
+interleaved A/B rounds of ``tools/bench_peers.py --child`` rows at 480x640, medians: batches with
+windows +5 % samples/s at 0 and at 2 workers; single samples +17 % / +9 % without / with windows
+at 0 workers, +7 % / -2 % at 2; peak RSS within 0.08 GB.
+
+For torchcodec's frames, ``planar=True`` (what the dataset sets in DataLoader workers for single
+samples; its batches get each frame deinterleaved straight into its row instead) deinterleaves
+each frame once, at decode, into contiguous storage: torchcodec hands out ``(C, H, W)`` views of interleaved
 ``(H, W, C)`` pixels, so left as they are every later copy is a transpose: collate into the
 batch, and a window's stack for every sample that holds the frame. ``cv2.split`` deinterleaves a
 480x640 frame in 0.09-0.14 ms (numpy and torch: 0.30-0.42 ms), after which every stack is a plain
@@ -61,7 +69,7 @@ import torch
 from ..errors import UsageError
 from .depth import DepthClipDecoder
 from .episodes import LoadedEpisode, EpisodeError
-from .shared_decoder import SharedClipDecoder, SharedPathEnded, open_shared
+from .shared_decoder import PlanarFrame, SharedClipDecoder, SharedPathEnded, open_shared
 from .torchcodec_import import video_decoder_class
 
 log = logging.getLogger(__name__)
@@ -141,10 +149,13 @@ def planar(frame: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def write_frame(frame: torch.Tensor, out: torch.Tensor) -> None:
+def write_frame(frame: torch.Tensor | PlanarFrame, out: torch.Tensor) -> None:
     """Copy a uint8 ``(C, H, W)`` CPU frame into ``out`` (contiguous, uint8 or float32); an
     interleaved frame is deinterleaved by ``cv2.split`` on the way, and float32 gets
     :func:`to_float`'s values, bit for bit."""
+    if isinstance(frame, PlanarFrame):
+        frame.write_into(out)
+        return
     src = frame.numpy()
     if out.dtype == torch.float32:
         np.divide(src, np.float32(255.0), out=out.numpy(), dtype=np.float32)
@@ -234,7 +245,7 @@ class EpisodeVideo:
         return video_decoder_class()(self.episode.clips[camera], device=self.device, seek_mode="exact",
                                      num_ffmpeg_threads=1)
 
-    def _frame(self, camera: str, i: int) -> torch.Tensor:
+    def _frame(self, camera: str, i: int) -> torch.Tensor | PlanarFrame:
         dec = self._decoders[camera]
         if camera in self.depth:
             return dec.codes_at(i)
@@ -250,6 +261,11 @@ class EpisodeVideo:
         """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats
         ok), in storage no other sample shares; ``at``: the frame being emitted (lets older frames go)."""
         got = self._gather(camera, idx, at)
+        if any(isinstance(f, PlanarFrame) for f in got):
+            out = torch.empty((len(got), *got[0].shape), dtype=torch.uint8)
+            for j, frame in enumerate(got):
+                write_frame(frame, out[j])
+            return out
         if len(got) == 1 and self._frames[camera].get(int(idx[0])) is not got[0]:
             return got[0].unsqueeze(0)  # a decoded frame no one else holds: no copy
         if got[0].device.type != "cpu":
@@ -260,7 +276,7 @@ class EpisodeVideo:
         """float32 ``(len(idx), C, H, W)`` in [0, 1], equal bit for bit to ``to_float(frames(...))``,
         written straight into the output (no uint8 stack in between: one pass over the pixels)."""
         got = self._gather(camera, idx, at)
-        if got[0].device.type != "cpu":
+        if isinstance(got[0], torch.Tensor) and got[0].device.type != "cpu":
             return to_float(torch.stack(got))
         out = torch.empty((len(got), *got[0].shape), dtype=torch.float32)
         for j, frame in enumerate(got):
@@ -312,7 +328,7 @@ class EpisodeVideo:
                         f"{self.episode.where}: frame {i} of camera {camera!r} decodes at {frame.shape[-1]}x"
                         f"{frame.shape[-2]}, its header and metadata say {info.width}x{info.height}; repack this episode"
                     )
-                have[i] = planar(frame) if self.planar else frame
+                have[i] = planar(frame) if self.planar and isinstance(frame, torch.Tensor) else frame
                 self.decoded += 1
             # torchcodec knows whether it fell back to the CPU once a frame is decoded
             if self.device != "cpu" and camera not in self.depth and camera not in self._fallback_checked:

@@ -48,15 +48,17 @@ def test_parity_through_dataloader_workers(packed):
     assert seen == len(want)
 
 
-def test_uint8_frames_are_deinterleaved_in_workers_only(packed):
-    """reader/video.py ``planar``: in DataLoader workers uint8 frames come contiguous (collate then
-    copies instead of transposing); in the training process torchcodec's views stay as they are."""
+def test_uint8_frames_are_planar_in_workers_and_in_the_training_process(packed):
+    """In DataLoader workers uint8 frames come contiguous (reader/video.py ``planar``: collate then
+    copies instead of transposing); lerobot's clips, which the shared decoder takes, come contiguous
+    in the training process too (``shared_decoder.PlanarFrame``), with the same values either way.
+    (torchcodec's views, in the training process: tests/test_video.py.)"""
     ds = LeRobotShardDataset(packed("lerobot_v3_av1"), return_uint8=True, seed=1)
     cam = "observation.images.top"
     in_workers = [s[cam] for s in DataLoader(ds, batch_size=None, num_workers=2)]
     assert len(in_workers) == 320 and all(f.is_contiguous() for f in in_workers)
     here = {int(s["index"]): s[cam] for s in ds}
-    assert not any(f.is_contiguous() for f in here.values())
+    assert all(f.is_contiguous() for f in here.values())
     ordered = sorted((int(s["index"]), s[cam]) for s in DataLoader(ds, batch_size=None, num_workers=2))
     assert all(torch.equal(f, here[i]) for i, f in ordered)
 

@@ -45,7 +45,7 @@ def test_frames_equal_torchcodecs_in_any_order(order):
     asked = {"forward": list(range(n)), "odd starts": list(range(1, n, 2)) + list(range(0, n, 2)),
              "random": list(np.random.default_rng(0).permutation(n)), "backward": list(range(n - 1, -1, -1))}[order]
     for i in asked:
-        got = dec.frame_at(int(i))
+        got = dec.frame_at(int(i)).tensor()
         assert got.shape == want[i].shape and torch.equal(got, want[i]), f"frame {i}"
 
 
@@ -60,7 +60,7 @@ def test_clips_take_turns_through_one_context():
     for step in range(min(len(w) for w in wants) - max(starts)):
         for dec, want, start in zip(decs, wants, starts):
             i = start + step
-            assert torch.equal(dec.frame_at(i), want[i]), f"frame {i}"
+            assert torch.equal(dec.frame_at(i).tensor(), want[i]), f"frame {i}"
 
 
 # (colour matrix, primaries, transfer, range) as FFmpeg names them; whether the shared path takes it
@@ -85,7 +85,7 @@ def test_colour_tags(tmp_path, matrix, primaries, transfer, rng, shared):
     assert (dec is not None) == shared
     if dec is not None:
         want = torchcodec_frames(clip)
-        assert all(torch.equal(dec.frame_at(i), want[i]) for i in range(len(want)))
+        assert all(torch.equal(dec.frame_at(i).tensor(), want[i]) for i in range(len(want)))
 
 
 @pytest.mark.parametrize("gop,shared", [(2, True), (3, False), (8, False)])
@@ -97,7 +97,7 @@ def test_only_clips_whose_frames_follow_a_keyframe(tmp_path, gop, shared):
     assert (dec is not None) == shared
     if dec is not None:
         want = torchcodec_frames(clip)
-        assert all(torch.equal(dec.frame_at(i), want[i]) for i in range(len(want)))
+        assert all(torch.equal(dec.frame_at(i).tensor(), want[i]) for i in range(len(want)))
 
 
 def test_only_av1(tmp_path):
@@ -151,7 +151,7 @@ def test_a_packet_that_does_not_decode_names_the_episode():
     episode = LoadedEpisode("shard-000001.tar", ShardEpisodeMeta(1, 3, 60, 137, ("t",), {cam: info}), {}, {cam: broken})
     with pytest.raises(EpisodeError, match=r"shard-000001.tar.*episode 3.*camera 'observation.images.top'.*does not decode"):
         EpisodeVideo(episode).frames(cam, np.arange(60))
-    assert torch.equal(open_shared(clip).frame_at(0), torchcodec_frames(clip)[0])
+    assert torch.equal(open_shared(clip).frame_at(0).tensor(), torchcodec_frames(clip)[0])
 
 
 def test_clips_of_many_sizes_keep_few_contexts(tmp_path):
@@ -165,5 +165,5 @@ def test_clips_of_many_sizes_keep_few_contexts(tmp_path):
     wants = [torchcodec_frames(c) for c in clips]
     for i in range(len(wants[0])):
         for dec, want in zip(decs, wants):
-            assert torch.equal(dec.frame_at(i), want[i]), f"frame {i}"
+            assert torch.equal(dec.frame_at(i).tensor(), want[i]), f"frame {i}"
         assert len(shared_decoder._contexts.by_key) <= shared_decoder.CONTEXTS_PER_THREAD

@@ -1,6 +1,7 @@
 """reader/video.py: in-memory clip decode is bit-identical to lerobot's frames; each frame is decoded once and
 only the window reach stays decoded."""
 
+import subprocess
 import threading
 
 import numpy as np
@@ -18,13 +19,27 @@ TOP = f"{ROOT}/videos/observation.images.top/chunk-000/file-002.mp4"  # episodes
 EXPECTED = np.load("tests/data/expected/lerobot_v3_av1/expected_plain.npz")
 
 
-@pytest.fixture(scope="module")
-def episode3():
-    cutter = ClipCutter(TOP, TOP, 30)
+def cut_episode3(video: str) -> LoadedEpisode:
+    cutter = ClipCutter(video, video, 30)
     clip, info = cutter.cut(ClipRequest(3, 0.4, 60))
     cutter.close()
     meta = ShardEpisodeMeta(1, 3, 60, 137, ("t",), {"observation.images.top": info})
     return LoadedEpisode("shard-000001.tar", meta, {}, {"observation.images.top": clip})
+
+
+@pytest.fixture(scope="module")
+def episode3():
+    return cut_episode3(TOP)
+
+
+@pytest.fixture(scope="module")
+def episode3_h264(tmp_path_factory):
+    """Episode 3 from the same video re-encoded to h264 (GOP 2): a clip the shared decoder does not
+    take, so torchcodec decodes it."""
+    out = tmp_path_factory.mktemp("h264") / "file-002.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", TOP, "-c:v", "libx264", "-g", "2", "-bf", "0",
+                    "-pix_fmt", "yuv420p", str(out)], check=True, capture_output=True)
+    return cut_episode3(str(out))
 
 
 def test_frames_bit_identical_to_lerobot(episode3):
@@ -91,24 +106,30 @@ def test_frames_float_equals_to_float(episode3):
     assert a.dtype == torch.float32 and torch.equal(a, b)
 
 
-def test_frames_are_planar_copies_of_torchcodec_frames(episode3):
+@pytest.mark.parametrize("shared", [True, False], ids=["shared decoder", "torchcodec"])
+def test_frames_are_planar_copies_of_torchcodec_frames(episode3, episode3_h264, shared):
     """torchcodec returns CHW views of HWC memory; with ``planar`` (in DataLoader workers) samples
     carry contiguous CHW frames with the same values (what makes collate and window stacks plain
-    copies), for single frames and windows; without it, torchcodec's views as they are."""
+    copies), for single frames and windows; without it, torchcodec's views as they are. Clips the
+    shared decoder takes come contiguous either way (``shared_decoder.PlanarFrame``)."""
     from torchcodec.decoders import VideoDecoder
 
+    from lerobot_wds.reader.shared_decoder import SharedClipDecoder
+
+    episode = episode3 if shared else episode3_h264
     cam = "observation.images.top"
-    lead = episode3.meta.clips[cam].lead_in
-    ref = VideoDecoder(episode3.clips[cam], seek_mode="exact")
+    lead = episode.meta.clips[cam].lead_in
+    ref = VideoDecoder(episode.clips[cam], seek_mode="exact")
     assert not ref.get_frame_at(lead).data.is_contiguous()  # what planar() exists for
-    video = EpisodeVideo(episode3, reach={cam: (3, 0)}, planar=True)
+    video = EpisodeVideo(episode, reach={cam: (3, 0)}, planar=True)
     for at in range(10):
         window = video.frames(cam, np.clip(np.array([at - 3, at]), 0, 59), at)
-        single = EpisodeVideo(episode3, planar=True).frames(cam, np.array([at]), at)
-        as_given = EpisodeVideo(episode3).frames(cam, np.array([at]), at)
-        assert window.is_contiguous() and single.is_contiguous() and not as_given.is_contiguous()
+        single = EpisodeVideo(episode, planar=True).frames(cam, np.array([at]), at)
+        as_given = EpisodeVideo(episode).frames(cam, np.array([at]), at)
+        assert window.is_contiguous() and single.is_contiguous() and as_given.is_contiguous() == shared
         assert torch.equal(window[1], ref.get_frame_at(lead + at).data)
         assert torch.equal(single[0], window[1]) and torch.equal(as_given[0], window[1])
+    assert isinstance(video._decoders[cam], SharedClipDecoder) == shared
 
 
 def test_frames_decoded_ahead_on_another_thread_are_handed_out_without_decoding_again(episode3):

@@ -31,12 +31,12 @@ context per camera fed every episode's packets in the pool's order, two frames a
 keyframe (at GOP 2 the pair's second frame refers only to the first), the second kept decoded for
 the episode's next turn. It checks that its pixels equal torchcodec's (every frame), and prints ms
 a frame against held torchcodec decoders in the same order and the resident memory per episode of
-each. Then what its conversion of a decoded 4:2:0 frame costs (``--conversions``, one thread):
-``rgb24`` alone (what the reader's ``_rgb`` does), ``rgb24`` then ``cv2.split`` into a reused
-``(3, H, W)`` row (what a batch's row gets), and swscale's planar ``gbrp`` then three plane copies
-into the row, with the largest difference between the two rows' pixels over every frame: leads
-for writing frames planar straight from swscale, and for keeping a window's frames 4:2:0 and
-converting each twice.
+each. Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``: only that, one
+thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got
+before ``PlanarFrame``), swscale's planar ``gbrp`` then three plane copies into the row (the
+reader's ``PlanarFrame``), with the largest difference between the two rows' pixels over every
+frame; and ``rgb24`` alone, what converting a window's frames a second time would cost were they
+kept 4:2:0.
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -202,6 +202,86 @@ def main(argv=None) -> int:
     return 0
 
 
+def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 15) -> None:
+    """Print the reader's shared decoder (see the module docstring) against held decoders. An odd
+    number of ``frames``: each episode ends holding its next frame decoded, as after a keyframe's draw."""
+    import av
+    import torch
+
+    from lerobot_wds.reader.shared_decoder import open_shared
+
+    eps = [ep for ep in eps if ep.meta.clips[camera].num_frames >= frames]
+
+    def shared_turns(check: list | None = None) -> list:
+        """Every episode's first ``frames`` frames in the pool's order; returns what the episodes hold."""
+        decoders = [open_shared(ep.clips[camera]) for ep in eps]
+        if None in decoders:
+            raise SystemExit(f"camera {camera!r}: some clips do not take the shared path (reader/shared_decoder.py)")
+        refs = [VideoDecoder(ep.clips[camera], seek_mode="exact") for ep in eps] if check is not None else []
+        for i in range(frames):
+            for e, d in enumerate(decoders):
+                got = d.frame_at(i).tensor()
+                if check is not None:
+                    check.append(torch.equal(got, refs[e].get_frame_at(i).data))
+        return decoders
+
+    def held_turns() -> list:
+        """The same frames from held torchcodec decoders, one a turn, in the pool's order."""
+        decoders = [VideoDecoder(ep.clips[camera], seek_mode="exact", num_ffmpeg_threads=1) for ep in eps]
+        for i in range(frames):
+            for d in decoders:
+                d.get_frame_at(i)
+        return decoders
+
+    rows = {}
+    for name, run in (("held", held_turns), ("shared", shared_turns)):
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        base = status_bytes("RssAnon")
+        t = time.perf_counter()
+        holds = run()
+        ms = (time.perf_counter() - t) / (frames * len(eps)) * 1e3
+        gc.collect()
+        rows[name] = (ms, (status_bytes("RssAnon") - base) / len(eps) / 1e6)
+        del holds
+    check: list[bool] = []
+    shared_turns(check)  # after the measured turns: their contexts (and picture pools) were new
+    print(f"  the reader's shared decoder over {len(eps)} episodes (PyAV {av.__version__}): "
+          f"pixels equal torchcodec's in {sum(check)} of {len(check)} frames; "
+          f"{rows['shared'][0]:.2f} ms a frame, two a turn, against {rows['held'][0]:.2f} held, one a turn; "
+          f"resident per episode {rows['shared'][1]:.2f} MB (packet places, kept frame) against "
+          f"{rows['held'][1]:.2f} MB (held decoder)")
+
+
+def reopen_costs(VideoDecoder, eps: list, camera: str) -> None:
+    """Print ms per frame: the next frame from a held decoder, against a decoder opened for it."""
+    eps = [ep for ep in eps if ep.length > 12]
+    held = 0.0
+    for ep in eps:
+        lead = ep.meta.clips[camera].lead_in
+        dec = VideoDecoder(ep.clips[camera], seek_mode="exact", num_ffmpeg_threads=1)
+        dec.get_frame_at(lead)
+        t = time.perf_counter()
+        for i in range(1, 12):
+            dec.get_frame_at(lead + i)
+        held += (time.perf_counter() - t) / 11
+    print(f"  next frame, held decoder: {held / len(eps) * 1e3:.2f} ms")
+    for mode in ("exact", "approximate"):
+        opened = decoded = 0.0
+        for ep in eps:
+            lead = ep.meta.clips[camera].lead_in
+            for i in (10, 11):
+                t0 = time.perf_counter()
+                dec = VideoDecoder(ep.clips[camera], seek_mode=mode, num_ffmpeg_threads=1)
+                t1 = time.perf_counter()
+                dec.get_frame_at(lead + i)
+                t2 = time.perf_counter()
+                opened, decoded = opened + (t1 - t0) / 2, decoded + (t2 - t1) / 2
+        n = len(eps)
+        print(f"  next frame, decoder opened for it ({mode}): open {opened / n * 1e3:.2f} + decode "
+              f"{decoded / n * 1e3:.2f} = {(opened + decoded) / n * 1e3:.2f} ms")
+
+
 def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> None:
     """Print ms a frame of converting decoded 4:2:0 frames (PyAV, one thread) to RGB, as the module
     docstring says, timed over the first ``max_frames`` frames of the episodes' clips; the pixels of
@@ -211,6 +291,9 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
     import av
     import cv2
     import numpy as np
+    import torch
+
+    from lerobot_wds.reader.shared_decoder import PlanarFrame
 
     one = {"threads": 1} if int(av.__version__.split(".")[0]) >= 16 else {}
 
@@ -222,12 +305,10 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
         for f in fs:
             cv2.split(f.to_ndarray(format="rgb24", **one), list(out))
 
-    def gbrp_copies(fs: list, out: np.ndarray) -> None:
+    def gbrp_copies(fs: list, out: np.ndarray) -> None:  # the reader's own (reader/shared_decoder.py)
+        rows = torch.from_numpy(out)
         for f in fs:
-            g = f.reformat(format="gbrp", **one)
-            for channel, plane in zip((1, 2, 0), g.planes):  # gbrp's planes are G, B, R
-                pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, :g.width]
-                np.copyto(out[channel], pixels)
+            PlanarFrame(f).write_into(rows)
 
     timed, total, worst = [], 0, 0
     for ep in eps:

@@ -4,7 +4,9 @@
 equal torchcodec's on lerobot's untagged clips. The reader's frames must equal ``LeRobotDataset``'s,
 which come from torchcodec, for clips tagged with any colour matrix and range too. This re-encodes
 the first frames of a video (FFmpeg's command line, libx264, GOP 2) under each tag below, decodes
-each clip with both, and prints the largest difference per tag (0: equal, every pixel).
+each clip with both, and prints the largest difference per tag (0: equal, every pixel): PyAV's
+``rgb24``, and the planar RGB the reader makes from swscale's ``gbrp``
+(``reader/shared_decoder.py`` ``PlanarFrame``).
 
     .venv-lerobot/bin/python tools/check_pyav_colour.py bench_out/peers/lerobot/videos/observation.images.top/chunk-000/file-000.mp4
 """
@@ -37,6 +39,8 @@ def main(argv=None) -> int:
     import torchcodec
     from torchcodec.decoders import VideoDecoder
 
+    from lerobot_wds.reader.shared_decoder import PlanarFrame
+
     print(f"PyAV {av.__version__} against torchcodec {torchcodec.__version__}, {a.frames} frames each")
     with tempfile.TemporaryDirectory() as tmp:
         for matrix, primaries, transfer, rng in TAGS:
@@ -48,10 +52,14 @@ def main(argv=None) -> int:
                            check=True)
             ref = VideoDecoder(str(clip), seek_mode="exact").get_frames_in_range(0, a.frames).data
             with av.open(str(clip)) as c:
-                ours = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)][: a.frames])
-            diff = np.abs(ours.astype(np.int16) - ref.permute(0, 2, 3, 1).numpy().astype(np.int16))
-            print(f"  {matrix:12s} range {rng or 'unspecified':12s} largest difference {int(diff.max()):3d}, "
-                  f"{(diff > 0).mean() * 100:5.1f} % of values differ")
+                frames = list(c.decode(video=0))[: a.frames]
+            rgb24 = np.stack([f.to_ndarray(format="rgb24") for f in frames]).transpose(0, 3, 1, 2)
+            planes = np.stack([PlanarFrame(f).tensor().numpy() for f in frames])
+            want = ref.numpy().astype(np.int16)
+            for name, ours in (("rgb24", rgb24), ("PlanarFrame", planes)):
+                diff = np.abs(ours.astype(np.int16) - want)
+                print(f"  {matrix:12s} range {rng or 'unspecified':12s} {name:11s} largest difference "
+                      f"{int(diff.max()):3d}, {(diff > 0).mean() * 100:5.1f} % of values differ")
     return 0
 
 
