@@ -139,14 +139,15 @@ class SharedClipDecoder:
 #: PyAV from 16 converts on a thread per core unless told otherwise; one, as everywhere (video.py).
 _ONE_THREAD: dict = {"threads": 1}
 
-#: Where swscale's planar ``gbrp`` puts each of its planes (G, B, R) in an RGB ``(3, H, W)`` frame.
-_RGB_CHANNEL_OF_GBRP_PLANE = (1, 2, 0)
+#: The plane of swscale's planar ``gbrp`` (G, B, R) that holds each RGB channel.
+_GBRP_PLANE_OF_RGB_CHANNEL = (2, 0, 1)
 
 
 class PlanarFrame:
     """A decoded frame in RGB, planar: swscale's ``gbrp`` conversion of it, whose planes are
-    written in RGB order into the memory each use gives (a batch's row, a sample's tensor), so
-    every copy of it is a plain copy. Its values are torchcodec's ``(3, H, W)`` frame's.
+    written in RGB order into the memory each use gives (a batch's row, a sample's tensor:
+    ``video.write_frame``), so every copy of it is a plain copy. Its values are torchcodec's
+    ``(3, H, W)`` frame's.
 
     Why ``gbrp`` rather than torchcodec's layout, interleaved ``rgb24`` deinterleaved by
     ``cv2.split``: the same pixels (every frame of the peers benchmark's clips in both supported
@@ -171,23 +172,17 @@ class PlanarFrame:
         #: ``(3, H, W)``, as the tensor it stands for.
         self.shape = (3, self._planes.height, self._planes.width)
 
-    def write_into(self, out: torch.Tensor) -> None:
-        """Write the frame into ``out``: contiguous ``(3, H, W)`` CPU memory, uint8, or float32 for
-        ``video.to_float``'s values, bit for bit."""
+    def channels(self) -> list[np.ndarray]:
+        """The frame's R, G and B planes, uint8 ``(H, W)`` views of the converted frame's memory
+        (``video.write_frame`` writes them where they go)."""
         _, height, width = self.shape
-        rows = out.numpy()
-        for channel, plane in zip(_RGB_CHANNEL_OF_GBRP_PLANE, self._planes.planes):
-            pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
-            if rows.dtype == np.float32:
-                np.divide(pixels, np.float32(255.0), out=rows[channel], dtype=np.float32)
-            else:
-                np.copyto(rows[channel], pixels)
+        planes = [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+                  for plane in self._planes.planes]
+        return [planes[i] for i in _GBRP_PLANE_OF_RGB_CHANNEL]
 
     def tensor(self) -> torch.Tensor:
         """The frame as a contiguous uint8 ``(3, H, W)`` tensor of its own."""
-        out = torch.empty(self.shape, dtype=torch.uint8)
-        self.write_into(out)
-        return out
+        return torch.from_numpy(np.stack(self.channels()))
 
 
 def open_shared(clip: bytes) -> SharedClipDecoder | None:

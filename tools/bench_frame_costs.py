@@ -294,6 +294,7 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
     import torch
 
     from lerobot_wds.reader.shared_decoder import PlanarFrame
+    from lerobot_wds.reader.video import write_frame
 
     one = {"threads": 1} if int(av.__version__.split(".")[0]) >= 16 else {}
 
@@ -308,7 +309,7 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
     def gbrp_copies(fs: list, out: np.ndarray) -> None:  # the reader's own (reader/shared_decoder.py)
         rows = torch.from_numpy(out)
         for f in fs:
-            PlanarFrame(f).write_into(rows)
+            write_frame(PlanarFrame(f), rows)
 
     timed, total, worst = [], 0, 0
     for ep in eps:
