@@ -153,7 +153,8 @@ class PlanarFrame:
     ``cv2.split``: the same pixels (every frame of the peers benchmark's clips in both supported
     PyAV versions: ``tools/bench_frame_costs.py --conversions``; the colour tags the shared path
     takes: ``tools/check_pyav_colour.py``), a 480x640 frame converted and written into a row in
-    0.094-0.111 ms instead of 0.140-0.151 (the same tool), and every later copy a plain one; end
+    0.094-0.124 ms instead of 0.140-0.154 (the same tool, seven of eight runs; in the eighth, on a
+    busier moment, 0.186 against 0.172), and every later copy a plain one; end
     to end: ``video.py``. The frame is held as converted, one buffer as a ``rgb24`` frame was:
     a version that copied it into a tensor of its own and let the converted frame go interleaved
     short- and long-lived blocks of the same size in the heap (a process building batches with
