@@ -14,7 +14,8 @@ against 1.16 at 240x320, at 1.19-1.23 against 1.30-1.33 ms a frame at 480x640 an
 0.44 at 240x320 (both environments; ``tools/bench_frame_costs.py``). Converting at the draw rather
 than at decode also keeps RGB frames out of the heap between draws: a process building batches
 with windows over 200 episodes on one thread, as a DataLoader worker does, held 923 MB instead of
-997, its heap 119 MB free instead of 191 (``tools/bench_pool_memory.py``).
+997, its heap 119 MB free instead of 191 (``tools/bench_pool_memory.py``). The frames a window
+reaches are held as decoded too, and converted at each use (:class:`PlanarFrame`).
 
 The frames must equal torchcodec's, LeRobotDataset's decoder, pixel for pixel. :func:`open_shared`
 says None (the caller holds a torchcodec decoder instead) unless everything that makes them equal
@@ -144,41 +145,55 @@ _GBRP_PLANE_OF_RGB_CHANNEL = (2, 0, 1)
 
 
 class PlanarFrame:
-    """A decoded frame in RGB, planar: swscale's ``gbrp`` conversion of it, whose planes are
-    written in RGB order into the memory each use gives (a batch's row, a sample's tensor:
-    ``video.write_frame``), so every copy of it is a plain copy. Its values are torchcodec's
-    ``(3, H, W)`` frame's.
+    """A decoded frame, held as decoded (4:2:0, in the decoder's picture pool) and converted to
+    RGB at each use: swscale's planar ``gbrp``, whose planes are written in RGB order into the
+    memory the use gives (a batch's row, a sample's tensor: ``video.write_frame``), so every copy
+    of it is a plain copy. Its values are torchcodec's ``(3, H, W)`` frame's.
 
     Why ``gbrp`` rather than torchcodec's layout, interleaved ``rgb24`` deinterleaved by
     ``cv2.split``: the same pixels (every frame of the peers benchmark's clips in both supported
     PyAV versions: ``tools/bench_frame_costs.py --conversions``; the colour tags the shared path
     takes: ``tools/check_pyav_colour.py``), a 480x640 frame converted and written into a row in
     0.094-0.124 ms instead of 0.140-0.154 (the same tool, seven of eight runs; in the eighth, on a
-    busier moment, 0.186 against 0.172), and every later copy a plain one; end
-    to end: ``video.py``. The frame is held as converted, one buffer as a ``rgb24`` frame was:
-    a version that copied it into a tensor of its own and let the converted frame go interleaved
-    short- and long-lived blocks of the same size in the heap (a process building batches with
-    windows over 50 episodes on one thread held 857 MB instead of 763, this one 763:
-    ``tools/bench_pool_memory.py --one-thread --windows``)."""
+    busier moment, 0.186 against 0.172), and every later copy a plain one; end to end:
+    ``video.py``.
 
-    __slots__ = ("_planes", "shape")
+    Why held as decoded and converted at each use rather than held converted: a frame a window
+    reaches is held for the draws between its uses (``video.py``), and 4:2:0 is half the bytes of
+    RGB. Over 200 episodes at 480x640 with ``bench_peers.py``'s windows (the top camera at
+    ``[-0.1, 0.0]``), a process building batches on one thread held 88 MB of window frames
+    instead of 176 and 748 MB in all instead of 905, its heap 9 MB free instead of 100 (no
+    converted frames outliving the draws between them: ``tools/bench_pool_memory.py --one-thread
+    --windows``); in ``tools/bench_peers.py --child`` rows with windows, peak RSS fell by
+    0.31-0.42 GB at 2 workers and by 0.16-0.20 GB at 0. The cost is a second conversion of each
+    frame a window uses again: batches with windows -8.5 % samples/s at 0 workers and -4.5 % at 2
+    (medians of five interleaved A/B rounds), single samples within noise (+2 %, two rounds);
+    without windows every frame is converted once, as before."""
+
+    __slots__ = ("_frame", "shape")
 
     def __init__(self, frame) -> None:
-        global _ONE_THREAD
-        try:
-            self._planes = frame.reformat(format="gbrp", **_ONE_THREAD)
-        except TypeError:  # PyAV before 16: one thread already
-            _ONE_THREAD = {}
-            self._planes = frame.reformat(format="gbrp")
+        self._frame = frame  # as decoded: 4:2:0, converted at each use
         #: ``(3, H, W)``, as the tensor it stands for.
-        self.shape = (3, self._planes.height, self._planes.width)
+        self.shape = (3, frame.height, frame.width)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded frame it holds: its 4:2:0 planes, rows padded to their line size."""
+        return sum(plane.buffer_size for plane in self._frame.planes)
 
     def channels(self) -> list[np.ndarray]:
-        """The frame's R, G and B planes, uint8 ``(H, W)`` views of the converted frame's memory
+        """The frame's R, G and B planes, uint8 ``(H, W)`` views of a conversion made now
         (``video.write_frame`` writes them where they go)."""
+        global _ONE_THREAD
+        try:
+            converted = self._frame.reformat(format="gbrp", **_ONE_THREAD)
+        except TypeError:  # PyAV before 16: one thread already
+            _ONE_THREAD = {}
+            converted = self._frame.reformat(format="gbrp")
         _, height, width = self.shape
         planes = [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
-                  for plane in self._planes.planes]
+                  for plane in converted.planes]
         return [planes[i] for i in _GBRP_PLANE_OF_RGB_CHANNEL]
 
     def tensor(self) -> torch.Tensor:

@@ -12,10 +12,11 @@ a clip the shared path hands over mid-way. The pool draws an episode's frames in
 random start, wrapping once: ``pool.py``), so a miss decodes forward, frame by frame, from the
 first missing frame to the last one asked for: the decoder goes front to back, every frame
 decoded once, window frames shared. Only the frames the next sample's window can still use are
-kept (the backward and forward window reach), none for a camera without a window: a pool of many
-episodes costs their compressed bytes and decoders (a torchcodec decoder 2.5 MB at 480x640 with
-one thread, 8 frames in; the shared path 0.6 MB, mostly its one decoded 4:2:0 frame:
-``tools/bench_frame_costs.py``), not their frames.
+kept (the backward and forward window reach), none for a camera without a window, and the shared
+decoder's as decoded, 4:2:0, half the bytes of RGB, converted at each use
+(``shared_decoder.PlanarFrame``): a pool of many episodes costs their compressed bytes and
+decoders (a torchcodec decoder 2.5 MB at 480x640 with one thread, 8 frames in; the shared path
+0.6 MB, mostly its one decoded 4:2:0 frame: ``tools/bench_frame_costs.py``), not their frames.
 
 Frames come out as uint8 ``(N, C, H, W)`` in their own storage (copied with numpy:
 no torch intra-op threads, which on a busy machine made a 1 MB copy cost milliseconds), or are
@@ -23,9 +24,9 @@ written into memory the caller gives (:meth:`EpisodeVideo.frames_into`: a batch'
 :func:`to_float` makes LeRobot's float32 in [0, 1] exactly as LeRobot does (``u8 / 255.0``), bit
 for bit.
 
-Frames of the shared decoder are planar from the start (``shared_decoder.PlanarFrame``: swscale's
-``gbrp`` planes, written in RGB order straight into a batch's row or a sample's tensor, so every
-copy of them is a plain copy, in workers and in the training process alike). Against ``rgb24``
+Frames of the shared decoder come planar from their conversion (``shared_decoder.PlanarFrame``:
+swscale's ``gbrp`` planes, written in RGB order straight into a batch's row or a sample's tensor,
+so every copy of them is a plain copy, in workers and in the training process alike). Against ``rgb24``
 deinterleaved by ``cv2.split`` (or left as torchcodec's layout in the training process), three
 interleaved A/B rounds of ``tools/bench_peers.py --child`` rows at 480x640, medians: batches with
 windows +5 % samples/s at 0 and at 2 workers; single samples +17 % / +9 % without / with windows

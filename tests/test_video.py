@@ -55,7 +55,7 @@ def test_frames_bit_identical_to_lerobot(episode3):
 def test_pool_order_decodes_each_frame_once_with_bounded_memory(episode3):
     """Drawing the episode as the pool does (file order from a random start, wrapping once), with a
     window reaching 3 back and 2 ahead: each frame decoded once but for the window's lead-in at the
-    start and the wrap, at most the window reach held between samples."""
+    start and the wrap, at most the window reach held between samples, each frame as decoded."""
     cam = "observation.images.top"
     video = EpisodeVideo(episode3, reach={cam: (3, 2)})
     seen = {}
@@ -68,6 +68,8 @@ def test_pool_order_decodes_each_frame_once_with_bounded_memory(episode3):
             seen.setdefault(int(i), t)
             assert torch.equal(seen[int(i)], t)
         assert len(video._frames[cam]) <= 3 + 2
+        # held as decoded (4:2:0), converted at each use: half an RGB frame's bytes each
+        assert all(f.nbytes <= np.prod(f.shape) // 2 for f in video._frames[cam].values())
     assert len(seen) <= video.decoded <= len(seen) + 2 * (3 + 2)  # lead-in at the start and at the wrap
     fresh = EpisodeVideo(episode3).frames(cam, np.arange(60))
     assert all(torch.equal(fresh[i], seen[i]) for i in seen)

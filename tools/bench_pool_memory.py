@@ -79,9 +79,8 @@ def main(argv=None) -> int:
     # a decoded frame (PyAV), or an RGB tensor where the tool runs at a commit that kept those
     kept_mb = sum(sum(p.buffer_size for p in f.planes) if hasattr(f, "planes") else f.untyped_storage().nbytes()
                   for f in kept) / 1e6
-    # an RGB tensor, or the planar RGB frame the shared decoder converted (reader/shared_decoder.py PlanarFrame)
-    held_mb = sum(sum(p.buffer_size for p in t._planes.planes) if hasattr(t, "_planes") else t.untyped_storage().nbytes()
-                  for t in held) / 1e6
+    # an RGB tensor, or the shared decoder's frame (reader/shared_decoder.py PlanarFrame: its ``nbytes``)
+    held_mb = sum(t.nbytes for t in held) / 1e6
     print(f"{len(videos)} pool episodes hold {held_mb:.0f} MB of "
           f"decoded frames for windows ({len(held)} frames), {kept_mb:.0f} MB of frames the shared decoder kept "
           f"({len(kept)}), {clips / 1e6:.0f} MB of clips")
