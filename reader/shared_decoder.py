@@ -140,6 +140,25 @@ class SharedClipDecoder:
 #: PyAV from 16 converts on a thread per core unless told otherwise; one, as everywhere (video.py).
 _ONE_THREAD: dict = {"threads": 1}
 
+
+def _converter():
+    """This thread's PyAV reformatter (its swscale context, made once and reused while the frames'
+    size and format stay). ``VideoFrame.reformat`` makes one for every frame and keeps it with the
+    frame, so every frame held for a window kept a context of its own, and a frame's first
+    conversion cost more: at 480x640 0.119-0.121 ms against 0.076-0.077 with PyAV 15.1 and 0.079
+    against 0.063 with 18.1, at 240x320 0.043 against 0.034 and 0.044 against 0.021
+    (``tools/bench_frame_costs.py --conversions``). End to end within this machine's noise: A/B
+    rounds of ``tools/bench_peers.py --child`` rows at 480x640, single samples at 2 workers
+    without windows 670 against 675 samples/s (medians of five), batches with windows at 0 and 2
+    workers +1 to +5 % and +0 to +17 % (two rounds), single samples with windows at 2 workers -2
+    and -3 %."""
+    conv = getattr(_contexts, "converter", None)
+    if conv is None:
+        from av.video.reformatter import VideoReformatter
+
+        conv = _contexts.converter = VideoReformatter()
+    return conv
+
 #: The plane of swscale's planar ``gbrp`` (G, B, R) that holds each RGB channel.
 _GBRP_PLANE_OF_RGB_CHANNEL = (2, 0, 1)
 
@@ -187,10 +206,10 @@ class PlanarFrame:
         (``video.write_frame`` writes them where they go)."""
         global _ONE_THREAD
         try:
-            converted = self._frame.reformat(format="gbrp", **_ONE_THREAD)
+            converted = _converter().reformat(self._frame, format="gbrp", **_ONE_THREAD)
         except TypeError:  # PyAV before 16: one thread already
             _ONE_THREAD = {}
-            converted = self._frame.reformat(format="gbrp")
+            converted = _converter().reformat(self._frame, format="gbrp")
         _, height, width = self.shape
         planes = [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
                   for plane in converted.planes]

@@ -35,8 +35,10 @@ each. Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``
 thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got
 before ``PlanarFrame``), swscale's planar ``gbrp`` then three plane copies into the row (the
 reader's ``PlanarFrame``), with the largest difference between the two rows' pixels over every
-frame; and ``rgb24`` alone, what converting a window's frames a second time would cost were they
-kept 4:2:0.
+frame; ``rgb24`` alone; and the first ``gbrp`` conversion of frames never converted before
+(decoded anew for each repetition), through each frame's own reformatter (PyAV's
+``VideoFrame.reformat``) and through one reformatter reused for every frame (the reader's, one a
+thread).
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
@@ -330,6 +332,30 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
     print(f"  4:2:0 -> RGB (PyAV {av.__version__}, {len(timed)} frames): "
           + ", ".join(f"{name} {ms:.3f} ms" for name, ms in times.items())
           + f"; largest pixel difference rgb24 + cv2.split vs gbrp over all {total} frames: {worst}")
+
+    def fresh_frames() -> list:  # the timed frames decoded anew: never converted
+        fs = []
+        for ep in eps:
+            with av.open(io.BytesIO(ep.clips[camera])) as container:
+                container.streams.video[0].thread_count = 1
+                fs += [f for f, _ in zip(container.decode(video=0), range(len(timed) - len(fs)))]
+            if len(fs) >= len(timed):
+                return fs
+        return fs
+
+    reused = av.video.reformatter.VideoReformatter()
+    ways = {"each frame's own reformatter": lambda f: f.reformat(format="gbrp", **one),
+            "one reformatter reused": lambda f: reused.reformat(f, format="gbrp", **one)}
+    firsts: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(max(1, reps // 4)):
+        for name, convert in ways.items():
+            fs = fresh_frames()
+            t = time.perf_counter()
+            for f in fs:
+                convert(f)
+            firsts[name].append((time.perf_counter() - t) / len(fs) * 1e3)
+    print(f"  first gbrp conversion of a frame, median of {len(firsts[name])} passes: "
+          + ", ".join(f"{name} {sorted(ms)[len(ms) // 2]:.3f} ms" for name, ms in firsts.items()))
 
 
 if __name__ == "__main__":
