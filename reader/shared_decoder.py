@@ -159,6 +159,7 @@ def _converter():
         conv = _contexts.converter = VideoReformatter()
     return conv
 
+
 #: The plane of swscale's planar ``gbrp`` (G, B, R) that holds each RGB channel.
 _GBRP_PLANE_OF_RGB_CHANNEL = (2, 0, 1)
 
