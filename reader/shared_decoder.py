@@ -32,6 +32,7 @@ frame, and the context is dropped) rather than yield a frame that might differ.
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from collections import OrderedDict
@@ -137,27 +138,33 @@ class SharedClipDecoder:
         return out
 
 
-#: PyAV from 16 converts on a thread per core unless told otherwise; one, as everywhere (video.py).
-_ONE_THREAD: dict = {"threads": 1}
+def one_thread_options() -> dict:
+    """The keywords that make PyAV's ``reformat`` convert on one thread, as everything here
+    decodes (``video.py``): PyAV from 17 converts on a thread per core unless told otherwise;
+    earlier versions convert on one and take no ``threads`` (15.1 and 16.1 refuse it)."""
+    import av
+
+    return {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 
-def _converter():
-    """This thread's PyAV reformatter (its swscale context, made once and reused while the frames'
-    size and format stay). ``VideoFrame.reformat`` makes one for every frame and keeps it with the
-    frame, so every frame held for a window kept a context of its own, and a frame's first
-    conversion cost more: at 480x640 0.119-0.121 ms against 0.076-0.077 with PyAV 15.1 and 0.079
+def _to_gbrp():
+    """This thread's conversion to swscale's planar ``gbrp``, through one PyAV reformatter (its
+    swscale context, made once and reused while the frames' size and format stay).
+    ``VideoFrame.reformat`` makes one for every frame and keeps it with the frame, so every frame
+    held for a window kept a context of its own, and a frame's first conversion cost more: at 480x640 0.119-0.121 ms against 0.076-0.077 with PyAV 15.1 and 0.079
     against 0.063 with 18.1, at 240x320 0.043 against 0.034 and 0.044 against 0.021
     (``tools/bench_frame_costs.py --conversions``). End to end within this machine's noise: A/B
     rounds of ``tools/bench_peers.py --child`` rows at 480x640, single samples at 2 workers
     without windows 670 against 675 samples/s (medians of five), batches with windows at 0 and 2
     workers +1 to +5 % and +0 to +17 % (two rounds), single samples with windows at 2 workers -2
     and -3 %."""
-    conv = getattr(_contexts, "converter", None)
-    if conv is None:
+    convert = getattr(_contexts, "to_gbrp", None)
+    if convert is None:
         from av.video.reformatter import VideoReformatter
 
-        conv = _contexts.converter = VideoReformatter()
-    return conv
+        convert = _contexts.to_gbrp = functools.partial(VideoReformatter().reformat, format="gbrp",
+                                                        **one_thread_options())
+    return convert
 
 
 #: The plane of swscale's planar ``gbrp`` (G, B, R) that holds each RGB channel.
@@ -205,12 +212,7 @@ class PlanarFrame:
     def channels(self) -> list[np.ndarray]:
         """The frame's R, G and B planes, uint8 ``(H, W)`` views of a conversion made now
         (``video.write_frame`` writes them where they go)."""
-        global _ONE_THREAD
-        try:
-            converted = _converter().reformat(self._frame, format="gbrp", **_ONE_THREAD)
-        except TypeError:  # PyAV before 16: one thread already
-            _ONE_THREAD = {}
-            converted = _converter().reformat(self._frame, format="gbrp")
+        converted = _to_gbrp()(self._frame)
         _, height, width = self.shape
         planes = [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
                   for plane in converted.planes]

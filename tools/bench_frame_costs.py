@@ -295,10 +295,10 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
     import numpy as np
     import torch
 
-    from lerobot_wds.reader.shared_decoder import PlanarFrame
+    from lerobot_wds.reader.shared_decoder import PlanarFrame, one_thread_options
     from lerobot_wds.reader.video import write_frame
 
-    one = {"threads": 1} if int(av.__version__.split(".")[0]) >= 16 else {}
+    one = one_thread_options()
 
     def rgb24(fs: list, out: np.ndarray) -> None:
         for f in fs:
@@ -347,14 +347,15 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
     ways = {"each frame's own reformatter": lambda f: f.reformat(format="gbrp", **one),
             "one reformatter reused": lambda f: reused.reformat(f, format="gbrp", **one)}
     firsts: dict[str, list[float]] = {name: [] for name in ways}
-    for _ in range(max(1, reps // 4)):
+    passes = max(1, reps // 4)
+    for _ in range(passes):
         for name, convert in ways.items():
             fs = fresh_frames()
             t = time.perf_counter()
             for f in fs:
                 convert(f)
             firsts[name].append((time.perf_counter() - t) / len(fs) * 1e3)
-    print(f"  first gbrp conversion of a frame, median of {len(firsts[name])} passes: "
+    print(f"  first gbrp conversion of a frame, median of {passes} passes: "
           + ", ".join(f"{name} {sorted(ms)[len(ms) // 2]:.3f} ms" for name, ms in firsts.items()))
 
 
