@@ -147,24 +147,35 @@ def one_thread_options() -> dict:
     return {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 
-def _to_gbrp():
-    """This thread's conversion to swscale's planar ``gbrp``, through one PyAV reformatter (its
-    swscale context, made once and reused while the frames' size and format stay).
+def _reformat(format: str):
+    """This thread's conversion to ``format`` (``gbrp`` or ``rgb24``), through one PyAV reformatter
+    per format (its swscale context, made once and reused while the frames' size and format stay).
     ``VideoFrame.reformat`` makes one for every frame and keeps it with the frame, so every frame
-    held for a window kept a context of its own, and a frame's first conversion cost more: at 480x640 0.119-0.121 ms against 0.076-0.077 with PyAV 15.1 and 0.079
-    against 0.063 with 18.1, at 240x320 0.043 against 0.034 and 0.044 against 0.021
-    (``tools/bench_frame_costs.py --conversions``). End to end within this machine's noise: A/B
-    rounds of ``tools/bench_peers.py --child`` rows at 480x640, single samples at 2 workers
-    without windows 670 against 675 samples/s (medians of five), batches with windows at 0 and 2
-    workers +1 to +5 % and +0 to +17 % (two rounds), single samples with windows at 2 workers -2
-    and -3 %."""
-    convert = getattr(_contexts, "to_gbrp", None)
+    held for a window kept a context of its own, and a frame's first conversion cost more: at
+    480x640 0.119-0.121 ms against 0.076-0.077 with PyAV 15.1 and 0.079 against 0.063 with 18.1,
+    at 240x320 0.043 against 0.034 and 0.044 against 0.021 (``tools/bench_frame_costs.py
+    --conversions``). End to end within this machine's noise: A/B rounds of
+    ``tools/bench_peers.py --child`` rows at 480x640, single samples at 2 workers without windows
+    670 against 675 samples/s (medians of five), batches with windows at 0 and 2 workers +1 to +5 %
+    and +0 to +17 % (two rounds), single samples with windows at 2 workers -2 and -3 %."""
+    by_format = getattr(_contexts, "reformat", None)
+    if by_format is None:
+        by_format = _contexts.reformat = {}
+    convert = by_format.get(format)
     if convert is None:
         from av.video.reformatter import VideoReformatter
 
-        convert = _contexts.to_gbrp = functools.partial(VideoReformatter().reformat, format="gbrp",
+        convert = by_format[format] = functools.partial(VideoReformatter().reformat, format=format,
                                                         **one_thread_options())
     return convert
+
+
+#: swscale converts 4:2:0 to planar ``gbrp`` exactly only where a frame's width is a multiple of
+#: this: at 424, 200 and 130 (in both supported stacks) it got the pixels after the last multiple
+#: of 16 wrong, by up to 222, where its ``rgb24`` (torchcodec's conversion) is exact, and every
+#: multiple of 16 tried came out exact (``tests/test_shared_decoder.py``); 64 leaves room for wider
+#: vector code than this machine's. Other widths are converted to ``rgb24`` and taken apart.
+GBRP_WIDTHS = 64
 
 
 #: The plane of swscale's planar ``gbrp`` (G, B, R) that holds each RGB channel.
@@ -175,7 +186,8 @@ class PlanarFrame:
     """A decoded frame, held as decoded (4:2:0, in the decoder's picture pool) and converted to
     RGB at each use: swscale's planar ``gbrp``, whose planes are written in RGB order into the
     memory the use gives (a batch's row, a sample's tensor: ``video.write_frame``), so every copy
-    of it is a plain copy. Its values are torchcodec's ``(3, H, W)`` frame's.
+    of it is a plain copy; at widths where swscale's ``gbrp`` is not exact (:data:`GBRP_WIDTHS`),
+    ``rgb24`` taken apart instead. Its values are torchcodec's ``(3, H, W)`` frame's.
 
     Why ``gbrp`` rather than torchcodec's layout, interleaved ``rgb24`` deinterleaved by
     ``cv2.split``: the same pixels (every frame of the peers benchmark's clips in both supported
@@ -211,9 +223,14 @@ class PlanarFrame:
 
     def channels(self) -> list[np.ndarray]:
         """The frame's R, G and B planes, uint8 ``(H, W)`` views of a conversion made now
-        (``video.write_frame`` writes them where they go)."""
-        converted = _to_gbrp()(self._frame)
+        (``video.write_frame`` writes them where they go): of ``gbrp``, or of ``rgb24`` at widths
+        where ``gbrp`` is not exact (:data:`GBRP_WIDTHS`)."""
         _, height, width = self.shape
+        if width % GBRP_WIDTHS:
+            rgb = _reformat("rgb24")(self._frame).planes[0]
+            hwc = np.frombuffer(rgb, np.uint8).reshape(-1, rgb.line_size)[:height, :width * 3].reshape(height, width, 3)
+            return [hwc[:, :, c] for c in range(3)]
+        converted = _reformat("gbrp")(self._frame)
         planes = [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
                   for plane in converted.planes]
         return [planes[i] for i in _GBRP_PLANE_OF_RGB_CHANNEL]

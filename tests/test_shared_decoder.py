@@ -167,3 +167,25 @@ def test_clips_of_many_sizes_keep_few_contexts(tmp_path):
         for dec, want in zip(decs, wants):
             assert torch.equal(dec.frame_at(i).tensor(), want[i]), f"frame {i}"
         assert len(shared_decoder._contexts.by_key) <= shared_decoder.CONTEXTS_PER_THREAD
+
+
+@pytest.mark.parametrize("width,height", [(424, 240), (200, 96), (130, 66), (336, 96), (640, 480), (128, 66)])
+def test_frames_equal_torchcodec_at_widths_swscale_vectorises_differently(tmp_path, width, height):
+    """swscale's planar ``gbrp`` got the pixels after the last multiple of 16 of a line wrong (424,
+    200 and 130 wide, in both supported stacks); frames of such widths go through ``rgb24``, as
+    torchcodec's do. Every pixel equals torchcodec's at every width, written into a batch's row
+    without touching the rows around it."""
+    from lerobot_wds.reader.video import write_frame
+
+    clip = encode(tmp_path, f"w{width}", "-g", "2", "-vf", f"scale={width}:{height}", frames=6).read_bytes()
+    dec, want = open_shared(clip), torchcodec_frames(clip)
+    assert dec is not None and want.shape[-2:] == (height, width)
+    rows = torch.empty((3, 3, height, width), dtype=torch.uint8)
+    for i in range(len(want)):
+        frame = dec.frame_at(i)
+        assert torch.equal(frame.tensor(), want[i]), f"frame {i}"
+        for sentinel in (0x00, 0xA5):
+            rows.fill_(sentinel)
+            write_frame(frame, rows[1])
+            assert torch.equal(rows[1], want[i]), f"frame {i}"
+            assert (rows[0] == sentinel).all() and (rows[2] == sentinel).all(), f"frame {i} written outside its row"
