@@ -32,13 +32,17 @@ frame, and the context is dropped) rather than yield a frame that might differ.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
+import logging
 import threading
 from collections import OrderedDict
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 #: Colour matrices (FFmpeg's AVColorSpace numbers) under which PyAV's ``rgb24`` equals torchcodec's:
 #: unspecified (2), BT.470BG (5) and SMPTE 170M (6), the BT.601 family, in every colour range.
@@ -178,6 +182,157 @@ def _reformat(format: str):
 GBRP_WIDTHS = 64
 
 
+#: swscale's ``SWS_BILINEAR``: PyAV's ``reformat`` default, and torchcodec's (the chroma upsampling).
+SWS_BILINEAR = 2
+
+#: FFmpeg's ``AVCOL_RANGE_JPEG``: a frame tagged full range.
+AVCOL_RANGE_JPEG = 2
+
+_P4 = ctypes.c_void_p * 4
+_I4 = ctypes.c_int * 4
+
+
+class _Swscale:
+    """libswscale as PyAV links it, called through ctypes to convert a decoded frame to ``gbrp``
+    straight into memory the caller gives (a batch's row, a sample's tensor), with no PyAV frame in
+    between to be copied from.
+
+    Its functions are looked up through PyAV's reformatter module, which finds them in the
+    libraries that module links (``dlsym`` on a library searches it and its dependencies), so it
+    is the same libswscale and libavutil PyAV converts with, not another FFmpeg loaded in the
+    process (torchcodec's). It converts as ``VideoReformatter.reformat`` does by default: the
+    frame's own colour matrix and range, ``SWS_BILINEAR``, one thread; the pixels equal
+    torchcodec's wherever :func:`open_shared` takes a clip (the tests, and
+    ``tools/check_pyav_colour.py``, compare them). Only at widths that are multiples of
+    :data:`GBRP_WIDTHS`, where ``gbrp`` is exact at all, into memory aligned as much: there every
+    line comes out whole and nothing outside the memory given is written (the tests surround it
+    with sentinels).
+
+    What it saves, against PyAV's converted frame copied in plane by plane, the same 300 frames
+    converted again and again into one row (``tools/bench_frame_costs.py --conversions``, which
+    also finds every frame of the peers benchmark's clips equal to ``rgb24``'s): 0.071-0.072 ms
+    against 0.093-0.106 at 480x640, 0.027-0.029 against 0.034-0.047 at 240x320 (PyAV 18.1 and
+    15.1); more end to end, where the copy read and wrote memory no cache held (``video.py``)."""
+
+    def __init__(self) -> None:
+        import av
+        import av.video.reformatter
+
+        lib = ctypes.CDLL(av.video.reformatter.__file__)  # loaded already: the same handle
+        self._get_context = lib.sws_getContext
+        self._get_context.restype = ctypes.c_void_p
+        self._get_context.argtypes = [ctypes.c_int] * 7 + [ctypes.c_void_p] * 3
+        self._free_context = lib.sws_freeContext
+        self._free_context.argtypes = [ctypes.c_void_p]
+        self._scale = lib.sws_scale
+        self._scale.restype = ctypes.c_int
+        self._scale.argtypes = [ctypes.c_void_p, _P4, _I4, ctypes.c_int, ctypes.c_int, _P4, _I4]
+        int_p, table_p = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.POINTER(ctypes.c_int))
+        self._get_details = lib.sws_getColorspaceDetails
+        self._get_details.restype = ctypes.c_int
+        self._get_details.argtypes = [ctypes.c_void_p, table_p, int_p, table_p, int_p, int_p, int_p, int_p]
+        self._set_details = lib.sws_setColorspaceDetails
+        self._set_details.restype = ctypes.c_int
+        self._set_details.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                                      ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        pix_fmt = lib.av_get_pix_fmt
+        pix_fmt.restype = ctypes.c_int
+        pix_fmt.argtypes = [ctypes.c_char_p]
+        self._formats = {name: pix_fmt(name.encode()) for name in (*SAME_FORMAT, "gbrp")}
+        #: Whether PyAV's ``reformat`` converts with the range a frame is tagged with: from PyAV 17
+        #: (``sws_scale_frame``, which reads it); before, as swscale's default for the pixel format
+        #: (full for ``yuvj420p``, limited for ``yuv420p`` whatever its tag). Each is what the
+        #: torchcodec of its stack does (lerobot 0.6.1's: PyAV 15.1, torchcodec 0.11; and PyAV 18.1,
+        #: torchcodec 0.17: ``tests/test_shared_decoder.py`` ``test_colour_tags``, full range included).
+        self.tagged_range = int(av.__version__.split(".")[0]) >= 17
+
+    def context(self, width: int, height: int, src_format: str, full_range: bool) -> int:
+        """An swscale context from ``src_format`` to ``gbrp`` at this size, reading the source as
+        full range where ``full_range`` (the caller frees it)."""
+        ptr = self._get_context(width, height, self._formats[src_format], width, height, self._formats["gbrp"],
+                                SWS_BILINEAR, None, None, None)
+        if not ptr:
+            raise RuntimeError(f"swscale has no conversion from {src_format} to gbrp at {width}x{height}")
+        inv_table, table = ctypes.POINTER(ctypes.c_int)(), ctypes.POINTER(ctypes.c_int)()
+        src_range, dst_range, brightness, contrast, saturation = (ctypes.c_int() for _ in range(5))
+        if self._get_details(ptr, ctypes.byref(inv_table), ctypes.byref(src_range), ctypes.byref(table),
+                             ctypes.byref(dst_range), ctypes.byref(brightness), ctypes.byref(contrast),
+                             ctypes.byref(saturation)) < 0:
+            self.free(ptr)
+            raise RuntimeError(f"swscale does not say how it converts {src_format} to gbrp")
+        if src_range.value != full_range and self._set_details(
+                ptr, inv_table, int(full_range), table, dst_range.value, brightness.value, contrast.value,
+                saturation.value) < 0:
+            self.free(ptr)
+            raise RuntimeError(f"swscale cannot read {src_format} as {'full' if full_range else 'limited'} range")
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        self._free_context(ptr)
+
+    def convert(self, ptr: int, frame, out: torch.Tensor) -> None:
+        """Convert ``frame`` into ``out``, a contiguous uint8 ``(3, H, W)`` CPU tensor (R, G, B planes)."""
+        height, width = frame.height, frame.width
+        planes = frame.planes
+        base, size = out.data_ptr(), height * width
+        done = self._scale(ptr, _P4(*(p.buffer_ptr for p in planes), None), _I4(*(p.line_size for p in planes), 0),
+                           0, height, _P4(base + size, base + 2 * size, base, None), _I4(width, width, width, 0))
+        if done != height:
+            raise RuntimeError(f"swscale wrote {done} of {height} lines")
+
+
+@functools.cache
+def _swscale() -> _Swscale | None:
+    """The process's :class:`_Swscale`, or None where PyAV's libswscale cannot be called (a PyAV
+    linked statically): frames then go through :func:`_reformat` and a copy."""
+    try:
+        return _Swscale()
+    except (OSError, AttributeError) as e:
+        log.debug("converting through PyAV frames: libswscale not callable (%s)", e)
+        return None
+
+
+class _ThreadContexts:
+    """This thread's swscale contexts by (width, height, pixel format, full range), freed with the thread."""
+
+    def __init__(self, lib: _Swscale) -> None:
+        self.lib = lib
+        self.by_key: dict[tuple[int, int, str, bool], int] = {}
+
+    def get(self, frame) -> int:
+        name = frame.format.name
+        full_range = name == "yuvj420p" or (self.lib.tagged_range and frame.color_range == AVCOL_RANGE_JPEG)
+        key = (frame.width, frame.height, name, full_range)
+        ptr = self.by_key.get(key)
+        if ptr is None:
+            if len(self.by_key) >= CONTEXTS_PER_THREAD:
+                self.lib.free(self.by_key.pop(next(iter(self.by_key))))
+            ptr = self.by_key[key] = self.lib.context(*key)
+        return ptr
+
+    def __del__(self) -> None:
+        for ptr in self.by_key.values():
+            self.lib.free(ptr)
+
+
+def _write_gbrp(frame, out: torch.Tensor) -> bool:
+    """Convert ``frame`` straight into ``out`` (contiguous uint8 ``(3, H, W)``, CPU); False where
+    that is not possible here (the caller copies from a frame PyAV converted instead): also for a
+    frame outside what :func:`open_shared` takes (format, BT.601 colour), whose conversion
+    :class:`_Swscale` does not set up as PyAV does."""
+    lib = _swscale()
+    if lib is None or frame.format.name not in SAME_FORMAT or frame.colorspace not in SAME_COLOUR \
+            or frame.width % GBRP_WIDTHS or out.dtype != torch.uint8 or out.device.type != "cpu" \
+            or not out.is_contiguous() or tuple(out.shape) != (3, frame.height, frame.width) \
+            or out.data_ptr() % GBRP_WIDTHS:
+        return False
+    contexts = getattr(_contexts, "sws", None)
+    if contexts is None:
+        contexts = _contexts.sws = _ThreadContexts(lib)
+    lib.convert(contexts.get(frame), frame, out)
+    return True
+
+
 #: The plane of swscale's planar ``gbrp`` (G, B, R) that holds each RGB channel.
 _GBRP_PLANE_OF_RGB_CHANNEL = (2, 0, 1)
 
@@ -235,9 +390,23 @@ class PlanarFrame:
                   for plane in converted.planes]
         return [planes[i] for i in _GBRP_PLANE_OF_RGB_CHANNEL]
 
+    def write_into(self, out: torch.Tensor) -> None:
+        """Convert the frame into ``out``, a ``(3, H, W)`` uint8 or float32 CPU tensor (float32:
+        ``video.to_float``'s values); uint8 in contiguous memory is written by swscale itself, with no
+        copy after it (:class:`_Swscale`)."""
+        if _write_gbrp(self._frame, out):
+            return
+        for dst, src in zip(out.numpy(), self.channels()):
+            if out.dtype == torch.float32:
+                np.divide(src, np.float32(255.0), out=dst, dtype=np.float32)
+            else:
+                np.copyto(dst, src)
+
     def tensor(self) -> torch.Tensor:
         """The frame as a contiguous uint8 ``(3, H, W)`` tensor of its own."""
-        return torch.from_numpy(np.stack(self.channels()))
+        out = torch.empty(self.shape, dtype=torch.uint8)
+        self.write_into(out)
+        return out
 
 
 def open_shared(clip: bytes) -> SharedClipDecoder | None:

@@ -25,8 +25,10 @@ written into memory the caller gives (:meth:`EpisodeVideo.frames_into`: a batch'
 for bit.
 
 Frames of the shared decoder come planar from their conversion (``shared_decoder.PlanarFrame``:
-swscale's ``gbrp`` planes, written in RGB order straight into a batch's row or a sample's tensor,
-so every copy of them is a plain copy, in workers and in the training process alike). Against ``rgb24``
+swscale's ``gbrp`` planes, which swscale itself writes in RGB order straight into a batch's row
+or a sample's tensor, so no copy follows the conversion and every later copy is a plain one, in
+workers and in the training process alike; +5 to +16 % samples/s end to end against PyAV's
+converted frame copied in: ``shared_decoder._Swscale``, docs/performance.md). Against ``rgb24``
 deinterleaved by ``cv2.split`` (or left as torchcodec's layout in the training process), three
 interleaved A/B rounds of ``tools/bench_peers.py --child`` rows at 480x640, medians: batches with
 windows +5 % samples/s at 0 and at 2 workers; single samples +17 % / +9 % without / with windows
@@ -154,9 +156,11 @@ def write_frame(frame: torch.Tensor | PlanarFrame, out: torch.Tensor) -> None:
     """Copy a uint8 ``(C, H, W)`` CPU frame, or the shared decoder's planar frame, into ``out``
     (contiguous, uint8 or float32); an interleaved frame is deinterleaved by ``cv2.split`` on the
     way, and float32 gets :func:`to_float`'s values, bit for bit."""
-    planar_frame = isinstance(frame, PlanarFrame)
-    if planar_frame or out.dtype == torch.float32:  # plane by plane
-        for dst, src in zip(out.numpy(), frame.channels() if planar_frame else frame.numpy()):
+    if isinstance(frame, PlanarFrame):
+        frame.write_into(out)
+        return
+    if out.dtype == torch.float32:  # plane by plane
+        for dst, src in zip(out.numpy(), frame.numpy()):
             if out.dtype == torch.float32:
                 np.divide(src, np.float32(255.0), out=dst, dtype=np.float32)
             else:

@@ -189,3 +189,38 @@ def test_frames_equal_torchcodec_at_widths_swscale_vectorises_differently(tmp_pa
             write_frame(frame, rows[1])
             assert torch.equal(rows[1], want[i]), f"frame {i}"
             assert (rows[0] == sentinel).all() and (rows[2] == sentinel).all(), f"frame {i} written outside its row"
+
+
+@pytest.mark.parametrize("width,height,itself", [(640, 480, True), (320, 240, True), (128, 66, True),
+                                                (336, 96, False), (424, 240, False)])
+def test_swscale_writes_the_frame_itself_where_its_gbrp_is_exact(tmp_path, width, height, itself):
+    """At widths that are multiples of ``GBRP_WIDTHS`` (lerobot's 640 and 320 among them) swscale
+    converts straight into the memory given, every pixel torchcodec's and nothing around it
+    written; at others the reader copies from ``rgb24`` (the test above)."""
+    from lerobot_wds.reader import shared_decoder
+
+    clip = encode(tmp_path, f"w{width}", "-g", "2", "-vf", f"scale={width}:{height}", frames=4).read_bytes()
+    dec, want = open_shared(clip), torchcodec_frames(clip)
+    rows = torch.empty((3, 3, height, width), dtype=torch.uint8)
+    for i in range(len(want)):
+        rows.fill_(0xA5)
+        assert shared_decoder._write_gbrp(dec.frame_at(i)._frame, rows[1]) == itself
+        if itself:
+            assert torch.equal(rows[1], want[i]), f"frame {i}"
+        assert (rows[0] == 0xA5).all() and (rows[2] == 0xA5).all()
+
+
+def test_memory_swscale_is_not_given_gets_a_copy():
+    """Float32 rows, and uint8 memory that is not one contiguous frame, get the frame PyAV
+    converted, copied in: torchcodec's values (float32: ``video.to_float``'s)."""
+    from lerobot_wds.reader import shared_decoder
+    from lerobot_wds.reader.video import to_float
+
+    clip = Path(TOP).read_bytes()
+    frame, want = open_shared(clip).frame_at(0), torchcodec_frames(clip)[0]
+    floats = torch.empty(want.shape, dtype=torch.float32)
+    strided = torch.zeros((want.shape[0], want.shape[1], want.shape[2] * 2), dtype=torch.uint8)[..., ::2]
+    for out in (floats, strided):
+        assert not shared_decoder._write_gbrp(frame._frame, out)
+        frame.write_into(out)
+    assert torch.equal(floats, to_float(want)) and torch.equal(strided, want)

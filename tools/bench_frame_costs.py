@@ -33,9 +33,10 @@ the episode's next turn. It checks that its pixels equal torchcodec's (every fra
 a frame against held torchcodec decoders in the same order and the resident memory per episode of
 each. Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``: only that, one
 thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got
-before ``PlanarFrame``), swscale's planar ``gbrp`` then three plane copies into the row (the
-reader's ``PlanarFrame``), with the largest difference between the two rows' pixels over every
-frame; ``rgb24`` alone; and the first ``gbrp`` conversion of frames never converted before
+before ``PlanarFrame``), swscale's planar ``gbrp`` as a PyAV frame then three plane copies into
+the row (``PlanarFrame`` before it converted into the row itself), and swscale converting straight
+into the row (``PlanarFrame.write_into``: the reader's), with the largest difference between
+``rgb24`` and either ``gbrp`` row's pixels over every frame; ``rgb24`` alone; and the first ``gbrp`` conversion of frames never converted before
 (decoded anew for each repetition), through each frame's own reformatter (PyAV's
 ``VideoFrame.reformat``) and through one reformatter reused for every frame (the reader's, one a
 thread).
@@ -308,7 +309,12 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
         for f in fs:
             cv2.split(f.to_ndarray(format="rgb24", **one), list(out))
 
-    def gbrp_copies(fs: list, out: np.ndarray) -> None:  # the reader's own (reader/shared_decoder.py)
+    def gbrp_copies(fs: list, out: np.ndarray) -> None:  # PyAV's converted frame, its planes copied in
+        for f in fs:
+            for dst, src in zip(out, PlanarFrame(f).channels()):
+                np.copyto(dst, src)
+
+    def gbrp_into_row(fs: list, out: np.ndarray) -> None:  # the reader's own (reader/shared_decoder.py)
         rows = torch.from_numpy(out)
         for f in fs:
             write_frame(PlanarFrame(f), rows)
@@ -319,19 +325,22 @@ def conversions(eps: list, camera: str, reps: int, max_frames: int = 300) -> Non
             stream = container.streams.video[0]
             stream.thread_count = 1
             for f in container.decode(stream):
-                row, other = (np.empty((3, f.height, f.width), np.uint8) for _ in range(2))
+                row, other = (torch.empty((3, f.height, f.width), dtype=torch.uint8).numpy() for _ in range(2))
                 rgb24_split([f], row)
-                gbrp_copies([f], other)
-                worst = max(worst, int(np.abs(row.astype(np.int16) - other).max()))
+                for gbrp in (gbrp_copies, gbrp_into_row):
+                    gbrp([f], other)
+                    worst = max(worst, int(np.abs(row.astype(np.int16) - other).max()))
                 total += 1
                 if len(timed) < max_frames:
                     timed.append(f)
-    out = np.empty((3, timed[0].height, timed[0].width), np.uint8)
+    # rows as the reader's are: torch's memory, 64-byte aligned (numpy's large arrays are not)
+    out = torch.empty((3, timed[0].height, timed[0].width), dtype=torch.uint8).numpy()
     times = {name: per_frame_ms(lambda fs: fn(fs, out), timed, reps) for name, fn in
-             (("rgb24", rgb24), ("rgb24 + cv2.split", rgb24_split), ("gbrp + 3 copies", gbrp_copies))}
+             (("rgb24", rgb24), ("rgb24 + cv2.split", rgb24_split), ("gbrp + 3 copies", gbrp_copies),
+              ("gbrp by swscale into the row", gbrp_into_row))}
     print(f"  4:2:0 -> RGB (PyAV {av.__version__}, {len(timed)} frames): "
           + ", ".join(f"{name} {ms:.3f} ms" for name, ms in times.items())
-          + f"; largest pixel difference rgb24 + cv2.split vs gbrp over all {total} frames: {worst}")
+          + f"; largest pixel difference rgb24 + cv2.split vs either gbrp over all {total} frames: {worst}")
 
     def fresh_frames() -> list:  # the timed frames decoded anew: never converted
         fs = []
