@@ -200,10 +200,11 @@ class _Swscale:
     Its functions are looked up through PyAV's reformatter module, which finds them in the
     libraries that module links (``dlsym`` on a library searches it and its dependencies), so it
     is the same libswscale and libavutil PyAV converts with, not another FFmpeg loaded in the
-    process (torchcodec's). It converts as ``VideoReformatter.reformat`` does by default: the
-    frame's own colour matrix and range, ``SWS_BILINEAR``, one thread; the pixels equal
-    torchcodec's wherever :func:`open_shared` takes a clip (the tests, and
-    ``tools/check_pyav_colour.py``, compare them). Only at widths that are multiples of
+    process (torchcodec's). It converts as ``VideoReformatter.reformat`` does by default for the
+    frames it is given (:func:`_write_gbrp`: 8-bit 4:2:0 tagged BT.601 or untagged, swscale's
+    default matrix): the range as that PyAV reads it (``tagged_range``), ``SWS_BILINEAR``, one
+    thread; the pixels equal torchcodec's wherever :func:`open_shared` takes a clip (the tests,
+    and ``tools/check_pyav_colour.py``, compare them). Only at widths that are multiples of
     :data:`GBRP_WIDTHS`, where ``gbrp`` is exact at all, into memory aligned as much: there every
     line comes out whole and nothing outside the memory given is written (the tests surround it
     with sentinels).
