@@ -234,8 +234,7 @@ class _Swscale:
         self._get_details.argtypes = [ctypes.c_void_p, table_p, int_p, table_p, int_p, int_p, int_p, int_p]
         self._set_details = lib.sws_setColorspaceDetails
         self._set_details.restype = ctypes.c_int
-        self._set_details.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-                                      ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self._set_details.argtypes = [ctypes.c_void_p, int_p, ctypes.c_int, int_p] + [ctypes.c_int] * 4
         pix_fmt = lib.av_get_pix_fmt
         pix_fmt.restype = ctypes.c_int
         pix_fmt.argtypes = [ctypes.c_char_p]
@@ -294,7 +293,8 @@ def _swscale() -> _Swscale | None:
 
 
 class _ThreadContexts:
-    """This thread's swscale contexts by (width, height, pixel format, full range), freed with the thread."""
+    """This thread's swscale contexts by (width, height, pixel format, full range), at most
+    :data:`CONTEXTS_PER_THREAD`, the most recently used; freed with the thread."""
 
     def __init__(self, lib: _Swscale) -> None:
         self.lib = lib
@@ -304,11 +304,12 @@ class _ThreadContexts:
         name = frame.format.name
         full_range = name == "yuvj420p" or (self.lib.tagged_range and frame.color_range == AVCOL_RANGE_JPEG)
         key = (frame.width, frame.height, name, full_range)
-        ptr = self.by_key.get(key)
+        ptr = self.by_key.pop(key, None)  # put back last: the most recently used are kept
         if ptr is None:
             if len(self.by_key) >= CONTEXTS_PER_THREAD:
                 self.lib.free(self.by_key.pop(next(iter(self.by_key))))
-            ptr = self.by_key[key] = self.lib.context(*key)
+            ptr = self.lib.context(*key)
+        self.by_key[key] = ptr
         return ptr
 
     def __del__(self) -> None:

@@ -224,3 +224,17 @@ def test_memory_swscale_is_not_given_gets_a_copy():
         assert not shared_decoder._write_gbrp(frame._frame, out)
         frame.write_into(out)
     assert torch.equal(floats, to_float(want)) and torch.equal(strided, want)
+
+
+def test_swscale_contexts_of_many_sizes_stay_few(tmp_path):
+    """A thread keeps at most ``CONTEXTS_PER_THREAD`` swscale contexts, the most recently used;
+    frames of every size still come out as torchcodec's."""
+    from lerobot_wds.reader import shared_decoder
+
+    clips = [encode(tmp_path, f"s{h}", "-g", "2", "-vf", f"scale=128:{h}", frames=2).read_bytes()
+             for h in range(64, 264, 20)]
+    assert len(clips) > shared_decoder.CONTEXTS_PER_THREAD
+    for clip in clips + clips[:2]:
+        assert torch.equal(open_shared(clip).frame_at(1).tensor(), torchcodec_frames(clip)[1])
+        assert len(shared_decoder._contexts.sws.by_key) <= shared_decoder.CONTEXTS_PER_THREAD
+    assert [key[1] for key in shared_decoder._contexts.sws.by_key][-2:] == [64, 84]

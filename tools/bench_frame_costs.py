@@ -36,10 +36,10 @@ thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a ba
 before ``PlanarFrame``), swscale's planar ``gbrp`` as a PyAV frame then three plane copies into
 the row (``PlanarFrame`` before it converted into the row itself), and swscale converting straight
 into the row (``PlanarFrame.write_into``: the reader's), with the largest difference between
-``rgb24`` and either ``gbrp`` row's pixels over every frame; ``rgb24`` alone; and the first ``gbrp`` conversion of frames never converted before
-(decoded anew for each repetition), through each frame's own reformatter (PyAV's
-``VideoFrame.reformat``) and through one reformatter reused for every frame (the reader's, one a
-thread).
+``rgb24`` and either ``gbrp`` row's pixels over every frame; ``rgb24`` alone; and the first
+``gbrp`` conversion of frames never converted before (decoded anew for each repetition),
+through each frame's own reformatter (PyAV's ``VideoFrame.reformat``) and through one reformatter
+reused for every frame (the reader's, one a thread).
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
