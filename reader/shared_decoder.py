@@ -142,13 +142,20 @@ class SharedClipDecoder:
         return out
 
 
+@functools.cache
+def _pyav_17() -> bool:
+    """Whether PyAV is 17 or later, whose ``reformat`` goes through ``sws_scale_frame``: it takes
+    ``threads`` and reads a frame's colour range tag."""
+    import av
+
+    return int(av.__version__.split(".")[0]) >= 17
+
+
 def one_thread_options() -> dict:
     """The keywords that make PyAV's ``reformat`` convert on one thread, as everything here
     decodes (``video.py``): PyAV from 17 converts on a thread per core unless told otherwise;
     earlier versions convert on one and take no ``threads`` (15.1 and 16.1 refuse it)."""
-    import av
-
-    return {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
+    return {"threads": 1} if _pyav_17() else {}
 
 
 def _reformat(format: str):
@@ -216,7 +223,6 @@ class _Swscale:
     15.1); more end to end, where the copy read and wrote memory no cache held (``video.py``)."""
 
     def __init__(self) -> None:
-        import av
         import av.video.reformatter
 
         lib = ctypes.CDLL(av.video.reformatter.__file__)  # loaded already: the same handle
@@ -244,7 +250,7 @@ class _Swscale:
         #: (full for ``yuvj420p``, limited for ``yuv420p`` whatever its tag). Each is what the
         #: torchcodec of its stack does (lerobot 0.6.1's: PyAV 15.1, torchcodec 0.11; and PyAV 18.1,
         #: torchcodec 0.17: ``tests/test_shared_decoder.py`` ``test_colour_tags``, full range included).
-        self.tagged_range = int(av.__version__.split(".")[0]) >= 17
+        self.tagged_range = _pyav_17()
 
     def context(self, width: int, height: int, src_format: str, full_range: bool) -> int:
         """An swscale context from ``src_format`` to ``gbrp`` at this size, reading the source as
@@ -392,23 +398,17 @@ class PlanarFrame:
                   for plane in converted.planes]
         return [planes[i] for i in _GBRP_PLANE_OF_RGB_CHANNEL]
 
-    def write_into(self, out: torch.Tensor) -> None:
-        """Convert the frame into ``out``, a ``(3, H, W)`` uint8 or float32 CPU tensor (float32:
-        ``video.to_float``'s values); uint8 in contiguous memory is written by swscale itself, with no
-        copy after it (:class:`_Swscale`)."""
-        if _write_gbrp(self._frame, out):
-            return
-        for dst, src in zip(out.numpy(), self.channels()):
-            if out.dtype == torch.float32:
-                np.divide(src, np.float32(255.0), out=dst, dtype=np.float32)
-            else:
-                np.copyto(dst, src)
+    def convert_into(self, out: torch.Tensor) -> bool:
+        """Have swscale convert the frame straight into ``out``, with no copy after it
+        (:class:`_Swscale`); False where it cannot (not contiguous uint8 CPU memory of the frame's
+        shape, or a width where ``gbrp`` is not exact), and then ``video.write_frame`` copies
+        :meth:`channels` in."""
+        return _write_gbrp(self._frame, out)
 
     def tensor(self) -> torch.Tensor:
         """The frame as a contiguous uint8 ``(3, H, W)`` tensor of its own."""
         out = torch.empty(self.shape, dtype=torch.uint8)
-        self.write_into(out)
-        return out
+        return out if self.convert_into(out) else torch.from_numpy(np.stack(self.channels()))
 
 
 def open_shared(clip: bytes) -> SharedClipDecoder | None:

@@ -153,15 +153,19 @@ def planar(frame: torch.Tensor) -> torch.Tensor:
 
 
 def write_frame(frame: torch.Tensor | PlanarFrame, out: torch.Tensor) -> None:
-    """Copy a uint8 ``(C, H, W)`` CPU frame into ``out`` (contiguous, uint8 or float32), or convert
-    the shared decoder's frame into it (``PlanarFrame.write_into``); an interleaved frame is
-    deinterleaved by ``cv2.split`` on the way, and float32 gets :func:`to_float`'s values, bit for bit."""
-    if isinstance(frame, PlanarFrame):
-        frame.write_into(out)
+    """Copy a uint8 ``(C, H, W)`` CPU frame, or the shared decoder's planar frame, into ``out``
+    (contiguous, uint8 or float32); the planar frame is converted by swscale straight into uint8
+    memory where it can be (``PlanarFrame.convert_into``), an interleaved frame is deinterleaved by
+    ``cv2.split`` on the way, and float32 gets :func:`to_float`'s values, bit for bit."""
+    planar_frame = isinstance(frame, PlanarFrame)
+    if planar_frame and frame.convert_into(out):
         return
-    if out.dtype == torch.float32:  # plane by plane
-        for dst, src in zip(out.numpy(), frame.numpy()):
-            np.divide(src, np.float32(255.0), out=dst, dtype=np.float32)
+    if planar_frame or out.dtype == torch.float32:  # plane by plane
+        for dst, src in zip(out.numpy(), frame.channels() if planar_frame else frame.numpy()):
+            if out.dtype == torch.float32:
+                np.divide(src, np.float32(255.0), out=dst, dtype=np.float32)
+            else:
+                np.copyto(dst, src)
         return
     src = frame.numpy()
     hwc = frame.permute(1, 2, 0).numpy()

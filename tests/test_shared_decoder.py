@@ -214,7 +214,7 @@ def test_memory_swscale_is_not_given_gets_a_copy():
     """Float32 rows, and uint8 memory that is not one contiguous frame, get the frame PyAV
     converted, copied in: torchcodec's values (float32: ``video.to_float``'s)."""
     from lerobot_wds.reader import shared_decoder
-    from lerobot_wds.reader.video import to_float
+    from lerobot_wds.reader.video import to_float, write_frame
 
     clip = Path(TOP).read_bytes()
     frame, want = open_shared(clip).frame_at(0), torchcodec_frames(clip)[0]
@@ -222,7 +222,7 @@ def test_memory_swscale_is_not_given_gets_a_copy():
     strided = torch.zeros((want.shape[0], want.shape[1], want.shape[2] * 2), dtype=torch.uint8)[..., ::2]
     for out in (floats, strided):
         assert not shared_decoder._write_gbrp(frame._frame, out)
-        frame.write_into(out)
+        write_frame(frame, out)
     assert torch.equal(floats, to_float(want)) and torch.equal(strided, want)
 
 

@@ -35,7 +35,7 @@ each. Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``
 thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got
 before ``PlanarFrame``), swscale's planar ``gbrp`` as a PyAV frame then three plane copies into
 the row (``PlanarFrame`` before it converted into the row itself), and swscale converting straight
-into the row (``PlanarFrame.write_into``: the reader's), with the largest difference between
+into the row (``PlanarFrame.convert_into``: the reader's), with the largest difference between
 ``rgb24`` and either ``gbrp`` row's pixels over every frame; ``rgb24`` alone; and the first
 ``gbrp`` conversion of frames never converted before (decoded anew for each repetition),
 through each frame's own reformatter (PyAV's ``VideoFrame.reformat``) and through one reformatter
