@@ -11,7 +11,15 @@ samples/s x CPU per sample = cores.
 
 ``--batched``: the dataset builds the batches (``batch_size=32``, DataLoader ``batch_size=None``).
 
+``--split`` (0 workers): the training process's CPU per sample split into the shared decoder's
+decoding turns (``SharedClipDecoder._turn``), the conversions into RGB (``PlanarFrame.convert_into``,
+with how many a sample makes) and the rest, each timed on its own thread's CPU clock; with
+``--batched`` also how many cores were busy while a batch was built on the decoding threads
+(``_build_rows``: process CPU / wall) and the wall time per batch outside it, when only this
+thread runs (handing the batch out, the loop, the next draws).
+
     .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 2 [--windows] [--batched]
+    .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 0 --batched --windows --split
 """
 
 from __future__ import annotations
@@ -55,7 +63,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batched", action="store_true", help="batch_size=32 in the dataset")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup-batches", type=int, default=40)
+    ap.add_argument("--split", action="store_true", help="at 0 workers: decoding, conversions and the rest")
     a = ap.parse_args(argv)
+    if a.split and a.workers:
+        ap.error("--split times the training process's own threads: use it with --workers 0")
 
     from torch.utils.data import DataLoader, default_collate
 
@@ -69,6 +80,7 @@ def main(argv=None) -> int:
         collate_s[0] += time.perf_counter() - t
         return out
 
+    split = timed_internals() if a.split else None
     ds = LeRobotShardDataset(a.packed, delta_timestamps=windows() if a.windows else None, return_uint8=True, seed=0,
                              batch_size=32 if a.batched else None)
     if a.batched:
@@ -82,9 +94,14 @@ def main(argv=None) -> int:
     me = os.getpid()
     pids = [me] + [p for p in children(me) if cpu_seconds(p) > 0.5]  # workers, not the resource tracker
     before = {p: proc_stat(p) for p in pids}
+    if split is not None:
+        split.clear()
     collate_s[0], n, t = 0.0, 0, time.perf_counter()
     while time.perf_counter() - t < a.seconds:
-        n += len(next(it)["index"])
+        try:
+            n += len(next(it)["index"])
+        except StopIteration:  # the epoch ended: the next one (persistent workers stay)
+            it = iter(loader)
     wall = time.perf_counter() - t
     after = {p: proc_stat(p) for p in pids}
     used = {p: (sum(after[p][:2]) - sum(before[p][:2])) / n * 1e3 for p in pids}
@@ -101,7 +118,56 @@ def main(argv=None) -> int:
           + ", ".join(f"{name} {system[p]:.3f} ms / {faults[p]:.0f}" for name, p in zip(names, pids)))
     if not a.workers and not a.batched:
         print(f"  collate in the training process: {collate_s[0] / wall:.0%} of wall time")
+    if split is not None:
+        decode, convert = split["decode"] / n * 1e3, split["convert"] / n * 1e3
+        print(f"  training process per sample: decoding {decode:.3f} ms, {split['converts'] / n:.1f} conversions "
+              f"{convert:.3f} ms, the rest {used[me] - decode - convert:.3f} ms")
+        if split["builds"]:
+            print(f"  while batches were built: {split['build_cpu'] / split['build_wall']:.2f} cores busy; "
+                  f"between builds {(wall - split['build_wall']) / split['builds'] * 1e3:.2f} ms a batch, "
+                  f"{split['builds']} batches")
     return 0
+
+
+def timed_internals() -> dict[str, float]:
+    """Wrap the reader's decoding turns and conversions (and batch builds) with timers; the
+    returned dict sums them from the next ``clear()`` on."""
+    import threading
+    from collections import Counter
+
+    from lerobot_wds.reader import shared_decoder
+    from lerobot_wds.reader.dataset import LeRobotShardDataset
+
+    acc: Counter = Counter()
+    lock = threading.Lock()
+
+    def on_thread_clock(cls, name: str, total: str, count: str) -> None:
+        f = getattr(cls, name)
+
+        def timed(*args, **kwargs):
+            t = time.thread_time()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                with lock:
+                    acc[total] += time.thread_time() - t
+                    acc[count] += 1
+        setattr(cls, name, timed)
+
+    on_thread_clock(shared_decoder.SharedClipDecoder, "_turn", "decode", "turns")
+    on_thread_clock(shared_decoder.PlanarFrame, "convert_into", "convert", "converts")
+    build = LeRobotShardDataset._build_rows
+
+    def timed_build(*args, **kwargs):
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return build(*args, **kwargs)
+        finally:
+            acc["build_wall"] += time.perf_counter() - t
+            acc["build_cpu"] += time.process_time() - c
+            acc["builds"] += 1
+    LeRobotShardDataset._build_rows = timed_build
+    return acc
 
 
 if __name__ == "__main__":
