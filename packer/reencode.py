@@ -8,6 +8,7 @@ and encodes exactly the episode's frames at ``fps`` with the requested settings.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -19,6 +20,10 @@ from .scheduling import scheduling_kept
 
 #: FFmpeg encoder used for each ``--codec`` value.
 ENCODERS = {"av1": "libsvtav1", "h264": "libx264", "hevc": "libx265"}
+
+#: Encoder options beyond ``g`` and ``crf``: h264 without B-frames; x265's own log at errors only
+#: (at its default it writes a dozen lines a clip to stderr, through the progress bar).
+CODEC_OPTIONS = {"h264": {"bf": "0"}, "hevc": {"x265-params": "log-level=error"}}
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,16 @@ def reencode_clip(clip: bytes, info: ClipInfo, length: int, fps: int, spec: Reen
     if len(frames) != length:
         raise ClipError(f"{where}: decoded {len(frames)} of {length} frames while re-encoding")
     height, width = spec.size or (info.height, info.width)
+    if spec.codec == "av1":
+        # SVT-AV1 prints its settings to stderr as well, unless SVT_LOG says otherwise; it reads the
+        # variable once per process, when it first logs. 1: errors only. A user's own setting stays.
+        os.environ.setdefault("SVT_LOG", "1")
     buf = io.BytesIO()
     with scheduling_kept(), av.open(buf, "w", format="mp4", options=MUX_OPTIONS) as out:
         s = out.add_stream(ENCODERS[spec.codec], rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.time_base = Fraction(1, fps)
-        s.options = {"g": str(spec.gop), "crf": str(spec.crf)}
-        if spec.codec == "h264":
-            s.options["bf"] = "0"
+        s.options = {"g": str(spec.gop), "crf": str(spec.crf), **CODEC_OPTIONS.get(spec.codec, {})}
         s.codec_context.flags |= getattr(av.codec.context.Flags, "bitexact", 0)
         for i, f in enumerate(frames):
             g = f.reformat(width=width, height=height, format="yuv420p")
