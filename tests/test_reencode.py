@@ -3,8 +3,9 @@
 Synthetic episodes carry their (episode, frame) index as a block code in every frame
 (testkit/synthetic_frames.py), so each sample's frames, window frames included, are checked by
 content: the right episode, the right frame, in every codec the packer offers. The reader decodes
-re-encoded clips through torchcodec (the shared decoder takes lerobot's own clips only); hevc is
-encoded with B-frames, so its frames leave the decoder in another order than their packets.
+re-encoded clips through torchcodec (the shared decoder takes lerobot's own clips only). x265
+leaves room for B-frames (at GOP 2 it uses none), so hevc's packets start at a negative decode
+timestamp, two frames before their presentation timestamps.
 """
 
 from __future__ import annotations
