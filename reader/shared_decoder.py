@@ -37,12 +37,13 @@ import functools
 import io
 import logging
 import threading
-from collections import OrderedDict
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Colour matrices (FFmpeg's AVColorSpace numbers) under which PyAV's ``rgb24`` equals torchcodec's:
 #: unspecified (2), BT.470BG (5) and SMPTE 170M (6), the BT.601 family, in every colour range.
@@ -69,20 +70,30 @@ class SharedPathEnded(Exception):
 def _context(codec: str, extradata: bytes | None, size: tuple[int, int]):
     import av  # here, not at the top: a process that decodes nothing never imports PyAV
 
-    by_key = getattr(_contexts, "by_key", None)
-    if by_key is None:
-        by_key = _contexts.by_key = OrderedDict()
-    key = (codec, extradata, size)
-    ctx = by_key.pop(key, None)
-    if ctx is None:
+    def create():
         ctx = av.CodecContext.create(codec, "r")
         if extradata:
             ctx.extradata = extradata
         ctx.thread_count = 1  # one FFmpeg thread per decoder, as torchcodec's (video.py)
-        while len(by_key) >= CONTEXTS_PER_THREAD:
-            by_key.popitem(last=False)  # frames kept from it stay valid: they hold their own references
-    by_key[key] = ctx
-    return ctx
+        return ctx
+
+    by_key = getattr(_contexts, "by_key", None)
+    if by_key is None:
+        by_key = _contexts.by_key = {}
+    # An evicted context needs nothing more: frames kept from it hold their own references.
+    return _most_recent(by_key, (codec, extradata, size), create)
+
+
+def _most_recent(cache: dict, key, make: Callable[[], T], evict: Callable[[T], object] = lambda _: None) -> T:
+    """``cache[key]``, made by ``make`` where missing, put back last; a thread's caches keep at most
+    :data:`CONTEXTS_PER_THREAD`, the most recently used, and ``evict`` is given each one let go."""
+    value = cache.pop(key, None)
+    if value is None:
+        while len(cache) >= CONTEXTS_PER_THREAD:
+            evict(cache.pop(next(iter(cache))))
+        value = make()
+    cache[key] = value
+    return value
 
 
 def _drop_context(key: tuple) -> None:
@@ -310,13 +321,7 @@ class _ThreadContexts:
         name = frame.format.name
         full_range = name == "yuvj420p" or (self.lib.tagged_range and frame.color_range == AVCOL_RANGE_JPEG)
         key = (frame.width, frame.height, name, full_range)
-        ptr = self.by_key.pop(key, None)  # put back last: the most recently used are kept
-        if ptr is None:
-            if len(self.by_key) >= CONTEXTS_PER_THREAD:
-                self.lib.free(self.by_key.pop(next(iter(self.by_key))))
-            ptr = self.lib.context(*key)
-        self.by_key[key] = ptr
-        return ptr
+        return _most_recent(self.by_key, key, lambda: self.lib.context(*key), self.lib.free)
 
     def __del__(self) -> None:
         for ptr in self.by_key.values():
