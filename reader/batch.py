@@ -53,15 +53,19 @@ class BatchSlots:
     ``shapes``: per camera key (the builder's names), the shape of one sample's frames;
     ``rename``: stored names → the names samples carry; ``ring``: in a DataLoader worker, its
     shared-memory sets (``shm_ring.py``), None in the training process; ``stats``: where
-    :data:`~.io_stats.BATCHES_IN_NEW_MEMORY` is counted. The dataset asks :meth:`out` for the row
+    :data:`~.io_stats.BATCHES_IN_NEW_MEMORY` is counted; ``keep``: in the training process, how
+    many of the last handed-out batches' sets of rows are kept for reuse (2: the loop's batch and
+    the one before it, which the loop may still hold while the next is built; 3 when batches are
+    built one ahead, reader/one_ahead.py). The dataset asks :meth:`out` for the row
     the sample it builds next writes its frames into, then hands the built sample to the
     generator :meth:`batches` (a sample that fails and is skipped is never handed over: its row
     goes to the next one).
     """
 
     def __init__(self, size: int, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype,
-                 ring: WorkerRing | None, rename: Mapping[str, str], stats: S.Stats) -> None:
+                 ring: WorkerRing | None, rename: Mapping[str, str], stats: S.Stats, keep: int = 2) -> None:
         self.size = size
+        self.keep = keep
         self.stats = stats
         self.shapes = dict(shapes)
         self.dtype = dtype
@@ -140,7 +144,7 @@ class BatchSlots:
         items, buffers = self._items, self._buffers
         self._items, self._buffers = [], {}
         if self.ring is None and buffers and _users is not None:
-            self._handed_out = [*self._handed_out[-1:], buffers]
+            self._handed_out = [*self._handed_out[max(len(self._handed_out) + 1 - self.keep, 0):], buffers]
         n = len(items)
         others = [{k: v for k, v in s.items() if k not in self.names} for s in items]
         rest = collate_in_one_block(others) if self.ring is not None else default_collate(others)

@@ -17,7 +17,8 @@ Decoding in the training process (``num_workers=0``), on ``MAIN_DECODE_STREAMS``
 one and helpers), so that loading uses the cores the training step leaves idle and never runs
 into the step itself:
 
-- batches built by the dataset (``batch_size``): a batch's draws are grouped by episode (all draws
+- batches built by the dataset (``batch_size``) are built one ahead of the loop, on a thread of
+  their own (reader/one_ahead.py: "this thread" below is that one); a batch's draws are grouped by episode (all draws
   of an episode on one thread, in draw order); each thread takes the next group, longest first,
   whenever it is done with its last, decodes its samples' frames and writes them into their rows
   of the batch (``batch_runs``, ``_build_rows``). Taking groups as threads come free instead of
@@ -44,9 +45,10 @@ into the step itself:
 
 Either way no decoder is used by two threads at once, each episode's frames are still decoded in
 file order, once, and the samples and their order are exactly those of one-at-a-time decoding.
-Batches are built whole before the first of their samples is handed out; single samples are
-decoded at most ``LOOKAHEAD`` draws ahead of the one handed out (a few MB of frames), so at 0
-workers the helpers go on decoding during the training step, as DataLoader workers do.
+Batches are built whole before the first of their samples is handed out, at 0 workers the next
+one while the loop has this one; single samples are decoded at most ``LOOKAHEAD`` draws ahead of
+the one handed out (a few MB of frames). So at 0 workers decoding goes on during the training
+step, as in DataLoader workers.
 
 Epochs and resume (``set_epoch``, ``state_dict``/``load_state_dict``): reader/epochs.py, shared
 with the mixture. The state is the epoch and the number of samples this slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
@@ -76,6 +78,7 @@ from .batch import BatchSlots
 from .depth import DepthQuantization, check_unit as check_depth_unit
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode, checked_member, episode_meta, member_request
 from .meta import DatasetMeta
+from .one_ahead import one_ahead
 from .epoch_plan import Span, plan_spans, samples_per_rank
 from .epochs import Resumable
 from .pool import pool_order, stable_seed
@@ -294,13 +297,28 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         epoch, skip, _ = self._begin(world)
         if self.batch_size is None:
             return self._run(world, epoch, skip)
-        slots = self._batch_slots()
-        return slots.batches(self._run(world, epoch, skip, slots))
+        ahead = self._builds_ahead()
+        slots = self._batch_slots(keep=3 if ahead else 2)
+        if not ahead:
+            return slots.batches(self._run(world, epoch, skip, slots))
+        drawn = [skip]  # the builder thread's count; state_dict() gets it as each batch is handed over
+        built = slots.batches(self._run(world, epoch, skip, slots, lambda n: drawn.__setitem__(0, n)))
+        return one_ahead(built, lambda: drawn[0], self._count)
 
-    def _batch_slots(self) -> BatchSlots:
+    def _builds_ahead(self) -> bool:
+        """Whether batches are built one ahead of the loop, on a thread of their own (reader/one_ahead.py):
+        in the training process, when frames are decoded on its CPU."""
+        return not in_worker() and self.video_decode_device == "cpu" and bool(self._video_keys or self._image_keys)
+
+    def _count(self, drawn: int) -> None:
+        """Record that this slot's iteration has taken ``drawn`` draws of its epoch (state_dict's count)."""
+        self._yielded = drawn
+
+    def _batch_slots(self, keep: int) -> BatchSlots:
         """The rows batches are built in: the frames of every camera whose size the dataset states,
         when frames are decoded on the CPU and no ``image_transforms`` may change their shape
-        (otherwise those samples are built and collated as single samples are)."""
+        (otherwise those samples are built and collated as single samples are); ``keep``: sets of
+        rows of handed-out batches kept for reuse."""
         sizes = self.meta.manifest.video_sizes
         direct = self.video_decode_device == "cpu" and self._builder.image_transforms is None
         shapes = {}
@@ -313,9 +331,12 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         if in_worker() and self._ring is None:
             self._ring = WorkerRing()  # this worker's, kept across epochs (persistent workers)
         return BatchSlots(self.batch_size, shapes, dtype, self._ring if in_worker() else None, self._rename,
-                          self.store.stats)
+                          self.store.stats, keep)
 
-    def _run(self, world: World, epoch: int, skip: int, slots: BatchSlots | None = None) -> Iterator[dict[str, Any]]:
+    def _run(self, world: World, epoch: int, skip: int, slots: BatchSlots | None = None,
+             count: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+        """This slot's samples of ``epoch`` after the first ``skip`` (in batches with ``slots``);
+        ``count`` is told the draws taken so far after each (default: :meth:`_count`)."""
         spans = plan_spans(self._lengths, self.seed, epoch, world, self.shuffle, self.episode_pool_size)
         if not spans and self._epoch_frames:
             log.warning(
@@ -333,10 +354,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             if draw[2]:
                 exhausted.add(draw[0])
         todo = [p for p in range(len(spans)) if p not in exhausted]
-        yield from self._emit(spans, todo, order, slots)
+        yield from self._emit(spans, todo, order, slots, skip, count or self._count)
 
     def _emit(self, spans: list[Span], todo: list[int], order: Iterator[tuple[int, int, bool]],
-              slots: BatchSlots | None) -> Iterator[dict]:
+              slots: BatchSlots | None, drawn: int, count: Callable[[int], None]) -> Iterator[dict]:
         stats = self.store.stats
         where = [(self._shard_names[s.shard], self._entries[s.shard][s.position]) for s in spans]
         loader = EpisodeLoader(self.store, where, todo, self._video_keys, self._image_keys, self.on_error,
@@ -378,9 +399,10 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     if v is not None:
                         stats.add(FRAMES_DECODED, v.decoded)
                         v.close()
-                if self._yielded % 32 == 0:
+                if drawn % 32 == 0:
                     stats.observe(S.POOL_EPISODES, len(loader.loaded))
-                self._yielded += 1
+                drawn += 1
+                count(drawn)
                 if item is not None:
                     if self._rename:
                         item = {self._rename.get(k, k): v for k, v in item.items()}

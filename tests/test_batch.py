@@ -17,6 +17,7 @@ from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset, LeRobotTransitions, mix
 from lerobot_wds.reader.batch import BatchSlots
 from lerobot_wds.reader.io_stats import Stats
+from lerobot_wds.reader.one_ahead import THREAD_NAME
 from lerobot_wds.reader.video import MAIN_DECODE_STREAMS, EpisodeVideo
 from reader_helpers import assert_resumes, corrupt_copy, expected, indices_of
 
@@ -173,8 +174,8 @@ def test_rows_of_skipped_samples_are_closed_up():
 @pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one decode thread")
 def test_the_training_process_builds_a_batchs_rows_on_every_decode_thread(packed, monkeypatch):
     """reader/dataset.py: at 0 workers a batch's samples are decoded and written into their rows on
-    this thread and the helpers at once (each episode on one thread), and the batches are still
-    the DataLoader's batches of the same samples."""
+    the builder thread (reader/one_ahead.py) and the helpers at once (each episode on one thread),
+    and the batches are still the DataLoader's batches of the same samples."""
     js, _ = expected("lerobot_v3_av1", "windows")
     args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=True, seed=5)
     threads = set()
@@ -187,7 +188,7 @@ def test_the_training_process_builds_a_batchs_rows_on_every_decode_thread(packed
     want = list(DataLoader(LeRobotShardDataset(packed("lerobot_v3_av1"), **args), batch_size=16))
     monkeypatch.setattr(EpisodeVideo, "frames_into", spy)
     got = list(LeRobotShardDataset(packed("lerobot_v3_av1"), batch_size=16, **args))
-    assert threads == {"MainThread", "lerobot-wds-decode"}
+    assert threads == {THREAD_NAME, "lerobot-wds-decode"}
     assert_batches_equal(want, got)
 
 
