@@ -77,7 +77,7 @@ class SampleBuilder:
             elif kind == _VIDEO or kind == _VIDEO_WINDOW:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
-                idx = _camera_frames(kind, a, b, frame)
+                idx = _camera_frames(kind, b, frame)
                 if key in self.depth_tables:
                     got = dequantize(video.frames(key, idx, frame), self.depth_tables[key])
                 elif out is not None and key in out:
@@ -100,10 +100,10 @@ class SampleBuilder:
         item["task"] = tasks[frame]
         return item
 
-    def video_frames(self, episode: LoadedEpisode, frame: int) -> list[tuple[str, np.ndarray]]:
+    def video_frames(self, episode: LoadedEpisode, frame: int) -> list[tuple[str, list[int]]]:
         """Per camera, the episode-local frames :meth:`build` reads for the sample at ``frame``."""
         steps, _ = self._prepared(episode)
-        return [(key, _camera_frames(kind, a, b, frame)) for key, kind, a, b, _c, _p in steps
+        return [(key, _camera_frames(kind, b, frame)) for key, kind, _a, b, _c, _p in steps
                 if kind == _VIDEO or kind == _VIDEO_WINDOW]
 
     def video_reach(self) -> dict[str, tuple[int, int]]:
@@ -148,10 +148,11 @@ class SampleBuilder:
                     out.append((key, _ROW, col, None, None, None))
             else:
                 out.append((key, _OTHER, col, idx, None, None))
-        for key in self.video_keys:
+        for key in self.video_keys:  # each frame's window as a list of ints: what the decoders take
             idx, pad = tables.get(key, (None, None))
             pad_key = None if idx is None else f"{key}_is_pad"
-            out.append((key, _VIDEO if idx is None else _VIDEO_WINDOW, frames, idx, pad, pad_key))
+            out.append((key, _VIDEO if idx is None else _VIDEO_WINDOW, None, None if idx is None else idx.tolist(),
+                        pad, pad_key))
         # ``task``: the task string of each frame's task_index (the episode's first task without one).
         default = episode.meta.tasks[0] if episode.meta.tasks else ""
         ti = episode.columns.get("task_index")
@@ -165,10 +166,10 @@ class SampleBuilder:
 _SCALAR, _ROW, _WINDOW, _IMAGE, _IMAGE_WINDOW, _VIDEO, _VIDEO_WINDOW, _OTHER = range(8)
 
 
-def _camera_frames(kind: int, frames: np.ndarray, windows: torch.Tensor | None, frame: int) -> np.ndarray:
+def _camera_frames(kind: int, windows: list[list[int]] | None, frame: int) -> list[int]:
     """Episode-local frames a camera step reads for the sample at ``frame``: the frame itself, or
     its window (the step's clamped window table row)."""
-    return frames[frame : frame + 1] if kind == _VIDEO else windows[frame].numpy()
+    return [frame] if kind == _VIDEO else windows[frame]
 
 
 def _decode_image(data: bytes, episode: LoadedEpisode, key: str, frame: int,

@@ -111,8 +111,9 @@ class SharedClipDecoder:
         self._ctx_key = (codec, extradata, (width, height))
         self.width, self.height = width, height
         self.num_frames = len(places)
-        self._places = places  # (n, 2) int64: each packet's byte offset and size in the clip
-        self._key = key
+        # Python lists, not arrays: read for every packet, where numpy's indexing and int() cost more
+        self._places: list[list[int]] = places.tolist()  # each packet's byte offset and size in the clip
+        self._key: list[bool] = key.tolist()
         self._kept: tuple[int, object] | None = None  # the frame after the last one given, as decoded
 
     def frame_at(self, i: int) -> PlanarFrame:
@@ -137,7 +138,7 @@ class SharedClipDecoder:
         out = []
         try:
             for n in numbers:
-                offset, size = (int(v) for v in self._places[n])
+                offset, size = self._places[n]
                 out.extend(ctx.decode(av.Packet(self._clip[offset:offset + size])))
         except av.FFmpegError as e:
             _drop_context(self._ctx_key)  # whatever it holds now is no other clip's business
@@ -290,9 +291,10 @@ class _Swscale:
     def convert(self, ptr: int, frame, out: torch.Tensor) -> None:
         """Convert ``frame`` into ``out``, a contiguous uint8 ``(3, H, W)`` CPU tensor (R, G, B planes)."""
         height, width = frame.height, frame.width
-        planes = frame.planes
+        y, u, v = frame.planes
         base, size = out.data_ptr(), height * width
-        done = self._scale(ptr, _P4(*(p.buffer_ptr for p in planes), None), _I4(*(p.line_size for p in planes), 0),
+        done = self._scale(ptr, _P4(y.buffer_ptr, u.buffer_ptr, v.buffer_ptr, None),
+                           _I4(y.line_size, u.line_size, v.line_size, 0),
                            0, height, _P4(base + size, base + 2 * size, base, None), _I4(width, width, width, 0))
         if done != height:
             raise RuntimeError(f"swscale wrote {done} of {height} lines")

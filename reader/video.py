@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Collection, Mapping
+from typing import Collection, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -265,7 +265,7 @@ class EpisodeVideo:
                 dec = self._decoders[camera] = self._held_decoder(camera)
         return dec.get_frame_at(i).data
 
-    def frames(self, camera: str, idx: np.ndarray, at: int | None = None) -> torch.Tensor:
+    def frames(self, camera: str, idx: Sequence[int], at: int | None = None) -> torch.Tensor:
         """uint8 ``(len(idx), C, H, W)`` frames at episode-local indices ``idx`` (any order, repeats
         ok), in storage no other sample shares; ``at``: the frame being emitted (lets older frames go)."""
         got = self._gather(camera, idx, at)
@@ -280,7 +280,7 @@ class EpisodeVideo:
             return torch.stack(got)
         return torch.from_numpy(np.stack([t.numpy() for t in got]))
 
-    def frames_float(self, camera: str, idx: np.ndarray, at: int | None = None) -> torch.Tensor:
+    def frames_float(self, camera: str, idx: Sequence[int], at: int | None = None) -> torch.Tensor:
         """float32 ``(len(idx), C, H, W)`` in [0, 1], equal bit for bit to ``to_float(frames(...))``,
         written straight into the output (no uint8 stack in between: one pass over the pixels)."""
         got = self._gather(camera, idx, at)
@@ -291,7 +291,7 @@ class EpisodeVideo:
             write_frame(frame, out[j])
         return out
 
-    def frames_into(self, camera: str, idx: np.ndarray, at: int | None, out: torch.Tensor) -> torch.Tensor:
+    def frames_into(self, camera: str, idx: Sequence[int], at: int | None, out: torch.Tensor) -> torch.Tensor:
         """Write the frames at ``idx`` into ``out`` (contiguous ``(len(idx), C, H, W)`` memory;
         uint8, or float32 for :func:`to_float`'s values) and return it: what :meth:`frames` or
         :meth:`frames_float` return, in memory the caller gives (a batch's rows: ``batch.py``).
@@ -300,13 +300,13 @@ class EpisodeVideo:
             write_frame(frame, out[j])
         return out
 
-    def decode(self, camera: str, idx: np.ndarray) -> None:
+    def decode(self, camera: str, idx: Sequence[int]) -> None:
         """Decode the frames at ``idx`` that are not decoded yet and keep them for the next
         :meth:`frames` call (which hands them out and lets go of those its window no longer needs)."""
         self._decode_missing(camera, [int(i) for i in idx])
 
-    def _gather(self, camera: str, idx: np.ndarray, at: int | None) -> list[torch.Tensor]:
-        wanted = [int(i) for i in idx]
+    def _gather(self, camera: str, idx: Sequence[int], at: int | None) -> list[torch.Tensor]:
+        wanted = idx if isinstance(idx, list) else [int(i) for i in idx]  # the builder's lists as they are
         have = self._decode_missing(camera, wanted)
         got = [have[i] for i in wanted]
         if at is not None:  # keep what the next frame's window can use: [at + 1 - back, at + fwd]
