@@ -26,6 +26,7 @@ THREAD_NAME = "lerobot-wds-build"
 #: Seconds :func:`_stop_all` waits at interpreter exit for a build in progress.
 _EXIT_WAIT_S = 30.0
 
+#: The builders running now: (stop, go, thread) each.
 _LIVE: set[tuple[threading.Event, threading.Semaphore, threading.Thread]] = set()
 
 
@@ -49,19 +50,22 @@ def one_ahead(items: Iterator[T], progress: Callable[[], int], publish: Callable
     go, stop = threading.Semaphore(0), threading.Event()
 
     def build() -> None:
-        while True:
-            go.acquire()
-            if stop.is_set():
-                return
-            try:
-                item = next(items)
-            except StopIteration:
-                results.put((_DONE, progress()))
-                return
-            except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread
-                results.put((_Failed(e), None))
-                return
-            results.put((item, progress()))
+        try:
+            while True:
+                go.acquire()
+                if stop.is_set():
+                    return
+                try:
+                    item = next(items)
+                except StopIteration:
+                    results.put((_DONE, progress()))
+                    return
+                except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread
+                    results.put((_Failed(e), None))
+                    return
+                results.put((item, progress()))
+        finally:
+            _LIVE.discard(live)
 
     thread = threading.Thread(target=build, name=THREAD_NAME, daemon=True)
     live = (stop, go, thread)
@@ -79,18 +83,25 @@ def one_ahead(items: Iterator[T], progress: Callable[[], int], publish: Callable
             go.release()  # build the next while the caller has this one
             yield item
     finally:
-        _end(live)
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+        if threading.current_thread() is thread:
+            # Finalized by the garbage collector on the builder thread itself, maybe inside
+            # next(items): it must neither join itself nor close what it is running; told to stop,
+            # it returns once that item is done.
+            stop.set()
+            go.release()
+        else:
+            _end(live)
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
 
 def _end(live: tuple[threading.Event, threading.Semaphore, threading.Thread], timeout: float | None = None) -> None:
+    """Tell a builder to stop and wait for it (it leaves :data:`_LIVE` as it returns)."""
     stop, go, thread = live
     stop.set()
     go.release()
     thread.join(timeout)
-    _LIVE.discard(live)
 
 
 def _stop_all() -> None:
