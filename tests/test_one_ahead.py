@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.batch import BatchSlots
 from lerobot_wds.reader.episodes import EpisodeError
-from lerobot_wds.reader.one_ahead import THREAD_NAME
+from lerobot_wds.reader.one_ahead import THREAD_NAME, one_ahead
 from reader_helpers import assert_resumes, corrupt_copy, indices_of
 from test_batch import assert_batches_equal
 
@@ -143,3 +143,24 @@ def test_a_builder_left_running_has_ended_before_python_finalizes(packed, tmp_pa
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split("\n")[:2] == ["builder alive while iterating: True",
                                           "builder alive at finalization: False"]
+
+
+def test_an_iteration_finalized_on_its_builder_thread_stops_the_builder(monkeypatch):
+    """The last reference to an iteration can go while its builder is inside a build (here the
+    build itself drops it; the garbage collector may do so on any thread): the builder is told to
+    stop there, and neither joins itself nor closes the generator it is running."""
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    holder, handed = [], threading.Event()
+
+    def items():
+        yield 1
+        handed.wait(30)
+        holder.clear()  # the iteration's last reference: finalized here, on the builder thread
+        yield 2
+
+    holder.append(one_ahead(items(), lambda: 0, lambda n: None))
+    assert next(holder[0]) == 1
+    handed.set()
+    wait_for(lambda: not builders())
+    assert not holder and [u.exc_value for u in unraisable] == []
