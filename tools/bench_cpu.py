@@ -15,8 +15,9 @@ samples/s x CPU per sample = cores.
 decoding turns (``SharedClipDecoder._turn``), the conversions into RGB (``PlanarFrame.convert_into``,
 with how many a sample makes) and the rest, each timed on its own thread's CPU clock; with
 ``--batched`` also how many cores were busy while a batch was built on the decoding threads
-(``_build_rows``: process CPU / wall) and the wall time per batch outside it, when only this
-thread runs (handing the batch out, the loop, the next draws).
+(``_build_rows``: process CPU / wall) and the wall time per batch outside it. Since batches are
+built one ahead (``reader/one_ahead.py``) the loop runs during builds, and the time outside them
+is the builder's own: waiting to be asked for the next batch, assembling it, the next draws.
 
     .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 2 [--windows] [--batched]
     .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 0 --batched --windows --split
