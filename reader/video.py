@@ -179,6 +179,12 @@ def write_frame(frame: torch.Tensor | PlanarFrame, out: torch.Tensor) -> None:
                            f"cv2 {cv2.__version__} and numpy {np.__version__}")
 
 
+def _ints(idx: Sequence[int]) -> list[int]:
+    """Frame indices as a list of Python ints: the sample builder's lists as they are (never
+    changed here), anything else (numpy arrays, tensors) converted."""
+    return idx if isinstance(idx, list) else [int(i) for i in idx]
+
+
 def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
     """uint8 frames → float32 in [0, 1], computed as LeRobot does (``(u8 / 255.0).to(float32)``)."""
     return (frames_u8 / 255.0).to(torch.float32)
@@ -303,10 +309,10 @@ class EpisodeVideo:
     def decode(self, camera: str, idx: Sequence[int]) -> None:
         """Decode the frames at ``idx`` that are not decoded yet and keep them for the next
         :meth:`frames` call (which hands them out and lets go of those its window no longer needs)."""
-        self._decode_missing(camera, [int(i) for i in idx])
+        self._decode_missing(camera, _ints(idx))
 
     def _gather(self, camera: str, idx: Sequence[int], at: int | None) -> list[torch.Tensor]:
-        wanted = idx if isinstance(idx, list) else [int(i) for i in idx]  # the builder's lists as they are
+        wanted = _ints(idx)
         have = self._decode_missing(camera, wanted)
         got = [have[i] for i in wanted]
         if at is not None:  # keep what the next frame's window can use: [at + 1 - back, at + fwd]
