@@ -10,6 +10,16 @@ planes copied); the other keys, small, go through ``default_collate``
 (inside a worker stacked into one more shared block: :func:`collate_in_one_block`). The batch
 equals ``default_collate`` of the same samples, key for key and bit for bit.
 
+A sample built into a batch is never handed out on its own, so its small values need not be
+tensors of their own: its numbers are :class:`Scalar`, each key's made one tensor per batch
+(:func:`collate`), and its rows are views of the episode's columns, copied once, by the stack
+(``sample.py``); its camera entries are its rows of the batch, handed to the decoder as one view
+per frame made in one call (:meth:`BatchSlots.rows`). Against a 0-d tensor per number, a clone per
+row and a view made per frame in Python: with windows, 1,147 / 1,147 / 1,156 samples/s against
+1,127 / 1,105 / 1,067 at 0 workers and 1,163 / 1,139 / 1,161 against 1,150 / 1,136 / 1,152 at 2, CPU
+per sample -1 to -7 % and -1 to -2 % (three interleaved A/B rounds of ``tools/bench_cpu.py
+bench_out/peers/packed --workers N --batched --windows``).
+
 The camera tensors' memory is reused for later batches once nothing holds it, because writing
 frames into freshly mapped memory is mostly page faults: cv2.split into a fresh 480x640 row took
 0.45 ms, several times the copy itself (``cProfile`` of ``tools/bench_peers.py``'s child,
@@ -22,7 +32,7 @@ itself (``shm_ring.py``).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import torch
 from torch.utils.data import default_collate
@@ -106,7 +116,8 @@ class BatchSlots:
             raise ValueError(f"internal: {n} rows asked for, {self.left()} left in the batch")
         self.out()
         base = len(self._items)
-        return [{k: b[base + j] for k, b in self._buffers.items()} for j in range(n)]
+        views = {k: b[base:base + n].unbind(0) for k, b in self._buffers.items()}  # one call a camera
+        return [{k: v[j] for k, v in views.items()} for j in range(n)]
 
     def close_gaps(self, built: list[dict[str, Any] | None]) -> None:
         """``built``: the samples built into :meth:`rows`, None where one was skipped. Moves the frames
@@ -146,17 +157,52 @@ class BatchSlots:
         if self.ring is None and buffers and _users is not None:
             self._handed_out = [*self._handed_out[max(len(self._handed_out) + 1 - self.keep, 0):], buffers]
         n = len(items)
-        others = [{k: v for k, v in s.items() if k not in self.names} for s in items]
-        rest = collate_in_one_block(others) if self.ring is not None else default_collate(others)
+        rest = collate_in_one_block(items, self.names) if self.ring is not None else collate(items, self.names)
         batch = {k: (buffers[self.names[k]][:n] if k in self.names else rest[k]) for k in items[0]}
         if self.ring is None or not buffers:
             return batch
         return self.ring.hand_out(batch, [k for k in batch if k in self.names], buffers)
 
 
-def collate_in_one_block(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """``default_collate(samples)`` (the same keys, values, dtypes and shapes), with every key whose
-    values are CPU tensors of one dtype and shape stacked into a view of one shared-memory block.
+class Scalar(NamedTuple):
+    """A sample's number that stands for the 0-d tensor ``torch.scalar_tensor(value, dtype=dtype)``
+    in a batch: :func:`collate` makes each key's one tensor at once."""
+
+    value: int | float | bool
+    dtype: torch.dtype
+
+
+def _scalar_column(values: list[Any]) -> torch.dtype | None:
+    """The dtype of a key's values when all are :class:`Scalar` of one dtype (one tensor at once), else None."""
+    dtype = values[0].dtype if isinstance(values[0], Scalar) else None
+    if dtype is None or not all(isinstance(v, Scalar) and v.dtype == dtype for v in values):
+        return None
+    return dtype
+
+
+def _as_tensors(values: list[Any]) -> list[Any]:
+    """The values with each :class:`Scalar` the 0-d tensor it stands for."""
+    return [torch.scalar_tensor(v.value, dtype=v.dtype) if isinstance(v, Scalar) else v for v in values]
+
+
+def collate(samples: list[dict[str, Any]], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """``default_collate`` of the samples' keys but ``skip``, each :class:`Scalar` standing for its
+    0-d tensor: a key whose values are all :class:`Scalar` of one dtype made one tensor at once."""
+    out = {}
+    for k in samples[0]:
+        if k in skip:
+            continue
+        values = [s[k] for s in samples]
+        dtype = _scalar_column(values)
+        out[k] = (torch.tensor([v.value for v in values], dtype=dtype) if dtype is not None
+                  else default_collate(_as_tensors(values)))
+    return out
+
+
+def collate_in_one_block(samples: list[dict[str, Any]], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """:func:`collate` of the samples' keys but ``skip`` (the same keys, values, dtypes and shapes),
+    with every key whose values are CPU tensors of one dtype and shape, or :class:`Scalar` of one
+    dtype, stacked into a view of one shared-memory block.
 
     In a DataLoader worker ``default_collate`` gives each such key a shared-memory block of its
     own, and the training process then fetches one file descriptor per block for every batch, each
@@ -165,26 +211,35 @@ def collate_in_one_block(samples: list[dict[str, Any]]) -> dict[str, Any]:
     descriptors instead of 12, with :func:`empty_set` putting the cameras in one block.
     Other keys (strings, lists, numbers) go through ``default_collate``.
     """
-    first = samples[0]
-    stackable = [k for k, v in first.items() if isinstance(v, torch.Tensor) and v.device.type == "cpu"
-                 and all(isinstance(s[k], torch.Tensor) and s[k].dtype == v.dtype and s[k].shape == v.shape
-                         and s[k].device.type == "cpu" for s in samples)]
-    layout, nbytes = [], 0
-    for k in stackable:
-        v = first[k]
+    layout, out, nbytes = [], {}, 0
+    for k, v in samples[0].items():
+        if k in skip:
+            continue
+        values = [s[k] for s in samples]
+        dtype = _scalar_column(values)
+        if dtype is not None:
+            shape: tuple[int, ...] = ()
+        elif isinstance(v, torch.Tensor) and v.device.type == "cpu" and all(
+                isinstance(x, torch.Tensor) and x.dtype == v.dtype and x.shape == v.shape
+                and x.device.type == "cpu" for x in values):
+            dtype, shape = v.dtype, tuple(v.shape)
+        else:
+            out[k] = default_collate(_as_tensors(values))
+            continue
         nbytes = -(-nbytes // _ALIGN) * _ALIGN
-        layout.append((k, nbytes))
-        nbytes += len(samples) * v.numel() * v.dtype.itemsize
-    if not nbytes:
-        stackable, layout = [], []
-    out = {k: default_collate([s[k] for s in samples]) for k in first if k not in stackable}
+        layout.append((k, values, dtype, shape, nbytes))
+        nbytes += len(samples) * math.prod(shape) * dtype.itemsize
     if nbytes:
         block = torch.UntypedStorage._new_shared(nbytes)
-        for k, offset in layout:
-            v = first[k]
-            rows = torch.empty(0, dtype=v.dtype).set_(block, offset // v.dtype.itemsize, (len(samples), *v.shape))
-            out[k] = torch.stack([s[k] for s in samples], out=rows)
-    return {k: out[k] for k in first}
+        for k, values, dtype, shape, offset in layout:
+            rows = torch.empty(0, dtype=dtype).set_(block, offset // dtype.itemsize, (len(samples), *shape))
+            if isinstance(values[0], Scalar):
+                out[k] = rows.copy_(torch.tensor([v.value for v in values], dtype=dtype))
+            else:
+                out[k] = torch.stack(values, out=rows)
+    else:  # nothing to stack but empty tensors: default_collate's own
+        out.update({k: default_collate(_as_tensors(values)) for k, values, *_ in layout})
+    return {k: out[k] for k in samples[0] if k not in skip}
 
 
 #: Byte alignment of each key's rows in :func:`collate_in_one_block`'s block.

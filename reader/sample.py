@@ -11,7 +11,8 @@ applied), depth-map cameras as float32 ``(1, H, W)`` in the unit asked for (``de
 the episode in memory;
 padded positions hold the clamped edge frame's value, as in lerobot.
 Tensors handed out own their storage (no views of a whole episode column), so sending a sample
-between processes never drags the episode along.
+between processes never drags the episode along; a sample built into a batch is never handed out,
+and its numbers and rows become the batch's tensors there (``batch.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from .batch import Scalar
 from .depth import dequantize
 from .episodes import LoadedEpisode, EpisodeError
 from .video import EpisodeVideo
@@ -59,15 +61,19 @@ class SampleBuilder:
 
     def build(self, episode: LoadedEpisode, video: EpisodeVideo | None, frame: int,
               out: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
-        """The sample at episode-local ``frame`` (0 ≤ frame < episode.length); ``out``: per camera, the
-        memory its frames are written into (the sample then holds it; see reader/batch.py)."""
+        """The sample at episode-local ``frame`` (0 ≤ frame < episode.length). ``out``, for a sample
+        built into a batch (reader/batch.py): per camera, its row of the batch, which its frames are
+        written into and which stands for them in the sample; its numbers are then
+        :class:`~.batch.Scalar` and its other rows views of the episode's columns, which the batch's
+        collate makes tensors of their own."""
         steps, tasks = self._prepared(episode)
         item: dict[str, Any] = {}
+        batched = out is not None
         for key, kind, a, b, c, pad_key in steps:
             if kind == _SCALAR:
-                item[key] = torch.scalar_tensor(a[frame], dtype=b)
+                item[key] = Scalar(a[frame], b) if batched else torch.scalar_tensor(a[frame], dtype=b)
             elif kind == _ROW:
-                item[key] = a[frame].clone()
+                item[key] = a[frame] if batched else a[frame].clone()
             elif kind == _WINDOW:
                 item[key] = a.index_select(0, b[frame])
             elif kind == _IMAGE:
@@ -78,18 +84,19 @@ class SampleBuilder:
                 if video is None:
                     raise EpisodeError(f"{episode.where}: no video decoder for camera {key!r}")
                 idx = _camera_frames(kind, b, frame)
-                if key in self.depth_tables:
-                    got = dequantize(video.frames(key, idx, frame), self.depth_tables[key])
-                elif out is not None and key in out:
-                    rows = out[key].unsqueeze(0) if kind == _VIDEO else out[key]
-                    got = video.frames_into(key, idx, frame, rows)
+                if batched and key in out:
+                    row = item[key] = out[key]
+                    video.frames_into(key, idx, frame, (row,) if kind == _VIDEO else row.unbind(0))
                 else:
-                    got = (video.frames if self.return_uint8 else video.frames_float)(key, idx, frame)
-                item[key] = got[0] if kind == _VIDEO else got
+                    if key in self.depth_tables:
+                        got = dequantize(video.frames(key, idx, frame), self.depth_tables[key])
+                    else:
+                        got = (video.frames if self.return_uint8 else video.frames_float)(key, idx, frame)
+                    item[key] = got[0] if kind == _VIDEO else got
             else:  # non-numeric column (e.g. strings): as stored
                 item[key] = a[frame] if b is None else [a[int(i)] for i in b[frame]]
             if pad_key is not None:
-                item[pad_key] = c[frame].clone()
+                item[pad_key] = c[frame] if batched else c[frame].clone()
         if self.image_transforms is not None:
             for key in (*self.video_keys, *self.image_keys):
                 if key in item and key not in self.depth_tables and key not in self.image_depth:

@@ -297,14 +297,12 @@ class EpisodeVideo:
             write_frame(frame, out[j])
         return out
 
-    def frames_into(self, camera: str, idx: Sequence[int], at: int | None, out: torch.Tensor) -> torch.Tensor:
-        """Write the frames at ``idx`` into ``out`` (contiguous ``(len(idx), C, H, W)`` memory;
-        uint8, or float32 for :func:`to_float`'s values) and return it: what :meth:`frames` or
-        :meth:`frames_float` return, in memory the caller gives (a batch's rows: ``batch.py``).
-        CPU decoding only."""
-        for j, frame in enumerate(self._gather(camera, idx, at)):
-            write_frame(frame, out[j])
-        return out
+    def frames_into(self, camera: str, idx: Sequence[int], at: int | None, rows: Sequence[torch.Tensor]) -> None:
+        """Write the frames at ``idx`` into ``rows`` (one contiguous ``(C, H, W)`` tensor each; uint8,
+        or float32 for :func:`to_float`'s values): what :meth:`frames` or :meth:`frames_float` return,
+        in memory the caller gives (a batch's rows: ``batch.py``). CPU decoding only."""
+        for frame, row in zip(self._gather(camera, idx, at), rows, strict=True):
+            write_frame(frame, row)
 
     def decode(self, camera: str, idx: Sequence[int]) -> None:
         """Decode the frames at ``idx`` that are not decoded yet and keep them for the next

@@ -86,6 +86,36 @@ def test_small_keys_are_collated_into_one_shared_block_equal_to_default_collate(
         collate_in_one_block(ragged)
 
 
+def test_numbers_of_samples_built_into_a_batch_are_collated_as_their_0d_tensors():
+    """A sample built into a batch gives its numbers as Scalar (reader/sample.py); each key's become
+    one tensor, equal to default_collate of the 0-d tensors they stand for, in the training process
+    and in one shared block in a worker; a key whose values are not all Scalar of one dtype goes
+    through default_collate as those tensors."""
+    from torch.utils.data import default_collate
+
+    from lerobot_wds.reader.batch import Scalar, collate, collate_in_one_block
+
+    f32 = torch.tensor([0.1, 1e-8, float("nan"), -3.75, 16777217.0]).tolist()  # float32 values as Python floats
+    samples = [{"timestamp": Scalar(f32[i], torch.float32), "index": Scalar(2**40 + i, torch.int64),
+                "done": Scalar(i == 3, torch.bool), "ratio": Scalar(i / 3, torch.float64), "mixed": Scalar(i, torch.int64 if i else torch.float32),
+                "cam": torch.full((2,), i), "action": torch.rand(4, 2)} for i in range(5)]
+    as_tensors = [{k: torch.scalar_tensor(v.value, dtype=v.dtype) if isinstance(v, Scalar) else v
+                   for k, v in s.items()} for s in samples]
+    want = default_collate(as_tensors)
+    del want["cam"]
+    got = collate(samples, skip={"cam"})
+    assert list(got) == list(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and torch.equal(got[k].nan_to_num(7), want[k].nan_to_num(7)), k
+    shared = collate_in_one_block(samples, skip={"cam"})
+    assert list(shared) == list(want)
+    for k in want:
+        assert shared[k].dtype == want[k].dtype and torch.equal(shared[k].nan_to_num(7), want[k].nan_to_num(7)), k
+    blocks = {k: shared[k].untyped_storage().data_ptr() for k in ("timestamp", "index", "done", "action")}
+    assert len(set(blocks.values())) == 1 and shared["timestamp"].is_shared()
+    assert not shared["mixed"].is_shared()  # not one dtype: default_collate's own
+
+
 def test_the_training_process_reuses_a_batchs_memory_once_nothing_holds_it(packed):
     path, top = packed("lerobot_v3_av1"), "observation.images.top"
     want = [b[top] for b in DataLoader(LeRobotShardDataset(path, return_uint8=True, seed=3), batch_size=8)]
