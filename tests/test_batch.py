@@ -97,7 +97,8 @@ def test_numbers_of_samples_built_into_a_batch_are_collated_as_their_0d_tensors(
 
     f32 = torch.tensor([0.1, 1e-8, float("nan"), -3.75, 16777217.0]).tolist()  # float32 values as Python floats
     samples = [{"timestamp": Scalar(f32[i], torch.float32), "index": Scalar(2**40 + i, torch.int64),
-                "done": Scalar(i == 3, torch.bool), "ratio": Scalar(i / 3, torch.float64), "mixed": Scalar(i, torch.int64 if i else torch.float32),
+                "done": Scalar(i == 3, torch.bool), "ratio": Scalar(i / 3, torch.float64),
+                "mixed": Scalar(i, torch.int64 if i else torch.float32),  # not one dtype
                 "cam": torch.full((2,), i), "action": torch.rand(4, 2)} for i in range(5)]
     as_tensors = [{k: torch.scalar_tensor(v.value, dtype=v.dtype) if isinstance(v, Scalar) else v
                    for k, v in s.items()} for s in samples]
