@@ -66,10 +66,10 @@ class BatchSlots:
     :data:`~.io_stats.BATCHES_IN_NEW_MEMORY` is counted; ``keep``: in the training process, how
     many of the last handed-out batches' sets of rows are kept for reuse (2: the loop's batch and
     the one before it, which the loop may still hold while the next is built; 3 when batches are
-    built one ahead, reader/one_ahead.py). The dataset asks :meth:`out` for the row
-    the sample it builds next writes its frames into, then hands the built sample to the
-    generator :meth:`batches` (a sample that fails and is skipped is never handed over: its row
-    goes to the next one).
+    built one ahead, reader/one_ahead.py). The dataset asks :meth:`rows` for the rows the
+    samples it builds next write their frames into, then hands the built samples to the
+    generator :meth:`batches` (a sample that fails and is skipped is never handed over:
+    :meth:`close_gaps` moves the later ones up).
     """
 
     def __init__(self, size: int, shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype,
@@ -85,8 +85,9 @@ class BatchSlots:
         self._items: list[dict[str, Any]] = []
         self._handed_out: list[dict[str, torch.Tensor]] = []  # the last batches' buffers, for reuse
 
-    def out(self) -> dict[str, torch.Tensor]:
-        """Per camera, the row of the current batch the next sample's frames go into."""
+    def _allocate(self) -> None:
+        """Give the current batch its camera tensors, where it has none yet: an earlier batch's
+        that nothing holds any more, or new ones."""
         if not self._buffers and self.shapes:
             self._buffers = self._reusable() or {}
             if not self._buffers:
@@ -101,8 +102,6 @@ class BatchSlots:
                         "or check the camera sizes in the manifest's 'videos' entries"
                     ) from e
                 self.stats.add(S.BATCHES_IN_NEW_MEMORY)
-        row = len(self._items)
-        return {k: b[row] for k, b in self._buffers.items()}
 
     def left(self) -> int:
         """Rows of the current batch not yet taken by a handed-over sample."""
@@ -114,7 +113,7 @@ class BatchSlots:
         after :meth:`close_gaps`."""
         if n > self.left():
             raise ValueError(f"internal: {n} rows asked for, {self.left()} left in the batch")
-        self.out()
+        self._allocate()
         base = len(self._items)
         views = {k: b[base:base + n].unbind(0) for k, b in self._buffers.items()}  # one call a camera
         return [{k: v[j] for k, v in views.items()} for j in range(n)]
@@ -133,7 +132,7 @@ class BatchSlots:
             dst += 1
 
     def batches(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Group the samples (built into the rows :meth:`out` gave) into batches of ``size``; the
+        """Group the samples (built into the rows :meth:`rows` gave) into batches of ``size``; the
         last one may be shorter."""
         for sample in samples:
             self._items.append(sample)

@@ -187,7 +187,7 @@ def test_skipped_samples_leave_no_gap(packed, tmp_path, shuffle):
 
 def test_rows_of_skipped_samples_are_closed_up():
     slots = BatchSlots(4, {"cam": (2, 3)}, torch.uint8, None, {}, Stats())
-    slots.out()["cam"].fill_(9)  # row 0: a sample handed over earlier
+    slots.rows(1)[0]["cam"].fill_(9)  # row 0: a sample handed over earlier
     slots._items.append({"cam": None})
     rows = slots.rows(3)
     built = []
