@@ -20,9 +20,10 @@ into the step itself:
 - batches built by the dataset (``batch_size``) are built one ahead of the loop, on a thread of
   their own (reader/one_ahead.py: "this thread" below is that one); a batch's draws are grouped by
   episode (all draws of an episode on one thread, in draw order); each thread takes the next
-  group, longest first, whenever it is done with its last, decodes its samples' frames and writes them into their rows
-  of the batch (``batch_runs``, ``_build_rows``). Taking groups as threads come free instead of
-  dealing them out beforehand (longest first to the least loaded thread, by count of draws):
+  group, longest first, whenever it is done with its last, decodes its samples' frames and writes
+  them into their rows of the batch (``batch_runs``, ``_build_rows``). Taking groups as threads
+  come free instead of dealing them out beforehand (longest first to the least loaded thread, by
+  count of draws):
   +7 % samples/s with windows and +3 % without, medians of three interleaved A/B rounds of the
   same child rows, within this machine's noise; a sampling profile before it had the helper
   thread on the CPU 0.71 times as long as this one. Against decoding on the helpers while this
