@@ -8,13 +8,14 @@ two threads (each a half of the episodes, as the limit's threads), each in one r
 itself:
 
 1. ``limit``: ``bench_peers.decode_limit`` with two threads;
-2. ``decode``: every frame of both cameras once through the shared decoder, in a pool's order (24
-   episodes interleaved at random, an episode entering as one ends, as ``reader/pool.py`` draws),
-   nothing else;
+2. ``decode``: every frame of both cameras once through the shared decoder, in the reader's own
+   pool order (``reader/pool.py`` ``pool_order``, a pool of 24: episodes drawn in rounds, each from
+   a random frame on, wrapping once), nothing else;
 3. ``+ convert``: as 2, each frame converted into RGB straight into a row of a rotating set of 96
    (three batches' worth, so written into memory no cache holds, as a batch's rows);
-4. ``+ window``: as 3, and the top frame 3 back converted again into a second row, as a sample with
-   the peers benchmark's window (``[-0.1, 0.0]``) writes it.
+4. ``+ window``: as 3, and the top frame 3 draws back in the episode (the frame itself at its
+   first draws) converted again into a second row, as a sample with the peers benchmark's window
+   (``[-0.1, 0.0]``) writes it.
 
 Samples/s (frames of one camera / wall seconds) and each step's ratio to the limit: what the
 reader would reach if everything but decoding and converting cost nothing.
@@ -25,7 +26,6 @@ reader would reach if everything but decoding and converting cost nothing.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import time
@@ -45,27 +45,11 @@ POOL = 24
 BACK = 3
 
 
-def pool_order(lengths: dict[int, int], seed: int) -> list[tuple[int, int]]:
-    """(episode, frame) draws: ``POOL`` episodes interleaved at random, each front to back, the
-    next episode entering as one ends."""
-    rng, pos, order = random.Random(seed), dict.fromkeys(lengths, 0), []
-    waiting = list(lengths)
-    pool = [waiting.pop(0) for _ in range(min(POOL, len(waiting)))]
-    while pool:
-        e = rng.choice(pool)
-        order.append((e, pos[e]))
-        pos[e] += 1
-        if pos[e] == lengths[e]:
-            pool.remove(e)
-            if waiting:
-                pool.append(waiting.pop(0))
-    return order
-
-
 def run(eps: list, step: str) -> float:
     """Samples/s of ``step`` on two threads, each a half of the episodes."""
     import torch
 
+    from lerobot_wds.reader.pool import pool_order
     from lerobot_wds.reader.shared_decoder import open_shared
 
     def share(k: int) -> int:
@@ -77,7 +61,9 @@ def run(eps: list, step: str) -> float:
         rows = {c: torch.empty((96, 3, info[c].height, info[c].width), dtype=torch.uint8) for c in (TOP, WRIST)}
         held: dict[int, list] = {}
         n = 0
-        for e, i in pool_order({e: ep.length for e, ep in mine.items()}, k):
+        episodes = list(mine)
+        for p, i, _ in pool_order([mine[e].length for e in episodes], POOL, k):
+            e = episodes[p]
             for c in (TOP, WRIST):
                 frame = decoders[(e, c)].frame_at(mine[e].meta.clips[c].lead_in + i)
                 if step != "decode":
