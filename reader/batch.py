@@ -32,6 +32,7 @@ itself (``shm_ring.py``).
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import torch
@@ -81,52 +82,66 @@ class BatchSlots:
         self.dtype = dtype
         self.ring = ring
         self.names = {rename.get(k, k): k for k in self.shapes}  # sample key -> buffer key
-        self._buffers: dict[str, torch.Tensor] = {}
+        # Camera tensors of the batches whose rows :meth:`rows` gave out and that are not assembled
+        # yet: the batch being filled by handed-over samples first, then the next one, where its
+        # rows were given out before this one was full (runs built ahead, reader/dataset.py).
+        self._sets: deque[dict[str, torch.Tensor]] = deque()
         self._items: list[dict[str, Any]] = []
+        self._ahead = 0  # rows given out whose samples are not handed over (or skipped) yet
         self._handed_out: list[dict[str, torch.Tensor]] = []  # the last batches' buffers, for reuse
 
-    def _allocate(self) -> None:
-        """Give the current batch its camera tensors, where it has none yet: an earlier batch's
-        that nothing holds any more, or new ones."""
-        if not self._buffers and self.shapes:
-            self._buffers = self._reusable() or {}
-            if not self._buffers:
-                shapes = {k: (self.size, *s) for k, s in self.shapes.items()}
-                try:
-                    self._buffers = empty_set(shapes, self.dtype, self.ring is not None)
-                except (RuntimeError, OSError) as e:  # out of memory, or of shared memory
-                    nbytes = sum(math.prod(s) for s in shapes.values()) * self.dtype.itemsize
-                    raise UsageError(
-                        f"cannot allocate a batch's camera frames, {nbytes / 2**30:.1f} GiB for "
-                        f"{', '.join(f'{k} {tuple(s)}' for k, s in shapes.items())} ({e}); lower batch_size, "
-                        "or check the camera sizes in the manifest's 'videos' entries"
-                    ) from e
-                self.stats.add(S.BATCHES_IN_NEW_MEMORY)
+    def _new_set(self) -> dict[str, torch.Tensor]:
+        """Camera tensors for a batch: an earlier batch's that nothing holds any more, or new ones."""
+        if not self.shapes:
+            return {}
+        reused = self._reusable()
+        if reused:
+            return reused
+        shapes = {k: (self.size, *s) for k, s in self.shapes.items()}
+        try:
+            fresh = empty_set(shapes, self.dtype, self.ring is not None)
+        except (RuntimeError, OSError) as e:  # out of memory, or of shared memory
+            nbytes = sum(math.prod(s) for s in shapes.values()) * self.dtype.itemsize
+            raise UsageError(
+                f"cannot allocate a batch's camera frames, {nbytes / 2**30:.1f} GiB for "
+                f"{', '.join(f'{k} {tuple(s)}' for k, s in shapes.items())} ({e}); lower batch_size, "
+                "or check the camera sizes in the manifest's 'videos' entries"
+            ) from e
+        self.stats.add(S.BATCHES_IN_NEW_MEMORY)
+        return fresh
 
     def left(self) -> int:
-        """Rows of the current batch not yet taken by a handed-over sample."""
-        return self.size - len(self._items)
+        """Rows of the batch the next :meth:`rows` call fills that no sample has taken yet."""
+        return self.size - (len(self._items) + self._ahead) % self.size
 
     def rows(self, n: int) -> list[dict[str, torch.Tensor]]:
         """Per camera, the rows of the next ``n`` samples (``n`` ≤ :meth:`left`), for samples built
         out of order (on several threads); they must then be handed over in the order of their rows,
-        after :meth:`close_gaps`."""
+        after :meth:`close_gaps`. Rows may be asked for before the samples of the rows given earlier
+        are handed over: those of a full batch's then come from the next batch's tensors."""
         if n > self.left():
             raise ValueError(f"internal: {n} rows asked for, {self.left()} left in the batch")
-        self._allocate()
-        base = len(self._items)
-        views = {k: b[base:base + n].unbind(0) for k, b in self._buffers.items()}  # one call a camera
+        index, base = divmod(len(self._items) + self._ahead, self.size)
+        while len(self._sets) <= index:
+            self._sets.append(self._new_set())
+        self._ahead += n
+        views = {k: b[base:base + n].unbind(0) for k, b in self._sets[index].items()}  # one call a camera
         return [{k: v[j] for k, v in views.items()} for j in range(n)]
 
     def close_gaps(self, built: list[dict[str, Any] | None]) -> None:
-        """``built``: the samples built into :meth:`rows`, None where one was skipped. Moves the frames
-        of the samples after a skipped one up, so that the samples handed over fill consecutive rows."""
+        """``built``: the samples built into the oldest :meth:`rows` not closed yet, None where one was
+        skipped; they are handed over next. Moves the frames of the samples after a skipped one up, so
+        that the samples handed over fill consecutive rows. Rows given out after these must not be
+        (a skip moves the rows that follow it)."""
+        if None in built and self._ahead != len(built):
+            raise ValueError("internal: a sample was skipped in rows given out before later ones")
+        self._ahead -= len(built)
         base = dst = len(self._items)
         for j, sample in enumerate(built):
             if sample is None:
                 continue
             if dst != base + j:
-                for k, b in self._buffers.items():
+                for k, b in self._sets[0].items():
                     b[dst].copy_(b[base + j])
                     sample[k] = b[dst]
             dst += 1
@@ -151,8 +166,8 @@ class BatchSlots:
         return None
 
     def _assemble(self) -> dict[str, Any]:
-        items, buffers = self._items, self._buffers
-        self._items, self._buffers = [], {}
+        items, buffers = self._items, (self._sets.popleft() if self._sets else {})
+        self._items = []
         if self.ring is None and buffers and _users is not None:
             self._handed_out = [*self._handed_out[max(len(self._handed_out) + 1 - self.keep, 0):], buffers]
         n = len(items)

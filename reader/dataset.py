@@ -21,9 +21,18 @@ into the step itself:
   their own (reader/one_ahead.py: "this thread" below is that one); a batch's draws are grouped by
   episode (all draws of an episode on one thread, in draw order); each thread takes the next
   group, longest first, whenever it is done with its last, decodes its samples' frames and writes
-  them into their rows of the batch (``batch_runs``, ``_build_rows``). Taking groups as threads
-  come free instead of dealing them out beforehand (longest first to the least loaded thread, by
-  count of draws):
+  them into their rows of the batch (``batch_runs``, ``_queue_rows``, reader/build_threads.py).
+  The next batch's draws are queued before this thread collects this batch's, so the helpers go
+  on with them while it waits for this batch's last group, collates the batch and hands it over
+  (``_collect_rows``); this thread then joins in. Against collecting each batch before queuing the
+  next: +4 % samples/s with windows and +5 % without, for one more batch of camera rows in memory,
+  +0.10-0.19 GB peak RSS with windows (three interleaved A/B rounds of ``tools/bench_peers.py
+  --child ours-batched bench_out/peers/packed 0 <win> 10 3 null``: 1,231 / 1,192 / 1,185 against
+  1,148 / 1,149 / 1,143 with windows, 1,334 / 1,361 / 1,384 against 1,291 / 1,287 / 1,349 without);
+  before it the helper was idle 7 % of the time, 1.15 ms a batch outside the groups and 0.7 ms at
+  their end (a temporary timer). Not with ``on_error="skip"``, where a skipped sample moves the
+  rows after it. Taking groups as threads come free instead of dealing them out beforehand
+  (longest first to the least loaded thread, by count of draws):
   +7 % samples/s with windows and +3 % without, medians of three interleaved A/B rounds of the
   same child rows, within this machine's noise; a sampling profile before it had the helper
   thread on the CPU 0.71 times as long as this one. Against decoding on the helpers while this
@@ -47,9 +56,9 @@ into the step itself:
 Either way no decoder is used by two threads at once, each episode's frames are still decoded in
 file order, once, and the samples and their order are exactly those of one-at-a-time decoding.
 Batches are built whole before the first of their samples is handed out, at 0 workers the next
-one while the loop has this one; single samples are decoded at most ``LOOKAHEAD`` draws ahead of
-the one handed out (a few MB of frames). So at 0 workers decoding goes on during the training
-step, as in DataLoader workers.
+one while the loop has this one (and the helpers begin the one after); single samples are decoded
+at most ``LOOKAHEAD`` draws ahead of the one handed out (a few MB of frames). So at 0 workers
+decoding goes on during the training step, as in DataLoader workers.
 
 Epochs and resume (``set_epoch``, ``state_dict``/``load_state_dict``): reader/epochs.py, shared
 with the mixture. The state is the epoch and the number of samples this slot yielded. On load the pool order is re-simulated from span lengths (no reads), spans exhausted
@@ -76,6 +85,7 @@ from torch.utils.data import IterableDataset
 from ..format import META_MEMBER, ManifestEpisode, depth_keys, depth_unit, frame_columns
 from . import io_stats as S
 from .batch import BatchSlots
+from .build_threads import THREAD_NAME as HELPER_THREAD_NAME, BuildThreads, Run
 from .depth import DepthQuantization, check_unit as check_depth_unit
 from .episodes import EpisodeError, EpisodeLoader, LoadedEpisode, checked_member, episode_meta, member_request
 from .meta import DatasetMeta
@@ -375,7 +385,9 @@ class LeRobotShardDataset(Resumable, IterableDataset):
         worker = in_worker()
         planar = worker and not (slots and slots.shapes)
         streams = 1 if worker or not self._video_keys or self.video_decode_device != "cpu" else MAIN_DECODE_STREAMS
-        ahead = ThreadPoolExecutor(streams - 1, thread_name_prefix="lerobot-wds-decode") if streams > 1 else None
+        threads = BuildThreads(streams - 1, self._build_into) if slots is not None else None
+        ahead = (ThreadPoolExecutor(streams - 1, thread_name_prefix=HELPER_THREAD_NAME)
+                 if streams > 1 and slots is None else None)
 
         def video_of(p: int, ep: LoadedEpisode | None) -> EpisodeVideo | None:
             if not self._video_keys or ep is None:  # no cameras, or the episode was skipped
@@ -386,9 +398,24 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             return videos[p]
 
         def built_in_batches() -> Iterator[tuple[tuple[int, int, bool], dict | None]]:
+            # With helpers, the next run is queued before this one is collected, so that they build it
+            # while this thread hands this batch over; not where a skipped sample moves later rows.
+            ahead_runs = 1 if streams > 1 and self.on_error == "raise" else 0
+            queued: deque[tuple[list[tuple[int, int, bool]], Run]] = deque()
+            failed = None
             for run in batch_runs(order, slots):
-                eps = [loader.get(p) for p, _, _ in run]
-                yield from zip(run, self._build_rows(run, eps, video_of, spans, timed, ahead, streams, slots))
+                try:
+                    eps = [loader.get(p) for p, _, _ in run]
+                except Exception as e:  # noqa: BLE001 - raised after the samples drawn before it
+                    failed = e
+                    break
+                queued.append((run, self._queue_rows(run, eps, video_of, spans, threads, slots)))
+                if len(queued) > ahead_runs:
+                    yield from self._collect_rows(*queued.popleft(), spans, timed, threads, slots)
+            while queued:
+                yield from self._collect_rows(*queued.popleft(), spans, timed, threads, slots)
+            if failed is not None:
+                raise failed
 
         try:
             built = (built_in_batches() if slots is not None
@@ -410,6 +437,8 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                     yield item
         finally:
             try:
+                if threads is not None:
+                    threads.close()
                 if ahead is not None:
                     ahead.shutdown(wait=True, cancel_futures=True)
                 stats.flush()
@@ -472,38 +501,23 @@ class LeRobotShardDataset(Resumable, IterableDataset):
             p, f, _ = job.draw
             yield job.draw, self._build(job.episode, job.video, spans[p].start + f, timed)
 
-    def _build_rows(self, run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None], video_of: Callable,
-                    spans: list[Span], timed: bool, ahead: ThreadPoolExecutor | None, streams: int,
-                    slots: BatchSlots) -> list[dict | None]:
-        """The samples of a run of draws, each written into its row of the batch: the run's episodes
-        taken by this thread and the helper threads as they come free (each episode's draws on one
-        thread, in order), so decoding and the writes into the batch run on every decode stream at once."""
+    def _queue_rows(self, run: list[tuple[int, int, bool]], eps: list[LoadedEpisode | None], video_of: Callable,
+                    spans: list[Span], threads: BuildThreads, slots: BatchSlots) -> Run:
+        """Queue the samples of a run of draws to be built into their rows of the batch, one group of
+        draws per episode, longest first (reader/build_threads.py)."""
         rows = slots.rows(len(run))
-        jobs: dict[int, list[tuple[int, LoadedEpisode | None, int]]] = {}  # span -> its draws (j, episode, frame)
+        jobs: dict[int, list[tuple[int, tuple]]] = {}  # span -> its draws (j, (episode, video, frame, row))
         for j, ((p, f, _), ep) in enumerate(zip(run, eps)):
-            jobs.setdefault(p, []).append((j, ep, spans[p].start + f))
-        # Each thread takes the next episode's draws when it is done with its last, longest first: the
-        # threads finish together however the episodes' costs differ (cameras, windows, a new decoder).
-        groups = deque((video_of(p, draws[0][1]), draws) for p, draws in sorted(jobs.items(), key=lambda kv: -len(kv[1])))
+            jobs.setdefault(p, []).append((j, (ep, video_of(p, ep), spans[p].start + f, rows[j])))
+        return threads.submit(sorted(jobs.items(), key=lambda kv: -len(kv[1])))
 
-        def build_groups() -> list[tuple[int, dict | EpisodeError | None]]:
-            out = []
-            while True:
-                try:
-                    video, draws = groups.popleft()  # deque pops are thread-safe
-                except IndexError:
-                    return out
-                for j, ep, frame in draws:
-                    try:
-                        out.append((j, None if ep is None else self._builder.build(ep, video, frame, rows[j])))
-                    except EpisodeError as e:
-                        out.append((j, e))
-
+    def _collect_rows(self, run: list[tuple[int, int, bool]], queued: Run, spans: list[Span], timed: bool,
+                      threads: BuildThreads, slots: BatchSlots
+                      ) -> Iterator[tuple[tuple[int, int, bool], dict | None]]:
+        """The draws of a queued run and their samples (None where skipped), once built: this thread
+        builds its groups too (and a later run's, once this one's are all taken)."""
         with self.store.stats.timer(S.DECODE_S) if timed else nullcontext():
-            pending = [ahead.submit(build_groups) for _ in range(streams - 1)] if ahead else []
-            results = dict(build_groups())
-            for job in pending:
-                results.update(job.result())
+            results = threads.finish(queued)
         built: list[dict | None] = []
         for j, (p, f, _) in enumerate(run):
             got = results[j]
@@ -513,7 +527,19 @@ class LeRobotShardDataset(Resumable, IterableDataset):
                 self._count_skip(self.store.stats)  # episode skipped (on_error="skip")
             built.append(got)
         slots.close_gaps(built)
-        return built
+        return zip(run, built)
+
+    def _build_into(self, item: tuple[LoadedEpisode | None, EpisodeVideo | None, int, dict]
+                    ) -> dict | EpisodeError | None:
+        """The sample of ``(episode, its video, frame, its rows of the batch)``, written into those rows;
+        None for a skipped episode, the error for one that fails while building."""
+        ep, video, frame, rows = item
+        if ep is None:
+            return None
+        try:
+            return self._builder.build(ep, video, frame, rows)
+        except EpisodeError as e:
+            return e
 
     def _build(self, ep: LoadedEpisode | None, video: EpisodeVideo | None, frame: int,
                timed: bool) -> dict[str, Any] | None:

@@ -4,8 +4,9 @@ Without it a batch is built only when the loop asks for it: the decoding threads
 through every training step, and the step waits through every build. DataLoader workers overlap
 the two by prefetching; at ``num_workers=0`` this does the same with one batch: a thread of the
 dataset's own (with the decoding helpers it uses, reader/dataset.py) builds batch n + 1 while the
-loop has batch n. One ahead, not more: each batch built ahead is a batch of frames in memory
-(``BatchSlots`` keeps one more set of rows for reuse, reader/batch.py).
+loop has batch n (and its helpers begin batch n + 2 while it hands n + 1 over, reader/dataset.py).
+One ahead, not more: each batch built ahead is a batch of frames in memory (``BatchSlots`` keeps
+one more set of rows for reuse, reader/batch.py).
 
 The batches, their order and the resume state are what building them on the loop's thread gives:
 ``state_dict()`` counts the samples of the batches handed over, not of the one being built.

@@ -16,6 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from lerobot_wds.errors import UsageError
 from lerobot_wds.reader import LeRobotShardDataset, LeRobotTransitions, mix
 from lerobot_wds.reader.batch import BatchSlots
+from lerobot_wds.reader.build_threads import BuildThreads
 from lerobot_wds.reader.io_stats import Stats
 from lerobot_wds.reader.one_ahead import THREAD_NAME
 from lerobot_wds.reader.video import MAIN_DECODE_STREAMS, EpisodeVideo
@@ -187,19 +188,39 @@ def test_skipped_samples_leave_no_gap(packed, tmp_path, shuffle):
 
 def test_rows_of_skipped_samples_are_closed_up():
     slots = BatchSlots(4, {"cam": (2, 3)}, torch.uint8, None, {}, Stats())
-    slots.rows(1)[0]["cam"].fill_(9)  # row 0: a sample handed over earlier
-    slots._items.append({"cam": None})
+    first = {"cam": slots.rows(1)[0]["cam"].fill_(9)}  # row 0: a sample handed over earlier
+    slots.close_gaps([first])
+    slots._items.append(first)
     rows = slots.rows(3)
     built = []
     for n, row in enumerate(rows):
         row["cam"].fill_(n + 1)
         built.append(None if n == 1 else {"cam": row["cam"]})
     slots.close_gaps(built)
-    frames = slots._buffers["cam"]
+    frames = slots._sets[0]["cam"]
     assert [int(frames[r, 0, 0]) for r in range(3)] == [9, 1, 3]
     assert built[2]["cam"].data_ptr() == frames[2].data_ptr()  # the sample now holds its new row
     with pytest.raises(ValueError, match="3 left"):
         slots.rows(4)
+
+
+def test_rows_given_out_ahead_are_the_next_batchs():
+    """Rows asked for before the samples of the rows given earlier are handed over: those past a full
+    batch are the next batch's, and each batch comes out with its own samples' frames."""
+    slots = BatchSlots(2, {"cam": (1,)}, torch.uint8, None, {}, Stats())
+    rows = slots.rows(2) + slots.rows(1)
+    for n, row in enumerate(rows):
+        row["cam"].fill_(n)
+    assert rows[2]["cam"].untyped_storage().data_ptr() != rows[0]["cam"].untyped_storage().data_ptr()
+    samples = [{"cam": row["cam"]} for row in rows]
+    slots.close_gaps(samples[:2])
+    slots.close_gaps(samples[2:])
+    assert [b["cam"].flatten().tolist() for b in slots.batches(samples)] == [[0, 1], [2]]
+    ahead = BatchSlots(2, {"cam": (1,)}, torch.uint8, None, {}, Stats())
+    first = ahead.rows(2)
+    ahead.rows(2)
+    with pytest.raises(ValueError, match="skipped in rows given out before later ones"):
+        ahead.close_gaps([None, {"cam": first[1]["cam"]}])
 
 
 @pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one decode thread")
@@ -220,6 +241,34 @@ def test_the_training_process_builds_a_batchs_rows_on_every_decode_thread(packed
     monkeypatch.setattr(EpisodeVideo, "frames_into", spy)
     got = list(LeRobotShardDataset(packed("lerobot_v3_av1"), batch_size=16, **args))
     assert threads == {THREAD_NAME, "lerobot-wds-decode"}
+    assert_batches_equal(want, got)
+
+
+@pytest.mark.skipif(MAIN_DECODE_STREAMS < 2, reason="one core: one decode thread")
+@pytest.mark.parametrize("on_error, ahead", [("raise", 1), ("skip", 0)])
+def test_the_next_batchs_draws_are_queued_before_this_batch_is_collected(packed, monkeypatch, on_error, ahead):
+    """reader/dataset.py: at 0 workers the next batch's draws are queued for the helpers before this
+    thread collects this batch (reader/build_threads.py), so they go on building while it hands the
+    batch over; not with ``on_error="skip"``, where a skipped sample moves the rows after it. The
+    batches are the DataLoader's either way."""
+    js, _ = expected("lerobot_v3_av1", "windows")
+    args = dict(delta_timestamps=js["delta_timestamps"], return_uint8=True, seed=6, on_error=on_error)
+    submitted, queued_after = [], []
+    submit, finish = BuildThreads.submit, BuildThreads.finish
+
+    def spy_submit(self, groups):
+        submitted.append(submit(self, groups))
+        return submitted[-1]
+
+    def spy_finish(self, run):  # runs queued after the one collected now
+        queued_after.append(len(submitted) - 1 - submitted.index(run))
+        return finish(self, run)
+
+    want = list(DataLoader(LeRobotShardDataset(packed("lerobot_v3_av1"), **args), batch_size=16))
+    monkeypatch.setattr(BuildThreads, "submit", spy_submit)
+    monkeypatch.setattr(BuildThreads, "finish", spy_finish)
+    got = list(LeRobotShardDataset(packed("lerobot_v3_av1"), batch_size=16, **args))
+    assert queued_after == [ahead] * (len(got) - 1) + [0]
     assert_batches_equal(want, got)
 
 

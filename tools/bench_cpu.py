@@ -14,10 +14,11 @@ samples/s x CPU per sample = cores.
 ``--split`` (0 workers): the training process's CPU per sample split into the shared decoder's
 decoding turns (``SharedClipDecoder._turn``), the conversions into RGB (``PlanarFrame.convert_into``,
 with how many a sample makes) and the rest, each timed on its own thread's CPU clock; with
-``--batched`` also how many cores were busy while a batch was built on the decoding threads
-(``_build_rows``: process CPU / wall) and the wall time per batch outside it. Since batches are
-built one ahead (``reader/one_ahead.py``) the loop runs during builds, and the time outside them
-is the builder's own: waiting to be asked for the next batch, assembling it, the next draws.
+``--batched`` also how many cores were busy while the builder thread waited for a batch's
+samples, building them itself and on the helpers (``_collect_rows``: process CPU / wall), and
+the wall time per batch outside it. Since batches are built one ahead (``reader/one_ahead.py``)
+the loop runs during builds, and the time outside them is the builder's own: waiting to be asked
+for the next batch, assembling it, the next draws (while the helpers go on with them).
 
     .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 2 [--windows] [--batched]
     .venv-lerobot/bin/python tools/bench_cpu.py bench_out/peers/packed --workers 0 --batched --windows --split
@@ -157,7 +158,7 @@ def timed_internals() -> dict[str, float]:
 
     on_thread_clock(shared_decoder.SharedClipDecoder, "_turn", "decode", "turns")
     on_thread_clock(shared_decoder.PlanarFrame, "convert_into", "convert", "converts")
-    build = LeRobotShardDataset._build_rows
+    build = LeRobotShardDataset._collect_rows
 
     def timed_build(*args, **kwargs):
         t, c = time.perf_counter(), time.process_time()
@@ -167,7 +168,7 @@ def timed_internals() -> dict[str, float]:
             acc["build_wall"] += time.perf_counter() - t
             acc["build_cpu"] += time.process_time() - c
             acc["builds"] += 1
-    LeRobotShardDataset._build_rows = timed_build
+    LeRobotShardDataset._collect_rows = timed_build
     return acc
 
 
