@@ -24,10 +24,11 @@ h264's parameter sets, that a keyframe need not reset); 8-bit 4:2:0 (``yuv420p``
 ``yuvj420p``); untagged or BT.601 colour (lerobot's writer tags none), under which PyAV's RGB
 conversion equals torchcodec's in both supported stacks, where under BT.709 PyAV 15.1 differs by
 up to 39 (``tools/check_pyav_colour.py``, and the tests); decode order is presentation order;
-every frame a keyframe or right after one; each packet's bytes where the demuxer says. A turn
-that gives back other than one frame per packet, or a frame of another format, colour tag or size,
-ends the shared path for that episode and camera (its torchcodec decoder takes over at the same
-frame, and the context is dropped) rather than yield a frame that might differ.
+every frame a keyframe or right after one; each packet's bytes where the clip's sample table (or
+the demuxer) says. A turn that gives back other than one frame per packet, or a frame of another
+format, colour tag or size, ends the shared path for that episode and camera (its torchcodec
+decoder takes over at the same frame, and the context is dropped) rather than yield a frame that
+might differ.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from typing import Callable, TypeVar
 
 import numpy as np
 import torch
+
+from ..packer.sampletable import read_sample_table
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -421,7 +424,15 @@ class PlanarFrame:
 def open_shared(clip: bytes) -> SharedClipDecoder | None:
     """A :class:`SharedClipDecoder` for ``clip``, or None where its frames could differ from
     torchcodec's or where it is not GOP 2 or less (the module docstring says what is checked).
-    Raises ValueError for a clip that does not demux."""
+    Raises ValueError for a clip that does not demux.
+
+    Each packet's place and keyframe flag come from the clip's sample table (the ``moov`` box's
+    ``stsz``, ``stco``, ``stss``: ``packer/sampletable.py``, which refuses a table whose order or
+    bytes it cannot vouch for, and then PyAV demuxes packet by packet). Opening a clip of the peers
+    benchmark's top camera took 0.52-0.53 ms so, against 1.49-1.51 ms demuxed packet by packet, a
+    Python object a packet (``tools/bench_frame_costs.py bench_out/peers/packed --camera
+    observation.images.top``, two interleaved runs each way); an epoch opens every clip of the pool
+    once, most of them in its first batches."""
     import av
 
     try:
@@ -433,16 +444,24 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
             if ctx.codec.canonical_name != "av1" or ctx.format is None or ctx.format.name not in SAME_FORMAT \
                     or ctx.colorspace not in SAME_COLOUR:
                 return None
-            rows = [(p.pos, p.size, p.is_keyframe, p.pts) for p in container.demux(stream) if p.size]
             codec, extradata, width, height = ctx.name, ctx.extradata, ctx.width, ctx.height
+            table = read_sample_table(io.BytesIO(clip)) if len(container.streams) == 1 else None
+            if table is not None and table.size.all():
+                places = np.stack([table.offset, table.size], axis=1)
+                key, in_order = table.key, bool((np.diff(table.dts) > 0).all())
+            else:  # FFmpeg's demuxer says where each packet is
+                rows = [(p.pos, p.size, p.is_keyframe, p.pts) for p in container.demux(stream) if p.size]
+                if not rows:
+                    return None
+                places = np.array([r[:2] for r in rows], dtype=np.int64)
+                key = np.array([r[2] for r in rows], dtype=bool)
+                pts = [r[3] for r in rows]
+                in_order = all(p is not None for p in pts) and all(b > a for a, b in zip(pts, pts[1:]))
     except av.FFmpegError as e:
         raise ValueError(str(e)) from e
-    if not rows:
+    if not len(places):
         return None
-    table = np.array([r[:3] for r in rows], dtype=np.int64)
-    places, key = table[:, :2], table[:, 2].astype(bool)
-    pts = [r[3] for r in rows]
-    if any(p is None for p in pts) or any(b <= a for a, b in zip(pts, pts[1:])):
+    if not in_order:
         return None  # presentation order is not decode order, or not known
     if (places[:, 0] < 0).any() or (places.sum(axis=1) > len(clip)).any():
         return None  # packets whose bytes are not where a slice of the clip finds them

@@ -3,8 +3,12 @@ every clip, two frames a turn, into frames equal to torchcodec's (LeRobotDataset
 for pixel; every clip whose frames could differ goes to torchcodec instead, before or during
 decoding. Clips are re-encoded here by FFmpeg's SVT-AV1, lerobot's encoder."""
 
+import io
 import subprocess
+import tarfile
 from pathlib import Path
+
+import av
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ import torch
 
 from lerobot_wds.format import ShardEpisodeMeta
 from lerobot_wds.packer.clip import ClipCutter, ClipRequest
+from lerobot_wds.packer.sampletable import read_sample_table
 from lerobot_wds.reader.episodes import EpisodeError, LoadedEpisode
 from lerobot_wds.reader.shared_decoder import SharedClipDecoder, SharedPathEnded, open_shared
 from lerobot_wds.reader.torchcodec_import import video_decoder_class
@@ -33,6 +38,42 @@ def encode(tmp_path: Path, name: str, *args: str, source: str = TOP, start: floa
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-ss", str(start), "-i", source, "-frames:v", str(frames),
                     "-c:v", codec, "-pix_fmt", "yuv420p", *args, str(out)], check=True, capture_output=True)
     return out
+
+
+def demuxed(clip: bytes) -> list[tuple[int, int, bool]]:
+    """Each packet's (byte offset, size, keyframe) as FFmpeg's demuxer gives them."""
+    with av.open(io.BytesIO(clip)) as container:
+        return [(p.pos, p.size, p.is_keyframe) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def packets_of(dec: SharedClipDecoder) -> list[tuple[int, int, bool]]:
+    return [(offset, size, key) for (offset, size), key in zip(dec._places, dec._key)]
+
+
+def test_packet_places_come_from_the_sample_table_as_ffmpeg_demuxes_them(packed):
+    """lerobot's files (many episodes each) and the packer's clips: the places the shared decoder
+    reads from the ``moov`` box's tables are the packets FFmpeg's demuxer gives, one by one."""
+    clips = [p.read_bytes() for p in sorted(Path("tests/data/lerobot_v3_av1/videos").glob("*/chunk-000/*.mp4"))]
+    for shard in sorted(Path(packed("lerobot_v3_av1")).glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            clips += [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".mp4")]
+    assert len(clips) > 15
+    for clip in clips:
+        assert read_sample_table(io.BytesIO(clip)) is not None
+        dec = open_shared(clip)
+        assert isinstance(dec, SharedClipDecoder) and packets_of(dec) == demuxed(clip)
+
+
+def test_a_clip_without_a_whole_sample_table_is_demuxed_packet_by_packet(tmp_path):
+    """A fragmented mp4 (its samples listed per fragment, not in ``moov``): no table to read, so
+    FFmpeg's demuxer gives the places, and the frames are still torchcodec's."""
+    path = encode(tmp_path, "fragmented", "-g", "2", "-movflags", "frag_keyframe+empty_moov")
+    clip = path.read_bytes()
+    assert read_sample_table(io.BytesIO(clip)) is None
+    dec = open_shared(clip)
+    assert isinstance(dec, SharedClipDecoder) and packets_of(dec) == demuxed(clip)
+    want = torchcodec_frames(clip)
+    assert all(torch.equal(dec.frame_at(i).tensor(), want[i]) for i in range(len(want)))
 
 
 @pytest.mark.parametrize("order", ["forward", "odd starts", "random", "backward"])

@@ -30,8 +30,8 @@ Last, the reader's decoder shared by every episode (``reader/shared_decoder.py``
 context per camera fed every episode's packets in the pool's order, two frames a turn from a
 keyframe (at GOP 2 the pair's second frame refers only to the first), the second kept decoded for
 the episode's next turn. It checks that its pixels equal torchcodec's (every frame), and prints ms
-a frame against held torchcodec decoders in the same order and the resident memory per episode of
-each. Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``: only that, one
+a frame against held torchcodec decoders in the same order, the resident memory per episode of
+each, and the ms ``open_shared`` takes to open a clip (to find its packets). Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``: only that, one
 thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got
 before ``PlanarFrame``), swscale's planar ``gbrp`` as a PyAV frame then three plane copies into
 the row (``PlanarFrame`` before it converted into the row itself), and swscale converting straight
@@ -247,13 +247,20 @@ def shared_decoder(VideoDecoder, eps: list, camera: str, frames: int = 15) -> No
         gc.collect()
         rows[name] = (ms, (status_bytes("RssAnon") - base) / len(eps) / 1e6)
         del holds
+    opens = []
+    for _ in range(3):
+        t = time.perf_counter()
+        for ep in eps:
+            open_shared(ep.clips[camera])
+        opens.append((time.perf_counter() - t) / len(eps) * 1e3)
     check: list[bool] = []
     shared_turns(check)  # after the measured turns: their contexts (and picture pools) were new
     print(f"  the reader's shared decoder over {len(eps)} episodes (PyAV {av.__version__}): "
           f"pixels equal torchcodec's in {sum(check)} of {len(check)} frames; "
           f"{rows['shared'][0]:.2f} ms a frame, two a turn, against {rows['held'][0]:.2f} held, one a turn; "
           f"resident per episode {rows['shared'][1]:.2f} MB (packet places, kept frame) against "
-          f"{rows['held'][1]:.2f} MB (held decoder)")
+          f"{rows['held'][1]:.2f} MB (held decoder); opening a clip (open_shared: its packets' places) "
+          f"{min(opens):.2f} ms, the best of 3 passes")
 
 
 def reopen_costs(VideoDecoder, eps: list, camera: str) -> None:
