@@ -33,7 +33,9 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    ``--remote``: ours, ours-batched and lance with windows also from an S3 API on loopback (moto,
    started once, behind a proxy adding ``--latency-ms`` per request), each right after the same
    row from disk, and the remote ÷ local ratio also as the median over rounds of those pairs;
-5. prints a markdown table and writes ``--plot`` (PNG).
+5. prints a markdown table, then ours' rows against their own round's decode limit, round by
+   round (``by_round``: the limit drifts between rounds as the rows do; ``tools/peers_by_round.py``
+   prints it again from a saved run), and writes ``--plot`` (PNG).
 
 "win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
 
@@ -269,6 +271,22 @@ def run_child(args: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
+def by_round(rows: list[dict], limits: list[dict]) -> str:
+    """Ours' rows from disk against the decode limit of their own round, round by round: the limit
+    moves between rounds on a shared machine as much as the rows do, and a round's rows are
+    measured nearer its own limit than the medians are."""
+    lines = ["÷ decode limit, each round's row against that round's limit (ours / ours-batched):\n"]
+    for win in (False, True):
+        for nw in (0, 2):
+            per = []
+            for rnd, limit in enumerate(limits):
+                got = {r["reader"]: r["samples_s"] for r in rows if r.get("round") == rnd and r["workers"] == nw
+                       and r["win"] == win and not r.get("remote") and "samples_s" in r}
+                per.append(" / ".join(f"{got[o] / limit_for(limit, nw):.2f}" if o in got else "-" for o in OURS))
+            lines.append(f"- {'win' if win else 'no win'}, {nw} workers: " + ", ".join(per))
+    return "\n".join(lines)
+
+
 def table(rows: list[dict], limit: dict) -> str:
     by = {(r["reader"], r["workers"], r["win"], r.get("remote", False)): r for r in rows}
     hdr = ("| | " + " | ".join(READERS) + " | ÷ map | ÷ lance | ÷ decode limit |\n|---|" + "---|" * (len(READERS) + 3))
@@ -456,6 +474,7 @@ def main(argv=None) -> int:
         if row["remote"]:
             row["paired_local_ratio"] = paired_remote_ratio(rows, row["reader"], row["workers"])
     print(table(merged, limit))
+    print(by_round(rows, limits))
     plot(merged, limit, a.plot)
     (a.data / "bench_peers.json").write_text(json.dumps({"rows": rows, "merged": merged, "decode_limit": limit,
                                                          "decode_limits": limits}, indent=1))
