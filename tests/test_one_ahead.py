@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader
 
 from lerobot_wds.reader import LeRobotShardDataset
 from lerobot_wds.reader.batch import BatchSlots
+from lerobot_wds.reader.build_threads import THREAD_NAME as HELPER_THREAD_NAME
 from lerobot_wds.reader.episodes import EpisodeError
 from lerobot_wds.reader.one_ahead import THREAD_NAME, one_ahead
+from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
 from reader_helpers import assert_resumes, corrupt_copy, indices_of
 from test_batch import assert_batches_equal
 
@@ -23,6 +25,10 @@ B = 8
 
 def builders() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def decode_helpers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(HELPER_THREAD_NAME)]
 
 
 def wait_for(condition, timeout: float = 60.0) -> None:
@@ -105,12 +111,14 @@ def test_an_error_while_building_ahead_is_raised_by_the_call_for_that_batch(pack
     wait_for(lambda: not builders())
 
 
-def test_closing_early_ends_the_builder(packed):
+def test_closing_early_ends_the_builder_and_its_helpers(packed):
+    """Closed mid-epoch, with the next batches being built (and queued for the decoding helpers,
+    reader/build_threads.py): the builder and the helpers are gone once ``close`` returns."""
     it = iter(LeRobotShardDataset(packed("lerobot_v3_av1"), batch_size=B))
     next(it)
-    assert builders()
+    assert builders() and len(decode_helpers()) == MAIN_DECODE_STREAMS - 1
     it.close()
-    assert not builders()
+    assert not builders() and not decode_helpers()
 
 
 def test_workers_and_single_samples_build_on_the_loops_request(packed, assembled):
