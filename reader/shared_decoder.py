@@ -451,8 +451,6 @@ def open_shared(clip: bytes) -> SharedClipDecoder | None:
                 key, in_order = table.key, bool((np.diff(table.dts) > 0).all())
             else:  # FFmpeg's demuxer says where each packet is
                 rows = [(p.pos, p.size, p.is_keyframe, p.pts) for p in container.demux(stream) if p.size]
-                if not rows:
-                    return None
                 places = np.array([r[:2] for r in rows], dtype=np.int64)
                 key = np.array([r[2] for r in rows], dtype=bool)
                 pts = [r[3] for r in rows]

@@ -31,15 +31,16 @@ context per camera fed every episode's packets in the pool's order, two frames a
 keyframe (at GOP 2 the pair's second frame refers only to the first), the second kept decoded for
 the episode's next turn. It checks that its pixels equal torchcodec's (every frame), and prints ms
 a frame against held torchcodec decoders in the same order, the resident memory per episode of
-each, and the ms ``open_shared`` takes to open a clip (to find its packets). Then what converting a decoded 4:2:0 frame to RGB costs (``--conversions``: only that, one
-thread): ``rgb24`` then ``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got
-before ``PlanarFrame``), swscale's planar ``gbrp`` as a PyAV frame then three plane copies into
-the row (``PlanarFrame`` before it converted into the row itself), and swscale converting straight
-into the row (``PlanarFrame.convert_into``: the reader's), with the largest difference between
-``rgb24`` and either ``gbrp`` row's pixels over every frame; ``rgb24`` alone; and the first
-``gbrp`` conversion of frames never converted before (decoded anew for each repetition),
-through each frame's own reformatter (PyAV's ``VideoFrame.reformat``) and through one reformatter
-reused for every frame (the reader's, one a thread).
+each, and the ms ``open_shared`` takes to open a clip (to find its packets). Then what converting a
+decoded 4:2:0 frame to RGB costs (``--conversions``: only that, one thread): ``rgb24`` then
+``cv2.split`` into a reused ``(3, H, W)`` row (what a batch's row got before ``PlanarFrame``),
+swscale's planar ``gbrp`` as a PyAV frame then three plane copies into the row (``PlanarFrame``
+before it converted into the row itself), and swscale converting straight into the row
+(``PlanarFrame.convert_into``: the reader's), with the largest difference between ``rgb24`` and
+either ``gbrp`` row's pixels over every frame; ``rgb24`` alone; and the first ``gbrp`` conversion
+of frames never converted before (decoded anew for each repetition), through each frame's own
+reformatter (PyAV's ``VideoFrame.reformat``) and through one reformatter reused for every frame
+(the reader's, one a thread).
 
     .venv/bin/python tools/bench_frame_costs.py bench_out/peers/packed --camera observation.images.top
 """
