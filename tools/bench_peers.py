@@ -26,7 +26,9 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    (``reader/video.py`` ``MAIN_DECODE_STREAMS``, each thread a share of the episodes, one FFmpeg
    thread per decoder: samples/s = frames / wall seconds); for 2 workers, 2 one-thread processes at once,
    each on half the episodes (their samples/s summed): each ratio is against bare decoding with
-   the same processes and threads on this machine;
+   the same processes and threads on this machine; measured at each round's start, and again
+   right after each ``ours-batched`` row from disk, for that row's workers only (``limit_after``
+   in the JSON): a round's last rows run minutes after its start, and the machine's speed drifts;
 4. steps 2-3 are repeated ``--rounds`` times (default 3), rows interleaved, so a drift in the
    machine's speed hits every reader alike; the table gives the median samples/s and first batch
    over rounds, the highest peak RSS and the mean mixing measures (each round's rows in the JSON);
@@ -35,7 +37,8 @@ of another version would upgrade fsspec); ``--remote`` starts the S3 server with
    row from disk, and the remote ÷ local ratio also as the median over rounds of those pairs;
 5. prints a markdown table, then ours' rows against their own round's decode limit, round by
    round (``by_round``: the limit drifts between rounds as the rows do; ``tools/peers_by_round.py``
-   prints it again from a saved run), and writes ``--plot`` (PNG).
+   prints it again from a saved run), and against the limit measured right after them, and writes
+   ``--plot`` (PNG).
 
 "win" = a 16-step ``action`` window plus ``observation.images.top`` at ``[-0.1, 0.0]``.
 
@@ -216,22 +219,29 @@ def decode_limit(packed: str, max_episodes: int = 50, part: int = 0, parts: int 
 
 
 def decode_limits(packed: str, workers: list[int]) -> dict:
-    """The decode limit in one process on one thread; when 0 workers are measured, one process on
-    the decode threads ours uses there (``MAIN_DECODE_STREAMS``: key ``samples_s_0``); and for
-    each worker count n > 1, n processes decoding at once on one thread each (each a share of the
-    episodes; samples/s summed), so each ratio is taken against what bare decoding with the same
-    processes and threads reaches on this machine, not n times one."""
+    """The decode limit in one process on one thread (with each camera's frames/s); and, keyed
+    ``samples_s_<n>``, :func:`limit_now` for 0 workers and for each worker count n > 1 measured."""
+    out = decode_limit(packed)
+    for n in sorted({w for w in workers if w != 1}):
+        out[f"samples_s_{n}"] = limit_now(packed, n)
+    return out
+
+
+def limit_now(packed: str, workers: int) -> float:
+    """The decode limit a row with ``workers`` DataLoader workers is compared with, measured now
+    (samples/s): at 0 workers one process on the decode threads ours uses there
+    (``MAIN_DECODE_STREAMS``); at 1, one process on one thread; at n > 1, n processes decoding at
+    once on one thread each (each a share of the episodes; samples/s summed). So each ratio is
+    taken against what bare decoding with the same processes and threads reaches on this machine,
+    not n times one."""
     from lerobot_wds.reader.video import MAIN_DECODE_STREAMS
 
-    out = decode_limit(packed)
-    if 0 in workers:
-        out["samples_s_0"] = decode_limit(packed, streams=MAIN_DECODE_STREAMS)["samples_s"]
-    for n in sorted({w for w in workers if w > 1}):
-        procs = [subprocess.Popen([sys.executable, __file__, "--limit-part", str(k), str(n), packed],
-                                  stdout=subprocess.PIPE, text=True) for k in range(n)]
-        parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        out[f"samples_s_{n}"] = sum(r["samples_s"] for r in parts)
-    return out
+    if workers <= 1:
+        return decode_limit(packed, streams=MAIN_DECODE_STREAMS if workers == 0 else 1)["samples_s"]
+    procs = [subprocess.Popen([sys.executable, __file__, "--limit-part", str(k), str(workers), packed],
+                              stdout=subprocess.PIPE, text=True) for k in range(workers)]
+    parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return sum(r["samples_s"] for r in parts)
 
 
 def limit_for(limit: dict, workers: int) -> float:
@@ -274,16 +284,33 @@ def run_child(args: list[str]) -> dict:
 def by_round(rows: list[dict], limits: list[dict]) -> str:
     """Ours' rows from disk against the decode limit of their own round, round by round: the limit
     moves between rounds on a shared machine as much as the rows do, and a round's rows are
-    measured nearer its own limit than the medians are."""
+    measured nearer its own limit than the medians are. Then, where the run measured it, against
+    the limit measured right after the round's ``ours-batched`` row (``limit_after``), nearer still."""
+
+    def ours(rnd: int, nw: int, win: bool) -> dict[str, float]:
+        return {r["reader"]: r["samples_s"] for r in rows if r.get("round") == rnd and r["workers"] == nw
+                and r["win"] == win and not r.get("remote") and "samples_s" in r and r["reader"] in OURS}
+
+    def ratios(got: dict[str, float], limit: float) -> str:
+        return " / ".join(f"{got[o] / limit:.2f}" if o in got else "-" for o in OURS)
+
+    configs = [(win, nw) for win in (False, True) for nw in (0, 2)]
     lines = ["÷ decode limit, each round's row against that round's limit (ours / ours-batched):\n"]
-    for win in (False, True):
-        for nw in (0, 2):
-            per = []
-            for rnd, limit in enumerate(limits):
-                got = {r["reader"]: r["samples_s"] for r in rows if r.get("round") == rnd and r["workers"] == nw
-                       and r["win"] == win and not r.get("remote") and "samples_s" in r}
-                per.append(" / ".join(f"{got[o] / limit_for(limit, nw):.2f}" if o in got else "-" for o in OURS))
-            lines.append(f"- {'win' if win else 'no win'}, {nw} workers: " + ", ".join(per))
+    for win, nw in configs:
+        per = [ratios(ours(rnd, nw, win), limit_for(limit, nw)) for rnd, limit in enumerate(limits)]
+        lines.append(f"- {'win' if win else 'no win'}, {nw} workers: " + ", ".join(per))
+    after = [r for r in rows if "limit_after" in r]
+    if after:
+        lines.append("\n÷ the decode limit measured right after the round's ours-batched row (ours / "
+                     "ours-batched), round by round; median over rounds:\n")
+    for win, nw in configs:
+        pairs = [(ours(x["round"], nw, win), x["limit_after"]) for x in after if x["workers"] == nw and x["win"] == win]
+        if pairs:
+            median = {o: statistics.median(got[o] / lim for got, lim in pairs) for o in OURS
+                      if all(o in got for got, _ in pairs)}
+            lines.append(f"- {'win' if win else 'no win'}, {nw} workers: "
+                         + ", ".join(ratios(got, lim) for got, lim in pairs) + "; median "
+                         + " / ".join(f"{median[o]:.2f}" if o in median else "-" for o in OURS))
     return "\n".join(lines)
 
 
@@ -466,6 +493,8 @@ def main(argv=None) -> int:
                             row = run_child([reader, path, str(nw), "1" if win else "0", str(a.seconds),
                                              str(a.warmup), storage, str(a.step_ms / 1000)])
                             row.update(reader=reader, workers=nw, win=win, round=rnd, remote=is_remote)
+                            if reader == "ours-batched" and not is_remote:  # the limit as the row ran
+                                row["limit_after"] = limit_now(paths["ours"], nw)
                             print(json.dumps(row), flush=True)
                             rows.append(row)
     limit = {k: statistics.median(x[k] for x in limits) for k in limits[0]}

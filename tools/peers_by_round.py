@@ -1,4 +1,5 @@
-"""Ours' rows of a ``tools/bench_peers.py`` run against the decode limit of their own round.
+"""Ours' rows of a ``tools/bench_peers.py`` run against the decode limit of their own round (and
+against the limit measured right after them, where the run did).
 
 Reads the run's ``bench_peers.json`` (``--data``'s folder, ``bench_out/peers`` by default) or the
 lines the run printed, and prints what the run itself prints after its table (``by_round``).
