@@ -198,11 +198,11 @@ def _column(col: pa.ChunkedArray, name: str, is_image: bool, where: str) -> Any:
         return col.to_pylist()
     try:
         if _is_list(col.type) and not _is_list(col.type.value_type):
-            arr = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+            arr = _values(col.flatten()).reshape(len(col), -1)
         elif _is_list(col.type):  # nested lists, e.g. shape (2, 3): rare, take the slow path
             arr = np.asarray(col.to_pylist())
         else:
-            arr = col.to_numpy(zero_copy_only=False)
+            arr = _values(col)
     except (pa.ArrowInvalid, ValueError) as e:
         raise EpisodeError(f"{where}: column {name!r} of type {col.type} cannot become an array ({e})") from e
     if arr.dtype == object:
@@ -217,6 +217,16 @@ def _column(col: pa.ChunkedArray, name: str, is_image: bool, where: str) -> Any:
         arr = arr.astype(np.int64)
     t = torch.from_numpy(np.array(arr, copy=True))  # own, writable memory (not the shard bytes)
     return t.to(torch.get_default_dtype()) if t.dtype.is_floating_point else t
+
+
+def _values(arr: pa.Array) -> np.ndarray:
+    """A flat Arrow array's values as numpy. Numbers and bools without nulls go through DLPack:
+    pyarrow's ``to_numpy`` imports pandas where it is installed, about 0.3 s in each new worker."""
+    if arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        return np.from_dlpack(arr)
+    if arr.null_count == 0 and pa.types.is_boolean(arr.type):  # bit-packed: DLPack takes bytes
+        return np.from_dlpack(arr.cast(pa.uint8())).astype(bool)
+    return arr.to_numpy(zero_copy_only=False)
 
 
 def _is_list(t: pa.DataType) -> bool:
