@@ -388,12 +388,15 @@ def plot(rows: list[dict], limit: dict, out: Path) -> None:
         vals = [next((x["samples_s"] for x in rows if (x.get("reader"), x.get("win"), x.get("workers"), x.get("remote", False))
                       == (r, w, nw, False) and "samples_s" in x), 0) for w, nw in groups]
         ax.bar([g + k * width for g in range(len(groups))], vals, width, label=r)
-    ax.axhline(limit["samples_s"], color="k", ls="--", lw=1, label="decode limit (1 process)")
+    for g, (_, nw) in enumerate(groups):  # each row's limit: its processes and threads, as the table's
+        ax.hlines(limit.get(f"samples_s_{nw}", limit["samples_s"]), g - width / 2, g + 0.8 - width / 2, color="k",
+                  ls="--", lw=1, label="decode limit (the row's processes)" if g == 0 else None)
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
     ax.set_xticklabels([f"{'win' if w else 'no win'}, {nw} workers" for w, nw in groups])
     ax.set_ylabel("samples/s (batch 32, uint8)")
     ax.set_title("480x640 + 240x320 AV1, 50 episodes (tools/bench_peers.py)")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the legend above the limit
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
