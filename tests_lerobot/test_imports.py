@@ -37,7 +37,8 @@ def test_reading_every_sample_of_a_pack_does_not_import_pandas(tmp_path):
                 "f64": {"dtype": "float64", "shape": (3,), "names": None},
                 "i16": {"dtype": "int16", "shape": (1,), "names": None},
                 "flag": {"dtype": "bool", "shape": (1,), "names": None},
-                "observation.images.top": {"dtype": "video", "shape": (32, 48, 3), "names": ["height", "width", "channels"]}}
+                "observation.images.top": {"dtype": "video", "shape": (32, 48, 3),
+                                           "names": ["height", "width", "channels"]}}
     with scheduling_kept():  # SVT-AV1 makes the thread real-time: packer/scheduling.py
         ds = LeRobotDataset.create("imports", fps=30, features=features, root=src, use_videos=True)
         for _ in range(2):
