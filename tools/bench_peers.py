@@ -389,8 +389,8 @@ def plot(rows: list[dict], limit: dict, out: Path) -> None:
                       == (r, w, nw, False) and "samples_s" in x), 0) for w, nw in groups]
         ax.bar([g + k * width for g in range(len(groups))], vals, width, label=r)
     for g, (_, nw) in enumerate(groups):  # each row's limit: its processes and threads, as the table's
-        ax.hlines(limit.get(f"samples_s_{nw}", limit["samples_s"]), g - width / 2, g + 0.8 - width / 2, color="k",
-                  ls="--", lw=1, label="decode limit (the row's processes)" if g == 0 else None)
+        ax.hlines(limit_for(limit, nw), g - width / 2, g + 0.8 - width / 2, color="k", ls="--", lw=1,
+                  label="decode limit (the row's processes)" if g == 0 else None)
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
     ax.set_xticklabels([f"{'win' if w else 'no win'}, {nw} workers" for w, nw in groups])
     ax.set_ylabel("samples/s (batch 32, uint8)")
